@@ -1,0 +1,155 @@
+"""The ``trashseg`` command: one sub-command per stage. Wiring and printing only; logic lives in the stages."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trashseg.config import Config, load_config
+from trashseg.errors import TrashsegError
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  help="Segment recycling waste: data checks, training, inference, ensembles, submission.")
+data_app = typer.Typer(no_args_is_help=True, help="Dataset checks.")
+submission_app = typer.Typer(no_args_is_help=True, help="Competition submission CSV.")
+app.add_typer(data_app, name="data")
+app.add_typer(submission_app, name="submission")
+console = Console()
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Recipe YAML (e.g. configs/data/trashcan.yaml).")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: --set data.classes=[a,b]")]
+SplitOpt = Annotated[str, typer.Option(help="train / val / test, or a COCO file name under the dataset root.")]
+
+
+def _config(config: Path | None, overrides: list[str] | None, data: Path | None = None) -> Config:
+    cfg = load_config(config, overrides)
+    if data is not None:
+        cfg.data.root = data
+    return cfg
+
+
+def _data_root(cfg: Config) -> Path:
+    if cfg.data.root is None:
+        raise TrashsegError("no dataset given: pass --data DIR (or set data.root in the config)")
+    return cfg.data.root
+
+
+def _split_path(cfg: Config, split: str) -> Path:
+    name = getattr(cfg.data, split) if split in ("train", "val", "test") else split
+    return _data_root(cfg) / name
+
+
+def _load(cfg: Config, split: str, require_annotations: bool = False):
+    from trashseg.data.coco import load_split
+
+    return load_split(_split_path(cfg, split), _data_root(cfg), cfg.data.classes, require_annotations)
+
+
+def _scores_table(scores, classes: list[str], title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("class")
+    table.add_column("IoU", justify="right")
+    table.add_column("acc", justify="right")
+    for name, iou, acc in zip(classes, scores.iou, scores.class_acc):
+        table.add_row(name, "—" if iou != iou else f"{iou:.4f}", "—" if acc != acc else f"{acc:.4f}")
+    table.add_section()
+    table.add_row("[bold]mIoU[/bold]", f"[bold]{scores.miou:.4f}[/bold]", f"{scores.mean_class_acc:.4f}")
+    return table
+
+
+@app.command()
+def sample(out: Annotated[Path, typer.Argument(help="Folder to write the generated dataset into.")],
+           train: int = 48, val: int = 16, test: int = 16, size: int = 256, seed: int = 0) -> None:
+    """Write a deterministic procedural dataset in the competition layout (11 recycling classes)."""
+    from trashseg.data.sample import write_sample_dataset
+
+    counts = write_sample_dataset(out, n_train=train, n_val=val, n_test=test, size=size, seed=seed)
+    console.print(f"wrote sample dataset to [bold]{out}[/bold]: {counts}")
+
+
+@data_app.command("check")
+def data_check(data: Annotated[Path, typer.Argument(help="Dataset root folder.")],
+               config: ConfigOpt = None, set_: SetOpt = None,
+               report: Annotated[Path, typer.Option(help="Where to write the JSON report.")] = Path("data_check.json"),
+               strict: Annotated[bool, typer.Option(help="Fail on warnings too.")] = False,
+               workers: int = 4) -> None:
+    """Validate JSON, ids, categories, images and annotations; exit 1 when something is wrong."""
+    from trashseg.data.check import check_dataset, summarize
+    from trashseg.fileio import atomic_write_json
+
+    cfg = _config(config, set_, data)
+    reports = check_dataset(_data_root(cfg), cfg.data.classes, workers=workers)
+    summary = summarize(reports)
+    atomic_write_json(report, summary)
+    table = Table(title=f"data check: {data}")
+    for col in ("file", "images", "annotations", "errors", "warnings"):
+        table.add_column(col, justify="left" if col == "file" else "right")
+    for r in reports:
+        table.add_row(Path(r.file).name, str(r.images), str(r.annotations),
+                      f"[red]{r.count('error')}[/red]" if r.count("error") else "0", str(r.count("warning")))
+    console.print(table)
+    problems = [p for r in reports for p in r.problems]
+    for p in problems[:30]:
+        console.print(f"[{'red' if p.severity == 'error' else 'yellow'}]{p}[/]", highlight=False, soft_wrap=True)
+    if len(problems) > 30:
+        console.print(f"... {len(problems) - 30} more in {report}")
+    console.print(f"report: {report}")
+    failed = not summary["ok"] or (strict and problems)
+    raise typer.Exit(1 if failed else 0)
+
+
+@submission_app.command("check")
+def submission_check(file: Annotated[Path, typer.Argument(help="Submission CSV.")],
+                     data: Annotated[Optional[Path], typer.Option(help="Dataset root.")] = None,
+                     split: SplitOpt = "test", config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Check a submission CSV against the test split: header, rows, ids, order, lengths, class ids."""
+    from trashseg.submission import check_submission
+
+    cfg = _config(config, set_, data)
+    problems = check_submission(file, _load(cfg, split))
+    for p in problems:
+        console.print(f"[red]{p}[/red]", highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"[green]{file}: OK[/green]")
+
+
+@app.command()
+def evaluate(pred: Annotated[Path, typer.Argument(help="Submission CSV or prediction folder (masks/*.png).")],
+             data: Annotated[Optional[Path], typer.Option(help="Dataset root.")] = None,
+             split: SplitOpt = "val", config: ConfigOpt = None, set_: SetOpt = None,
+             size: Annotated[int, typer.Option(help="Score at size×size (competition: 256); 0 = native.")] = 256,
+             out: Annotated[Optional[Path], typer.Option(help="Write scores as JSON here.")] = None) -> None:
+    """Score predictions with the competition's mIoU and print per-class IoU."""
+    from trashseg.data.masks import MaskCache
+    from trashseg.evaluate import evaluate as run_evaluate
+    from trashseg.fileio import atomic_write_json
+
+    cfg = _config(config, set_, data)
+    split_obj = _load(cfg, split, require_annotations=True)
+    scores = run_evaluate(pred, split_obj, MaskCache(split_obj, cfg.data.cache_dir), size)
+    console.print(_scores_table(scores, cfg.data.classes, f"{pred} on {split_obj.name}"))
+    if out:
+        atomic_write_json(out, scores.to_dict(cfg.data.classes))
+
+
+@app.command()
+def demo(out: Annotated[Path, typer.Option(help="Folder for everything the demo makes.")] = Path("demo_out")) -> None:
+    """Run every stage on generated data and print what it made."""
+    from trashseg.demo import run_demo
+
+    run_demo(out, console)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user mistakes print one clear message (no traceback) and exit 2."""
+    try:
+        app(args=argv, prog_name="trashseg")
+    except TrashsegError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,146 @@
+"""YAML recipes → validated config objects.
+
+A recipe may inherit from others with ``_base_: [file.yaml, ...]`` (paths relative to the recipe, as in
+mmsegmentation); later files and ``--set key=value`` overrides win. Unknown or mistyped keys are errors that
+name the dotted key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trashseg.errors import TrashsegError
+
+RECYCLING_CLASSES: tuple[str, ...] = (
+    "Background",
+    "General trash",
+    "Paper",
+    "Paper pack",
+    "Metal",
+    "Glass",
+    "Plastic",
+    "Styrofoam",
+    "Plastic bag",
+    "Battery",
+    "Clothing",
+)
+
+IGNORE_INDEX = 255
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    """Where the dataset lives and how its COCO files map onto class indices."""
+
+    root: Path | None = None
+    classes: list[str] = Field(default_factory=lambda: list(RECYCLING_CLASSES))
+    train: str = "train.json"
+    val: str = "val.json"
+    test: str = "test.json"
+    cache_dir: Path | None = None
+    ignore_index: int = IGNORE_INDEX
+
+    @field_validator("classes")
+    @classmethod
+    def _classes_valid(cls, v: list[str]) -> list[str]:
+        if len(v) < 2:
+            raise ValueError("needs at least 2 classes (index 0 = background)")
+        if len(set(v)) != len(v):
+            dup = sorted({c for c in v if v.count(c) > 1})
+            raise ValueError(f"duplicate class names {dup}")
+        if len(v) > 255:
+            raise ValueError("at most 255 classes (masks are uint8, 255 = ignore)")
+        return v
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+class Config(Section):
+    name: str = "default"
+    data: DataConfig = Field(default_factory=DataConfig)
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise TrashsegError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise TrashsegError(f"{path}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise TrashsegError(f"{path}: a config must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """Read a recipe and everything it inherits from, merged, without validating."""
+    path = Path(path).resolve()
+    if path in _seen:
+        raise TrashsegError(f"{path}: circular _base_ inheritance")
+    data = _read_yaml(path)
+    bases = data.pop("_base_", [])
+    merged: dict = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        merged = _deep_merge(merged, load_raw(path.parent / base, (*_seen, path)))
+    return _deep_merge(merged, data)
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b.c=value`` strings; values are parsed as YAML so numbers, lists and null work."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise TrashsegError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.epochs=10")
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise TrashsegError(f"--set {item!r}: {part!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(value)
+    return raw
+
+
+def validate(raw: dict, source: str = "config") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(root)"
+            msg = "unknown key (check its spelling)" if err["type"] == "extra_forbidden" else err["msg"]
+            lines.append(f"  {key}: {msg}")
+        raise TrashsegError(f"{source}: invalid config\n" + "\n".join(lines)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a recipe (or the defaults when `path` is None), apply overrides and validate."""
+    raw = load_raw(path) if path else {}
+    raw = apply_overrides(raw, overrides or [])
+    return validate(raw, str(path) if path else "defaults")
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config as YAML, enough to rebuild the run without the original file."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,1 @@
+"""Data stage: COCO reading and validation, mask rasterisation and cache, checks, splits, generated data."""

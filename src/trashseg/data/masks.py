@@ -1,0 +1,144 @@
+"""COCO annotations → class-index masks, with a content-addressed disk cache.
+
+Policy for degenerate annotations: ``trashseg data check`` reports them as errors (the data is wrong and should be
+fixed at the source) while the loader handles them as follows, so that training still runs:
+- a polygon part with fewer than 3 points, or with NaN/inf coordinates, is dropped (the other parts stay);
+- coordinates outside the image are clipped to it (pycocotools does this while rasterising);
+- an annotation that rasterises to zero pixels is skipped;
+- an RLE whose size differs from the image is an error (it cannot be placed).
+Draw order follows the competition baseline: annotations sorted by area, largest first, so small objects stay
+on top of the large ones they lie on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from trashseg.data.coco import CocoSplit, Problem
+from trashseg.errors import TrashsegError
+from trashseg.fileio import atomic_write_with
+
+log = logging.getLogger(__name__)
+MASK_FORMAT_VERSION = 1
+FATAL_CODES = frozenset({"rle_size"})  # problems the loader cannot work around  # bump when rasterisation changes so old cache entries are not reused
+
+
+def _polygon_parts(ann: dict, h: int, w: int, file: str, image_id: int) -> tuple[list[list[float]], list[Problem]]:
+    parts, problems = [], []
+    for k, part in enumerate(ann["segmentation"]):
+        where = dict(file=file, image_id=image_id, ann_id=ann["id"])
+        if not isinstance(part, list) or not all(isinstance(v, (int, float)) for v in part):
+            problems.append(Problem("error", "degenerate", f"polygon part {k} is not a list of numbers; dropped",
+                                    **where))
+            continue
+        if any(math.isnan(v) or math.isinf(v) for v in part):
+            problems.append(Problem("error", "degenerate", f"polygon part {k} has NaN/inf coordinates; dropped",
+                                    **where))
+            continue
+        if len(part) < 6 or len(part) % 2:
+            problems.append(Problem("error", "degenerate",
+                                    f"polygon part {k} has {len(part) // 2} point(s) (needs >= 3); dropped", **where))
+            continue
+        xs, ys = part[0::2], part[1::2]
+        if min(xs) < -0.5 or min(ys) < -0.5 or max(xs) > w + 0.5 or max(ys) > h + 0.5:
+            problems.append(Problem("warning", "out_of_bounds",
+                                    f"polygon part {k} extends outside the {w}x{h} image; clipped", **where))
+        parts.append(part)
+    return parts, problems
+
+
+def annotation_rle(ann: dict, h: int, w: int, file: str = "") -> tuple[dict | None, list[Problem]]:
+    """One annotation as a single RLE (parts merged), or None when the policy drops it."""
+    image_id = ann["image_id"]
+    seg = ann["segmentation"]
+    if isinstance(seg, dict):
+        size = seg.get("size")
+        if list(size or []) != [h, w]:
+            return None, [Problem("error", "rle_size", f"RLE size {size} differs from image size [{h}, {w}]",
+                                  file, image_id, ann["id"])]
+        counts = seg.get("counts")
+        rle = mask_utils.frPyObjects(seg, h, w) if isinstance(counts, list) else dict(seg)
+        if isinstance(rle.get("counts"), str):
+            rle["counts"] = rle["counts"].encode("ascii")
+        problems: list[Problem] = []
+    else:
+        parts, problems = _polygon_parts(ann, h, w, file, image_id)
+        if not parts:
+            return None, problems + [Problem("error", "degenerate", "no usable polygon part; annotation skipped",
+                                             file, image_id, ann["id"])]
+        rle = mask_utils.merge(mask_utils.frPyObjects(parts, h, w))
+    if mask_utils.area(rle) == 0:
+        return None, problems + [Problem("error", "zero_area", "annotation covers no pixel; skipped",
+                                         file, image_id, ann["id"])]
+    return rle, problems
+
+
+def rasterize(anns: list[dict], h: int, w: int, cat_to_class: dict[int, int],
+              file: str = "") -> tuple[np.ndarray, list[Problem]]:
+    """Paint annotations into a uint8 class mask, largest area first (the competition's order)."""
+    mask = np.zeros((h, w), dtype=np.uint8)
+    problems: list[Problem] = []
+    drawable = []
+    for ann in anns:
+        rle, probs = annotation_rle(ann, h, w, file)
+        problems += probs
+        if rle is not None:
+            area = ann.get("area") or float(mask_utils.area(rle))
+            drawable.append((area, cat_to_class[ann["category_id"]], rle))
+    for _, cls, rle in sorted(drawable, key=lambda t: t[0], reverse=True):
+        mask[mask_utils.decode(rle).astype(bool)] = cls
+    return mask, problems
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("TRASHSEG_CACHE", Path.home() / ".cache" / "trashseg")) / "masks"
+
+
+class MaskCache:
+    """Rasterised masks on disk, keyed by a hash of everything that shapes the mask.
+
+    The key covers the image size, the image's annotations and the category → class mapping, so editing an
+    annotation or the class list re-rasterises exactly the images it touches; nothing needs to be cleared by hand.
+    Entries are lossless PNGs (smaller than .npy, and decoding a PNG is still ~10x cheaper than rasterising).
+    """
+
+    def __init__(self, split: CocoSplit, cache_dir: str | Path | None = None):
+        self.split = split
+        self.dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self._mapping = sorted(split.cat_to_class.items())
+
+    def key(self, image: dict) -> str:
+        anns = self.split.anns_by_image.get(image["id"], [])
+        payload = json.dumps([MASK_FORMAT_VERSION, image["height"], image["width"], self._mapping,
+                              [(a["id"], a["category_id"], a.get("area"), a["segmentation"]) for a in anns]],
+                             sort_keys=True, separators=(",", ":"))
+        return hashlib.sha1(payload.encode()).hexdigest()
+
+    def path(self, image: dict) -> Path:
+        key = self.key(image)
+        return self.dir / key[:2] / f"{key}.png"
+
+    def get(self, image: dict) -> np.ndarray:
+        """The mask of one image, from the cache when present, else rasterised and stored."""
+        path = self.path(image)
+        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.exists() else None
+        if mask is not None and mask.shape == (image["height"], image["width"]):
+            return mask
+        mask, problems = rasterize(self.split.anns_by_image.get(image["id"], []), image["height"],
+                                   image["width"], self.split.cat_to_class, str(self.split.path))
+        fatal = [p for p in problems if p.code in FATAL_CODES]
+        if fatal:
+            raise TrashsegError("\n".join(str(p) for p in fatal))
+        for p in problems:
+            log.warning("%s (handled: see trashseg.data.masks policy)", p)
+        atomic_write_with(path, lambda tmp: cv2.imwrite(tmp, mask))
+        return mask

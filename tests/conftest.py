@@ -1,0 +1,80 @@
+"""Shared fixtures: a tiny hand-made COCO dataset (exact pixels known) and the generated sample dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from trashseg.cli import main
+
+CLASSES = ["Background", "Paper", "Metal", "Battery"]
+
+
+def write_image(path: Path, h: int = 32, w: int = 48, value: int = 128) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((h, w, 3), value, np.uint8))
+
+
+def make_coco(root: Path, annotations: list[dict] | None = None, images: list[dict] | None = None,
+              categories: list[dict] | None = None, name: str = "train.json", write_images: bool = True) -> Path:
+    """A small dataset: by default two 32×48 images and three annotations (polygon, multi-part, RLE)."""
+    images = images if images is not None else [
+        {"id": 1, "file_name": "batch_01/0001.png", "height": 32, "width": 48},
+        {"id": 2, "file_name": "batch_01/0002.png", "height": 32, "width": 48},
+    ]
+    categories = categories if categories is not None else [
+        {"id": 1, "name": "Paper"}, {"id": 2, "name": "Metal"}, {"id": 3, "name": "Battery"}]
+    if annotations is None:
+        annotations = [
+            # big Paper rectangle x 0..20, y 0..16 (area 320)
+            {"id": 10, "image_id": 1, "category_id": 1, "area": 320.0,
+             "segmentation": [[0, 0, 20, 0, 20, 16, 0, 16]]},
+            # small Metal square inside it, x 4..8, y 4..8 (area 16), drawn on top
+            {"id": 11, "image_id": 1, "category_id": 2, "area": 16.0,
+             "segmentation": [[4, 4, 8, 4, 8, 8, 4, 8]]},
+            # two-part Battery on image 2
+            {"id": 12, "image_id": 2, "category_id": 3, "area": 32.0,
+             "segmentation": [[0, 0, 4, 0, 4, 4, 0, 4], [10, 10, 14, 10, 14, 14, 10, 14]]},
+        ]
+    if write_images:
+        for img in images:
+            write_image(root / img["file_name"], img["height"], img["width"])
+    path = root / name
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    make_coco(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the user's ~/.cache from tests."""
+    monkeypatch.setenv("TRASHSEG_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from trashseg.data.sample import write_sample_dataset
+
+    root = tmp_path_factory.mktemp("sample")
+    write_sample_dataset(root, n_train=24, n_val=8, n_test=8, size=128, seed=0)
+    return root
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    """Run the real entry point (including its error handling) and return (exit code, stdout+stderr)."""
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out = capsys.readouterr()
+    return code, out.out + out.err

@@ -1,0 +1,45 @@
+import pytest
+
+from trashseg.config import RECYCLING_CLASSES, dump_config, load_config
+from trashseg.errors import TrashsegError
+
+
+def test_defaults_are_the_recycling_classes():
+    cfg = load_config()
+    assert cfg.data.classes == list(RECYCLING_CLASSES)
+    assert cfg.data.num_classes == 11
+
+
+def test_unknown_key_is_named(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("data:\n  clases: [a, b]\n")
+    with pytest.raises(TrashsegError, match=r"data\.clases: unknown key"):
+        load_config(path)
+
+
+def test_wrong_type_is_named(tmp_path):
+    with pytest.raises(TrashsegError, match=r"data\.ignore_index: .*integer"):
+        load_config(None, ["data.ignore_index=abc"])
+
+
+def test_base_inheritance_and_overrides(tmp_path):
+    (tmp_path / "base.yaml").write_text("data:\n  classes: [bg, a, b]\n  val: v.json\n")
+    (tmp_path / "r.yaml").write_text("_base_: [base.yaml]\nname: r\ndata:\n  val: w.json\n")
+    cfg = load_config(tmp_path / "r.yaml", ["data.classes=[bg, x]", "name=changed"])
+    assert cfg.data.classes == ["bg", "x"] and cfg.data.val == "w.json" and cfg.name == "changed"
+    assert "w.json" in dump_config(cfg)
+
+
+def test_bad_override_syntax(tmp_path):
+    with pytest.raises(TrashsegError, match="expected KEY=VALUE"):
+        load_config(None, ["data.classes"])
+
+
+def test_duplicate_classes_rejected():
+    with pytest.raises(TrashsegError, match=r"data\.classes: .*duplicate class names \['a'\]"):
+        load_config(None, ["data.classes=[bg, a, a]"])
+
+
+def test_shipped_data_configs_load():
+    assert load_config("configs/data/trashcan.yaml").data.num_classes == 17
+    assert load_config("configs/data/recycling.yaml").data.classes == list(RECYCLING_CLASSES)

@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from tests.conftest import CLASSES, make_coco
+from trashseg.data.coco import load_split
+from trashseg.errors import TrashsegError
+from trashseg.submission import check_submission, read_submission, write_submission
+
+
+@pytest.fixture
+def split(tmp_path):
+    return load_split(make_coco(tmp_path, name="test.json"), tmp_path, CLASSES)
+
+
+def _masks(split):
+    rng = np.random.default_rng(0)
+    return [(img["file_name"], rng.integers(0, 4, (512, 512)).astype(np.uint8)) for img in split.images]
+
+
+def test_roundtrip_resizes_to_256_nearest_row_major(tmp_path, split):
+    rows = _masks(split)
+    path = tmp_path / "sub.csv"
+    assert write_submission(path, rows) == 2
+    lines = path.read_text().splitlines()
+    assert lines[0] == "image_id,PredictionString"
+    assert lines[1].startswith("batch_01/0001.png,")
+    back = read_submission(path, 4)
+    assert list(back) == ["batch_01/0001.png", "batch_01/0002.png"]
+    assert np.array_equal(back["batch_01/0001.png"], rows[0][1][::2, ::2])  # nearest = every second pixel
+    values = lines[1].split(",")[1].split(" ")
+    assert len(values) == 65536 and values[:3] == [str(v) for v in rows[0][1][0, 0:6:2]]
+    assert check_submission(path, split) == []
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda ls: ["id,pred"] + ls[1:], "header must be image_id,PredictionString"),
+    (lambda ls: ls[:2], "1 rows, test.json has 2 images"),
+    (lambda ls: [ls[0], ls[2], ls[1]], "rows are not in test.json order"),
+    (lambda ls: ls + [ls[1]], "image_id batch_01/0001.png appears twice"),
+    (lambda ls: [ls[0], ls[1].replace("0001.png", "0009.png"), ls[2]], "image_id batch_01/0009.png is not in"),
+    (lambda ls: [ls[0], ls[1] + " 1", ls[2]], "65537 values, expected 65536"),
+    (lambda ls: [ls[0], ls[1][:-1] + "7", ls[2]], "class ids must lie in [0, 3]"),
+    (lambda ls: [ls[0], ls[1][:-1] + "x", ls[2]], "non-integer values"),
+])
+def test_check_names_each_problem(tmp_path, split, mutate, message):
+    path = tmp_path / "sub.csv"
+    write_submission(path, _masks(split))
+    path.write_text("\n".join(mutate(path.read_text().splitlines())) + "\n")
+    problems = check_submission(path, split)
+    assert any(message in str(p) for p in problems), problems
+
+
+def test_reader_rejects_bad_file(tmp_path):
+    with pytest.raises(TrashsegError, match="submission file not found"):
+        read_submission(tmp_path / "nope.csv", 4)
