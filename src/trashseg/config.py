@@ -45,7 +45,9 @@ class DataConfig(Section):
     train: str = "train.json"
     val: str = "val.json"
     test: str = "test.json"
-    cache_dir: Path | None = None
+    cache_dir: Path | None = None  # default $TRASHSEG_CACHE or ~/.cache/trashseg
+    cache_images: bool = True  # keep decoded images as .npy (see trashseg.data.cache)
+    cache_size: int | None = None  # presize images/masks to N×N in the cache; null keeps their own size
     ignore_index: int = IGNORE_INDEX
 
     @field_validator("classes")

@@ -16,16 +16,14 @@ import hashlib
 import json
 import logging
 import math
-import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from trashseg.data.coco import CocoSplit, Problem
 from trashseg.errors import TrashsegError
-from trashseg.fileio import atomic_write_with
+from trashseg.data.cache import cache_root, entry_path, load_npy, presize, save_npy
 
 log = logging.getLogger(__name__)
 MASK_FORMAT_VERSION = 1
@@ -99,39 +97,41 @@ def rasterize(anns: list[dict], h: int, w: int, cat_to_class: dict[int, int],
     return mask, problems
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("TRASHSEG_CACHE", Path.home() / ".cache" / "trashseg")) / "masks"
-
-
 class MaskCache:
     """Rasterised masks on disk, keyed by a hash of everything that shapes the mask.
 
     The key covers the image size, the image's annotations and the category → class mapping, so editing an
     annotation or the class list re-rasterises exactly the images it touches; nothing needs to be cleared by hand.
-    Entries are lossless PNGs (smaller than .npy, and decoding a PNG is still ~10x cheaper than rasterising).
     """
 
-    def __init__(self, split: CocoSplit, cache_dir: str | Path | None = None):
+    def __init__(self, split: CocoSplit, cache_dir: str | Path | None = None, size: int | None = None):
         self.split = split
-        self.dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.size = size  # presize (see trashseg.data.cache.presize); None keeps the image's own size
+        self.dir = Path(cache_dir) if cache_dir else cache_root() / "masks"
         self._mapping = sorted(split.cat_to_class.items())
+        self._keys: dict[int, str] = {}  # hashing polygons costs more than reading the PNG: do it once per image
 
     def key(self, image: dict) -> str:
+        if image["id"] not in self._keys:
+            self._keys[image["id"]] = self._hash(image)
+        return self._keys[image["id"]]
+
+    def _hash(self, image: dict) -> str:
         anns = self.split.anns_by_image.get(image["id"], [])
-        payload = json.dumps([MASK_FORMAT_VERSION, image["height"], image["width"], self._mapping,
+        payload = json.dumps([MASK_FORMAT_VERSION, image["height"], image["width"], self.size, self._mapping,
                               [(a["id"], a["category_id"], a.get("area"), a["segmentation"]) for a in anns]],
                              sort_keys=True, separators=(",", ":"))
         return hashlib.sha1(payload.encode()).hexdigest()
 
     def path(self, image: dict) -> Path:
         key = self.key(image)
-        return self.dir / key[:2] / f"{key}.png"
+        return entry_path(self.dir, key)
 
     def get(self, image: dict) -> np.ndarray:
         """The mask of one image, from the cache when present, else rasterised and stored."""
         path = self.path(image)
-        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.exists() else None
-        if mask is not None and mask.shape == (image["height"], image["width"]):
+        mask = load_npy(path)
+        if mask is not None:
             return mask
         mask, problems = rasterize(self.split.anns_by_image.get(image["id"], []), image["height"],
                                    image["width"], self.split.cat_to_class, str(self.split.path))
@@ -140,5 +140,7 @@ class MaskCache:
             raise TrashsegError("\n".join(str(p) for p in fatal))
         for p in problems:
             log.warning("%s (handled: see trashseg.data.masks policy)", p)
-        atomic_write_with(path, lambda tmp: cv2.imwrite(tmp, mask))
+        mask = presize(mask, self.size, nearest=True)
+        save_npy(path, mask)
         return mask
+

@@ -1,0 +1,69 @@
+"""On-disk caches of decoded images and rasterised masks, as raw ``.npy`` files.
+
+Why raw arrays: on TrashCan (480×270) reading a ``.npy`` takes ~0.06–0.09 ms, decoding the JPEG ~0.45 ms and a
+PNG mask ~0.5 ms; after the first epoch the loader only reads arrays and resizes. Entries are content-addressed
+(the key hashes whatever shapes the array), so they never go stale and never need clearing by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from trashseg.data.images import read_image
+from trashseg.fileio import atomic_open
+
+
+def cache_root() -> Path:
+    """``$TRASHSEG_CACHE`` or ``~/.cache/trashseg``: outside the dataset, which may be read-only."""
+    return Path(os.environ.get("TRASHSEG_CACHE", Path.home() / ".cache" / "trashseg"))
+
+
+def entry_path(folder: Path, key: str) -> Path:
+    return folder / key[:2] / f"{key}.npy"
+
+
+def load_npy(path: Path) -> np.ndarray | None:
+    try:
+        return np.load(path)
+    except (FileNotFoundError, ValueError, OSError, EOFError):  # absent, or torn by a crash: rebuild it
+        return None
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_open(path, "wb", durable=False) as fh:
+        np.save(fh, array)
+
+
+def presize(array: np.ndarray, size: int | None, nearest: bool = False) -> np.ndarray:
+    """Resize to size×size once, as the entry is stored ("presizing"): every later epoch starts from the training
+    size instead of repeating the same deterministic resize. Nearest neighbour for masks, bilinear for images."""
+    if not size or array.shape[:2] == (size, size):
+        return array
+    return cv2.resize(array, (size, size), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
+
+
+class ImageCache:
+    """Decoded uint8 RGB images keyed by (absolute path, size, mtime, presize): replacing a file invalidates it."""
+
+    def __init__(self, cache_dir: str | Path | None = None, size: int | None = None):
+        self.dir = Path(cache_dir) if cache_dir else cache_root() / "images"
+        self.size = size
+
+    def get(self, path: str | Path) -> np.ndarray:
+        path = Path(path).resolve()
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return read_image(path)  # raises the named error
+        key = hashlib.sha1(f"{path}|{st.st_size}|{st.st_mtime_ns}|{self.size}".encode()).hexdigest()
+        entry = entry_path(self.dir, key)
+        image = load_npy(entry)
+        if image is None:
+            image = presize(read_image(path), self.size)
+            save_npy(entry, image)
+        return image

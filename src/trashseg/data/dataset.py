@@ -1,0 +1,51 @@
+"""The torch Dataset: uint8 H×W×3 image and uint8 mask out. Workers move 4x fewer bytes than float, and the
+device turns a B×H×W×3 batch into channels_last N×C×H×W with a free ``permute`` before normalising it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from trashseg.data.cache import ImageCache
+from trashseg.data.coco import CocoSplit
+from trashseg.data.images import read_image
+from trashseg.data.masks import MaskCache
+
+Transform = Callable[..., dict[str, Any]]  # albumentations-style: transform(image=..., mask=...) -> dict
+
+
+class SegmentationDataset(Dataset):
+    """One sample = {"image": uint8 H×W×3, "mask": uint8 H×W (255 = ignore), "index", "file_name"}."""
+
+    def __init__(self, split: CocoSplit, cache: MaskCache | None = None, transform: Transform | None = None,
+                 image_cache: ImageCache | None = None):
+        self.split = split
+        self.cache = cache if cache is not None else (MaskCache(split) if split.has_annotations else None)
+        self.transform = transform
+        self.image_cache = image_cache
+
+    def __len__(self) -> int:
+        return len(self.split.images)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Raw decoded image and mask at the file's own size (copy-paste draws its donors through this)."""
+        info = self.split.images[index]
+        path = self.split.image_path(info)
+        image = self.image_cache.get(path) if self.image_cache is not None else read_image(path)
+        mask = self.cache.get(info) if self.cache is not None else None
+        return image, mask
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image, mask = self.load(index)
+        if self.transform is not None:
+            out = self.transform(image=image, mask=mask) if mask is not None else self.transform(image=image)
+            image, mask = out["image"], out.get("mask")
+        sample = {"image": torch.from_numpy(np.ascontiguousarray(image)),
+                  "index": index, "file_name": self.split.images[index]["file_name"]}
+        if mask is not None:
+            sample["mask"] = torch.from_numpy(np.ascontiguousarray(mask))
+        return sample
