@@ -139,6 +139,69 @@ def evaluate(pred: Annotated[Path, typer.Argument(help="Submission CSV or predic
 
 
 @app.command()
+def split(data: Annotated[Path, typer.Argument(help="Dataset root.")],
+          folds: Annotated[int, typer.Option(help="Number of folds.")] = 5,
+          group_by: Annotated[Optional[str], typer.Option(
+              help="Regex on file_name; images with the same match (first group) stay together. "
+                   "Default: the folder. Empty string: no grouping.")] = None,
+          source: Annotated[str, typer.Option(help="Split file to divide (train / a COCO file name).")] = "train",
+          out: Annotated[Optional[Path], typer.Option(help="Folder for the fold JSONs (default DATA/folds).")] = None,
+          seed: int = 0, config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Multilabel-stratified, grouped k-fold split; prints per-fold class balance."""
+    from trashseg.data.masks import MaskCache
+    from trashseg.data.splits import DEFAULT_GROUP, image_groups, make_folds, write_folds
+    from trashseg.data.stats import class_stats
+
+    cfg = _config(config, set_, data)
+    src = _load(cfg, source, require_annotations=True)
+    stats = class_stats(src, MaskCache(src, cfg.data.cache_dir / "masks" if cfg.data.cache_dir else None))
+    groups = image_groups(src, DEFAULT_GROUP if group_by is None else group_by)
+    fold_list = make_folds(stats, groups, folds, seed)
+    out = out or _data_root(cfg) / cfg.data.folds_dir
+    write_folds(src, fold_list, out)
+    table = Table(title=f"{folds} folds of {src.name} ({len(set(groups))} groups) → {out}")
+    table.add_column("class")
+    for k in range(folds):
+        table.add_column(f"fold {k} val", justify="right")
+    for c, name in enumerate(cfg.data.classes[1:], start=1):
+        table.add_row(name, *[f"{int(stats.presence[f.val, c].sum())}/{int(stats.presence[:, c].sum())}"
+                              for f in fold_list])
+    table.add_section()
+    table.add_row("images", *[str(len(f.val)) for f in fold_list])
+    console.print(table)
+    console.print("cells: val images containing the class / all images containing it")
+
+
+@app.command()
+def train(config: Annotated[Path, typer.Argument(help="Recipe YAML under configs/.")],
+          data: Annotated[Optional[Path], typer.Option(help="Dataset root (data.root).")] = None,
+          set_: SetOpt = None,
+          out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<name>).")] = None,
+          resume: Annotated[bool, typer.Option(help="Continue the run in --out from last.ckpt.")] = False,
+          fold: Annotated[Optional[int], typer.Option(help="Train on fold k of `trashseg split`.")] = None,
+          all_folds: Annotated[Optional[int], typer.Option(
+              "--all-folds", help="Train folds 0..K-1, each into OUT/fold<k>.")] = None) -> None:
+    """Train a model; the run folder holds config, checkpoints (best by val mIoU, last), metrics and plots."""
+    from trashseg.train.run import train as run_train
+
+    cfg = _config(config, set_, data)
+    run_dir = out or Path("runs") / cfg.name
+    folds = range(all_folds) if all_folds else [fold] if fold is not None else [None]
+    for k in folds:
+        fold_cfg = cfg.model_copy(deep=True)
+        if k is not None:
+            fold_cfg.data.train = f"{cfg.data.folds_dir}/fold{k}_train.json"
+            fold_cfg.data.val = f"{cfg.data.folds_dir}/fold{k}_val.json"
+        target = run_dir / f"fold{k}" if all_folds else run_dir
+        best = run_train(fold_cfg, target, resume=resume, console=console)
+        if best:
+            from trashseg.metrics import SegScores
+
+            console.print(_scores_table(SegScores.from_dict(best), cfg.data.classes,
+                                        f"{target}: best epoch {best['epoch']}"))
+
+
+@app.command()
 def demo(out: Annotated[Path, typer.Option(help="Folder for everything the demo makes.")] = Path("demo_out")) -> None:
     """Run every stage on generated data and print what it made."""
     from trashseg.demo import run_demo

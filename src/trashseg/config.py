@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -45,6 +45,7 @@ class DataConfig(Section):
     train: str = "train.json"
     val: str = "val.json"
     test: str = "test.json"
+    folds_dir: str = "folds"  # where `trashseg split` wrote fold{k}_train/val.json (relative to root, or absolute)
     cache_dir: Path | None = None  # default $TRASHSEG_CACHE or ~/.cache/trashseg
     cache_images: bool = True  # keep decoded images as .npy (see trashseg.data.cache)
     cache_size: int | None = None  # presize images/masks to N×N in the cache; null keeps their own size
@@ -67,9 +68,85 @@ class DataConfig(Section):
         return len(self.classes)
 
 
+class ModelConfig(Section):
+    """An architecture and an encoder by name, as in smp: ``create_model`` looks both up in registries."""
+
+    arch: str = "Unet"  # smp's (Unet, UnetPlusPlus, FPN, PAN, DeepLabV3Plus, UPerNet, Segformer, ...) or OCRNet, FCN
+    encoder: str = "resnet18"  # smp encoder name or timm's as tu-<name>
+    weights: str | None = None  # null (random init), a library weights name (imagenet, ...), or a local file
+    params: dict[str, Any] = Field(default_factory=dict)  # extra keyword arguments for the architecture
+    aux_loss_weight: float = Field(0.4, ge=0)  # for architectures with an auxiliary head (OCRNet)
+
+
+class CopyPasteConfig(Section):
+    """Minority copy-paste (the seed's "YohanMix"): paste instances of rare classes from other training images."""
+
+    prob: float = Field(0.0, ge=0, le=1)  # chance that a sample receives pasted objects
+    classes: list[str] | None = None  # default: the `rarest` classes by pixel share in the training masks
+    rarest: int = Field(3, ge=1)
+    max_objects: int = Field(3, ge=1)
+    scale: tuple[float, float] = (0.75, 1.25)
+
+
+class AugmentConfig(Section):
+    preset: Literal["seed", "light", "none"] = "seed"
+    image_size: int = Field(512, ge=32)
+    copy_paste: CopyPasteConfig = Field(default_factory=CopyPasteConfig)
+    cutmix_prob: float = Field(0.0, ge=0, le=1)
+
+
+class LossConfig(Section):
+    """A weighted sum of losses; a weight of 0 switches a term off."""
+
+    ce: float = Field(1.0, ge=0)
+    dice: float = Field(0.0, ge=0)
+    focal: float = Field(0.0, ge=0)
+    lovasz: float = Field(0.0, ge=0)
+    class_weights: Literal["none", "inverse", "sqrt_inverse"] = "none"
+
+
+class OptimConfig(Section):
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(6e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    momentum: float = 0.9
+    schedule: Literal["cosine", "poly", "constant"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0)  # linear warmup, in (fractional) epochs
+    min_lr_ratio: float = Field(0.01, ge=0, le=1)
+    poly_power: float = 0.9
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(8, ge=1)
+    num_workers: int = Field(2, ge=0)
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
+    accumulate: int = Field(1, ge=1)
+    grad_clip: float | None = None
+    ema_decay: float | None = Field(None, gt=0, lt=1)
+    channels_last: bool = True
+    compile: bool = False
+    seed: int = 42
+    early_stopping: int | None = Field(None, ge=1)  # patience in validations without a better val mIoU
+    balanced_sampling: float = Field(0.0, ge=0, le=1)  # 0 = uniform; 1 = images drawn by their rarest class
+    devices: int | str = 1
+    num_nodes: int = 1
+    accelerator: str = "auto"
+    loggers: list[Literal["csv", "tensorboard", "wandb", "mlflow"]] = Field(
+        default_factory=lambda: ["csv", "tensorboard"])
+    val_every: int = Field(1, ge=1)  # validate every N epochs
+    max_steps_per_epoch: int | None = None  # cap an epoch (quick runs, time-boxed benchmarks)
+    time_limit_minutes: float | None = None  # stop cleanly (checkpoints kept) after this much training time
+
+
 class Config(Section):
     name: str = "default"
     data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
 
 
 def _deep_merge(base: dict, override: dict) -> dict:

@@ -11,6 +11,16 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _file_mode() -> int:
+    """What open() would give a new file (0666 less the umask); mkstemp's own 0600 would surprise users."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_MODE = _file_mode()
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", durable: bool = True, **kwargs: Any) -> Iterator[IO]:
     """Open a temp file beside `path`; rename it onto `path` only when the block finishes without error.
@@ -20,6 +30,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", durable: bool = True, 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, _MODE)
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh

@@ -48,6 +48,15 @@ class SegScores:
     iou: list[float]  # NaN where the class is absent from both ground truth and prediction
     class_acc: list[float]
 
+    @classmethod
+    def from_dict(cls, record: dict) -> SegScores:
+        """Inverse of :meth:`to_dict` (null → NaN); extra keys such as epoch are ignored."""
+        nan = float("nan")
+        return cls(miou=nan if record["miou"] is None else record["miou"], pixel_acc=record["pixel_acc"],
+                   mean_class_acc=record["mean_class_acc"], fwiou=record["fwiou"],
+                   iou=[nan if v is None else v for v in record["iou"]],
+                   class_acc=[nan if v is None else v for v in record["class_acc"]])
+
     def to_dict(self, classes: list[str] | None = None) -> dict:
         out = asdict(self)
         if classes:

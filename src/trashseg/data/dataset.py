@@ -39,8 +39,18 @@ class SegmentationDataset(Dataset):
         mask = self.cache.get(info) if self.cache is not None else None
         return image, mask
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        """`item` is an index, or (index, seed) from ``trashseg.train.sampling.EpochSampler`` to make the random
+        augmentation of this sample reproducible."""
+        index, seed = item if isinstance(item, tuple) else (item, None)
         image, mask = self.load(index)
+        return self.finish(index, image, mask, seed)
+
+    def finish(self, index: int, image: np.ndarray, mask: np.ndarray | None, seed: int | None) -> dict[str, Any]:
+        """Apply the transform (seeded when `seed` is given) and pack the sample; wrappers that alter the raw
+        image first (copy-paste) call this too."""
+        if seed is not None and hasattr(self.transform, "set_random_seed"):
+            self.transform.set_random_seed(seed)
         if self.transform is not None:
             out = self.transform(image=image, mask=mask) if mask is not None else self.transform(image=image)
             image, mask = out["image"], out.get("mask")

@@ -1,0 +1,1 @@
+"""Analysis stage: plots and reports read from datasets, runs and prediction folders."""

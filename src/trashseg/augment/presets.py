@@ -1,0 +1,55 @@
+"""Named augmentation presets → an albumentations pipeline.
+
+Presets are data (name → function building the transform list) so a new one is one entry, not another branch.
+Every geometric transform fills the border it creates with image 0 and mask ``ignore_index``: the loss then skips
+pixels that never existed instead of learning "black corner = background". Masks keep albumentations' default
+nearest-neighbour interpolation so no label is invented between two classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import albumentations as A
+import cv2
+
+from trashseg.config import IGNORE_INDEX, AugmentConfig
+
+Preset = Callable[[int, int], list[A.BasicTransform | A.BaseCompose]]  # (image_size, ignore_index) -> transforms
+
+
+def _border(ignore_index: int) -> dict:
+    """Constant borders: black image, ignored mask."""
+    return {"border_mode": cv2.BORDER_CONSTANT, "fill": 0, "fill_mask": ignore_index}
+
+
+def _seed(size: int, ignore_index: int) -> list[A.BasicTransform | A.BaseCompose]:
+    """The competition team's set (their best public recipe)."""
+    return [
+        A.Rotate(limit=30, p=0.3, **_border(ignore_index)),
+        A.RandomResizedCrop(size=(size, size), scale=(0.5, 1.0), p=1.0),
+        A.HorizontalFlip(p=0.5),
+        A.VerticalFlip(p=0.2),
+        A.OneOf([A.MotionBlur(), A.GridDistortion(**_border(ignore_index))], p=0.2),
+        A.HueSaturationValue(p=0.3),
+        A.RandomBrightnessContrast(p=0.3),
+        A.ImageCompression(quality_range=(70, 100), p=0.2),
+    ]
+
+
+def _light(size: int, ignore_index: int) -> list[A.BasicTransform | A.BaseCompose]:
+    """Crop + flip only: cheap enough for CPU runs."""
+    return [A.RandomResizedCrop(size=(size, size), scale=(0.5, 1.0), p=1.0), A.HorizontalFlip(p=0.5)]
+
+
+def _none(size: int, ignore_index: int) -> list[A.BasicTransform | A.BaseCompose]:
+    return [A.Resize(size, size)]
+
+
+PRESETS: dict[str, Preset] = {"seed": _seed, "light": _light, "none": _none}
+
+
+def build_transform(cfg: AugmentConfig, train: bool, ignore_index: int = IGNORE_INDEX) -> A.Compose:
+    """The training pipeline of ``cfg.preset``, or for validation/test a plain deterministic resize to S×S."""
+    build = PRESETS[cfg.preset] if train else _none
+    return A.Compose(build(cfg.image_size, ignore_index))

@@ -1,0 +1,3 @@
+from trashseg.models.decoders.fcn.model import FCN
+
+__all__ = ["FCN"]

@@ -1,0 +1,3 @@
+from trashseg.models.decoders.ocrnet.model import OCRNet
+
+__all__ = ["OCRNet"]

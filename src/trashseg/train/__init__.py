@@ -1,0 +1,1 @@
+"""Train stage: losses, optimisation, the Lightning module, sampling, callbacks and the run folder."""

@@ -1,0 +1,101 @@
+"""Callbacks that make a run folder trustworthy: atomic checkpoints, exact resume, readable validation."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from rich.console import Console
+from rich.table import Table
+
+from trashseg.analysis.plots import plot_confusion
+from trashseg.fileio import atomic_write_json, atomic_write_with
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning writes checkpoints in place; a crash mid-write would leave a torn last.ckpt. Write, then rename."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        atomic_write_with(path, lambda tmp: super(AtomicCheckpointIO, self).save_checkpoint(checkpoint, tmp,
+                                                                                          storage_options))
+
+
+class RNGState(pl.Callback):
+    """Lightning does not checkpoint RNG state; without it a resumed run draws different dropout masks."""
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos,
+                                                       has_gauss, gauss],
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        random.setstate(state["python"])
+        kind, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        torch.set_rng_state(state["torch"])
+        if state.get("cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Throughput(pl.Callback):
+    """Images per second on the progress bar (Lightning's bar already shows the ETA)."""
+
+    def __init__(self) -> None:
+        self._start = 0.0
+        self._images = 0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start, self._images = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._images += len(batch["image"]) * trainer.world_size
+        pl_module.log("img_s", self._images / max(1e-9, time.perf_counter() - self._start), prog_bar=True,
+                      on_step=True, on_epoch=False, rank_zero_only=True)
+
+
+class ValidationReport(pl.Callback):
+    """After each validation: per-class IoU table, confusion-matrix image, and metrics.json for the best epoch."""
+
+    def __init__(self, run_dir: Path, classes: list[str], console: Console | None = None):
+        self.run_dir = Path(run_dir)
+        self.classes = classes
+        self.console = console or Console()
+        self.best = -1.0
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        scores = pl_module.last_scores
+        if trainer.sanity_checking or scores is None or not trainer.is_global_zero:
+            return
+        epoch = trainer.current_epoch
+        hist = pl_module.val_meter.hist.cpu().numpy()
+        plot_confusion(hist, self.classes, self.run_dir / "plots" / "confusion_last.png",
+                       f"epoch {epoch}: val mIoU {scores.miou:.4f}")
+        table = Table(title=f"epoch {epoch} validation: mIoU {scores.miou:.4f}")
+        table.add_column("class")
+        table.add_column("IoU", justify="right")
+        for name, iou in zip(self.classes, scores.iou):
+            table.add_row(name, "—" if iou != iou else f"{iou:.4f}")
+        self.console.print(table)
+        record = {"epoch": epoch, "step": trainer.global_step, **scores.to_dict(self.classes)}
+        with open(self.run_dir / "history.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if scores.miou == scores.miou and scores.miou > self.best:
+            self.best = scores.miou
+            atomic_write_json(self.run_dir / "metrics.json", {"best": record})
+            plot_confusion(hist, self.classes, self.run_dir / "plots" / "confusion_best.png",
+                           f"best: epoch {epoch}, val mIoU {scores.miou:.4f}")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state["best"]

@@ -1,0 +1,50 @@
+"""Weighted sums of segmentation losses (smp's Dice, Focal, Lovász beside torch's cross-entropy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+
+from trashseg.config import LossConfig
+
+
+def class_weights_from_shares(shares: np.ndarray, mode: str) -> torch.Tensor | None:
+    """Inverse or sqrt-inverse pixel frequency, normalised to mean 1 over the classes that occur.
+
+    Classes with no pixel in the training masks get weight 0 (they cannot be learnt; a huge weight would only
+    amplify noise if one appeared through augmentation).
+    """
+    if mode == "none":
+        return None
+    shares = np.asarray(shares, dtype=np.float64)
+    present = shares > 0
+    weights = np.zeros_like(shares)
+    weights[present] = 1.0 / shares[present]
+    if mode == "sqrt_inverse":
+        weights = np.sqrt(weights)
+    weights[present] /= weights[present].mean()
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+class SegmentationLoss(nn.Module):
+    """``ce·CE + dice·Dice + focal·Focal + lovasz·Lovász``; every term honours ignore_index."""
+
+    def __init__(self, cfg: LossConfig, ignore_index: int, class_weights: torch.Tensor | None = None):
+        super().__init__()
+        weights = None if class_weights is None else class_weights.tolist()
+        factories = {
+            "ce": lambda: nn.CrossEntropyLoss(weight=class_weights, ignore_index=ignore_index),
+            "dice": lambda: smp.losses.DiceLoss("multiclass", ignore_index=ignore_index, class_weights=weights),
+            "focal": lambda: smp.losses.FocalLoss("multiclass", ignore_index=ignore_index, class_weights=weights),
+            "lovasz": lambda: smp.losses.LovaszLoss("multiclass", ignore_index=ignore_index),
+        }
+        self.weights = {name: getattr(cfg, name) for name in factories if getattr(cfg, name) > 0}
+        if not self.weights:
+            raise ValueError("loss: every term has weight 0; set at least one of ce, dice, focal, lovasz > 0")
+        self.terms = nn.ModuleDict({name: factories[name]() for name in self.weights})
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = target.long()
+        return sum(w * self.terms[name](logits, target) for name, w in self.weights.items())

@@ -1,0 +1,38 @@
+"""Optimisers and per-step learning-rate schedules (linear warmup, then cosine or poly)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from trashseg.config import OptimConfig
+
+
+def build_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
+    factories: dict[str, Callable[[], torch.optim.Optimizer]] = {
+        "adamw": lambda: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+        "sgd": lambda: torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                       nesterov=cfg.momentum > 0),
+    }
+    return factories[cfg.name]()
+
+
+def lr_factor(cfg: OptimConfig, step: int, total_steps: int, warmup_steps: int) -> float:
+    """Multiplier of the base learning rate at `step` (0-based) out of `total_steps`."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    decay = {
+        "cosine": lambda p: 0.5 * (1 + math.cos(math.pi * p)),
+        "poly": lambda p: (1 - p) ** cfg.poly_power,
+        "constant": lambda p: 1.0,
+    }[cfg.schedule](progress)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * decay if cfg.schedule != "constant" else 1.0
+
+
+def build_scheduler(cfg: OptimConfig, optimizer: torch.optim.Optimizer, total_steps: int,
+                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(cfg, step, total_steps, warmup))

@@ -1,0 +1,166 @@
+"""``trashseg train``: build datasets, module and Lightning Trainer from a config; manage the run folder.
+
+Run folder: ``config.yaml`` (resolved), ``checkpoints/best.ckpt`` (by val mIoU) and ``last.ckpt``,
+``metrics.json`` (best epoch: mIoU and per-class IoU), ``history.jsonl``, ``plots/``, ``logs/`` (CSV, TensorBoard).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
+from rich.console import Console
+from torch.utils.data import DataLoader, Dataset
+
+from trashseg.augment import CopyPasteDataset, build_transform
+from trashseg.config import Config, dump_config, load_config
+from trashseg.data.cache import ImageCache
+from trashseg.data.coco import CocoSplit, load_split
+from trashseg.data.dataset import SegmentationDataset
+from trashseg.data.masks import MaskCache
+from trashseg.data.stats import balanced_image_weights, class_stats
+from trashseg.errors import TrashsegError
+from trashseg.fileio import atomic_write_text
+from trashseg.train.callbacks import AtomicCheckpointIO, RNGState, Throughput, ValidationReport
+from trashseg.train.losses import class_weights_from_shares
+from trashseg.train.module import NonFiniteLossError, SegmentationModule
+from trashseg.train.sampling import EpochSampler, ShardSampler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainData:
+    train: Dataset
+    val: SegmentationDataset
+    train_split: CocoSplit
+    weights: torch.Tensor | None
+    sampling_weights: object
+
+
+def _split(cfg: Config, name: str) -> CocoSplit:
+    if cfg.data.root is None:
+        raise TrashsegError("no dataset given: pass --data DIR (or set data.root in the config)")
+    return load_split(cfg.data.root / getattr(cfg.data, name), cfg.data.root, cfg.data.classes,
+                      require_annotations=True)
+
+
+def build_data(cfg: Config) -> TrainData:
+    """Datasets for training (augmented, optionally copy-paste/cutmix) and validation (resized only)."""
+    train_split, val_split = _split(cfg, "train"), _split(cfg, "val")
+    cache_dir = cfg.data.cache_dir
+    images = ImageCache(cache_dir / "images" if cache_dir else None, cfg.data.cache_size) \
+        if cfg.data.cache_images else None
+    masks = lambda split: MaskCache(split, cache_dir / "masks" if cache_dir else None, cfg.data.cache_size)  # noqa
+    train = SegmentationDataset(train_split, masks(train_split), build_transform(cfg.augment, True,
+                                                                                   cfg.data.ignore_index), images)
+    val = SegmentationDataset(val_split, masks(val_split), build_transform(cfg.augment, False,
+                                                                           cfg.data.ignore_index), images)
+    needs_stats = cfg.loss.class_weights != "none" or cfg.train.balanced_sampling > 0
+    stats = class_stats(train_split, train.cache) if needs_stats else None
+    weights = class_weights_from_shares(stats.shares, cfg.loss.class_weights) if stats is not None else None
+    sampling = balanced_image_weights(stats, cfg.train.balanced_sampling) if cfg.train.balanced_sampling else None
+    if cfg.augment.copy_paste.prob > 0 or cfg.augment.cutmix_prob > 0:
+        train = CopyPasteDataset(train, cfg.augment.copy_paste, cfg.data.classes, seed=cfg.train.seed,
+                                 cutmix_prob=cfg.augment.cutmix_prob)
+    return TrainData(train, val, train_split, weights, sampling)
+
+
+def build_loaders(cfg: Config, data: TrainData) -> tuple[DataLoader, DataLoader]:
+    t = cfg.train
+    n = len(data.train)
+    num_samples = min(n, t.max_steps_per_epoch * t.batch_size) if t.max_steps_per_epoch else n
+    sampler = EpochSampler(n, t.seed, weights=data.sampling_weights, num_samples=num_samples)
+    common = dict(num_workers=t.num_workers, pin_memory=torch.cuda.is_available(),
+                  persistent_workers=t.num_workers > 0)
+    train = DataLoader(data.train, batch_size=t.batch_size, sampler=sampler,
+                       drop_last=num_samples > t.batch_size, **common)
+    val = DataLoader(data.val, batch_size=t.batch_size, sampler=ShardSampler(len(data.val)), **common)
+    return train, val
+
+
+def _loggers(cfg: Config, run_dir: Path) -> list:
+    """One log version per launch (``logs/csv/launch_<n>``), so a resumed run never overwrites earlier logs."""
+    from lightning.pytorch import loggers
+
+    existing = run_dir / "logs" / "csv"
+    version = f"launch_{len(list(existing.iterdir())) if existing.is_dir() else 0}"
+    factories = {
+        "csv": lambda: loggers.CSVLogger(run_dir / "logs", name="csv", version=version),
+        "tensorboard": lambda: loggers.TensorBoardLogger(run_dir / "logs", name="tensorboard", version=version),
+        "wandb": lambda: loggers.WandbLogger(project="trashseg", name=cfg.name, save_dir=str(run_dir / "logs")),
+        "mlflow": lambda: loggers.MLFlowLogger(experiment_name="trashseg", run_name=cfg.name,
+                                               save_dir=str(run_dir / "logs" / "mlruns")),
+    }
+    out = []
+    for name in cfg.train.loggers:
+        try:
+            out.append(factories[name]())
+        except ModuleNotFoundError as exc:
+            raise TrashsegError(f"train.loggers: '{name}' needs a package that is not installed ({exc.name}); "
+                                f"pip install {exc.name} or remove it from train.loggers") from None
+    return out
+
+
+def build_trainer(cfg: Config, run_dir: Path, console: Console, extra_callbacks: list | None = None) -> pl.Trainer:
+    t = cfg.train
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/mIoU", mode="max",
+                                 save_top_k=1, save_last=True, enable_version_counter=False, auto_insert_metric_name=False)
+    callbacks = [checkpoint, RNGState(), Throughput(), ValidationReport(run_dir, cfg.data.classes, console)]
+    if t.early_stopping:
+        callbacks.append(EarlyStopping(monitor="val/mIoU", mode="max", patience=t.early_stopping))
+    if t.ema_decay:
+        callbacks.append(EMAWeightAveraging(decay=t.ema_decay))
+    multi = t.num_nodes > 1 or (t.devices not in (1, "1", "auto") and t.devices != [0])
+    return pl.Trainer(
+        default_root_dir=run_dir, max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices,
+        num_nodes=t.num_nodes, strategy="ddp" if multi else "auto", precision=t.precision,
+        accumulate_grad_batches=t.accumulate, gradient_clip_val=t.grad_clip, callbacks=callbacks + (extra_callbacks or []),
+        logger=_loggers(cfg, run_dir), plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
+        num_sanity_val_steps=0, deterministic=False, log_every_n_steps=1, benchmark=torch.cuda.is_available(),
+        max_time=timedelta(minutes=t.time_limit_minutes) if t.time_limit_minutes else None,
+        enable_model_summary=False, check_val_every_n_epoch=t.val_every,
+    )
+
+
+def prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> Path | None:
+    """Write the resolved config; on resume return last.ckpt (which must exist) and refuse a changed config."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved = run_dir / "config.yaml"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if resume:
+        if not last.exists():
+            raise TrashsegError(f"--resume: {last} not found; start the run without --resume")
+        if saved.exists() and load_config(saved).model != cfg.model:
+            raise TrashsegError(f"--resume: the model section differs from {saved}; resume with the same config")
+        return last
+    if last.exists():
+        raise TrashsegError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    atomic_write_text(saved, dump_config(cfg))
+    return None
+
+
+def train(cfg: Config, run_dir: str | Path, resume: bool = False, console: Console | None = None,
+          extra_callbacks: list | None = None) -> dict:
+    """Train one model; returns the best validation record (also in run_dir/metrics.json)."""
+    console = console or Console()
+    run_dir = Path(run_dir)
+    ckpt = prepare_run_dir(cfg, run_dir, resume)
+    pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    data = build_data(cfg)
+    train_loader, val_loader = build_loaders(cfg, data)
+    module = SegmentationModule(cfg, data.weights)
+    if cfg.train.compile:
+        module.model = torch.compile(module.model)
+    trainer = build_trainer(cfg, run_dir, console, extra_callbacks)
+    try:
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt)
+    except NonFiniteLossError as exc:
+        raise TrashsegError(str(exc)) from None
+    metrics = run_dir / "metrics.json"
+    return __import__("json").loads(metrics.read_text())["best"] if metrics.exists() else {}

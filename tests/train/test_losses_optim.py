@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+import torch
+
+from trashseg.config import LossConfig, OptimConfig
+from trashseg.train.losses import SegmentationLoss, class_weights_from_shares
+from trashseg.train.optim import build_optimizer, build_scheduler, lr_factor
+
+
+def test_class_weights_inverse_and_sqrt():
+    shares = np.array([0.9, 0.09, 0.01, 0.0])
+    inv = class_weights_from_shares(shares, "inverse")
+    sq = class_weights_from_shares(shares, "sqrt_inverse")
+    assert inv[3] == 0 and sq[3] == 0
+    assert inv[:3].mean().item() == pytest.approx(1.0)
+    assert inv[2] / inv[0] == pytest.approx(90.0)
+    assert sq[2] / sq[0] == pytest.approx(90.0**0.5)
+    assert class_weights_from_shares(shares, "none") is None
+
+
+@pytest.mark.parametrize("term", ["ce", "dice", "focal", "lovasz"])
+def test_each_term_ignores_ignore_index_and_rewards_correct_logits(term):
+    cfg = LossConfig(**{"ce": 0.0, term: 1.0})
+    loss = SegmentationLoss(cfg, ignore_index=255)
+    target = torch.randint(0, 3, (2, 8, 8))
+    good = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() * 10
+    bad = torch.roll(good, 1, dims=1)
+    assert loss(good, target) < loss(bad, target)
+    ignored = target.clone()
+    ignored[:, :4] = 255
+    scrambled = good.clone()
+    scrambled[:, :, :4] = bad[:, :, :4]  # wrong only where ignored
+    assert loss(scrambled, ignored).item() == pytest.approx(loss(good, ignored).item(), abs=1e-5)
+
+
+def test_weighted_sum():
+    target = torch.randint(0, 3, (1, 4, 4))
+    logits = torch.randn(1, 3, 4, 4)
+    ce = SegmentationLoss(LossConfig(ce=1.0), 255)(logits, target)
+    dice = SegmentationLoss(LossConfig(ce=0.0, dice=1.0), 255)(logits, target)
+    both = SegmentationLoss(LossConfig(ce=0.5, dice=2.0), 255)(logits, target)
+    assert both.item() == pytest.approx(0.5 * ce.item() + 2.0 * dice.item(), rel=1e-5)
+
+
+def test_all_zero_weights_rejected():
+    with pytest.raises(ValueError, match="every term has weight 0"):
+        SegmentationLoss(LossConfig(ce=0.0), 255)
+
+
+def test_warmup_then_cosine_to_min():
+    cfg = OptimConfig(schedule="cosine", min_lr_ratio=0.1)
+    assert lr_factor(cfg, 0, 100, 10) == pytest.approx(0.1)
+    assert lr_factor(cfg, 9, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(cfg, 10, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(cfg, 100, 100, 10) == pytest.approx(0.1)
+    mid = lr_factor(cfg, 55, 100, 10)
+    assert mid == pytest.approx(0.1 + 0.9 * 0.5)
+
+
+def test_poly_schedule_and_scheduler_steps_lr():
+    cfg = OptimConfig(name="sgd", lr=0.1, schedule="poly", min_lr_ratio=0.0, poly_power=1.0)
+    opt = build_optimizer(cfg, [torch.nn.Parameter(torch.zeros(1))])
+    sched = build_scheduler(cfg, opt, total_steps=10, steps_per_epoch=5)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[5] == pytest.approx(0.05)
