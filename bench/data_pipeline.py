@@ -10,6 +10,7 @@ converted to float before the transform, float64 mask. Writes the figures to doc
 from __future__ import annotations
 
 import argparse
+import os
 import contextlib
 import io
 import platform
@@ -91,7 +92,7 @@ def main() -> None:
         rates["ours"].append(rate(lambda i: ours[i], n))
         rates["presized"].append(rate(lambda i: presized[i], n))
     baseline, ours_rate, pre_rate = (max(v) for v in rates.values())
-    machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, 1 core used of {__import__('os').cpu_count()}"
+    machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, 1 core used of {os.cpu_count()}"
     lines = [
         f"Loading one training sample (decode + class mask + resize to {SIZE}²), {n} TrashCan train images, "
         f"one process. Machine: {machine}; date {time.strftime('%Y-%m-%d')}.",

@@ -109,7 +109,8 @@ def main() -> None:
     train(cfg, run)
     elapsed = (time.monotonic() - start) / 60
     for which in ("last", "best"):
-        module = load_module(run / "checkpoints" / f"{which}.ckpt")
+        ckpt = run / "checkpoints" / f"{which}.ckpt"
+        module = load_module(ckpt if ckpt.exists() else run / "checkpoints" / "last.ckpt")
         results[f"ours_{which}"] = {"minutes": round(elapsed, 1), **score(module, val, len(classes))}
     results["recipe"] = args.recipe
     args.out.mkdir(parents=True, exist_ok=True)

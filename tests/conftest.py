@@ -78,3 +78,18 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     out = capsys.readouterr()
     return code, out.out + out.err
+
+
+@pytest.fixture(scope="session")
+def trained_run(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained for a few steps on the sample data: enough to exercise every inference command."""
+    from trashseg.config import load_config
+    from trashseg.train.run import train
+
+    tmp = tmp_path_factory.mktemp("run")
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "small_cpu.yaml"
+    cfg = load_config(recipe, [f"data.root={sample_data}", f"data.cache_dir={tmp / 'cache'}", "train.epochs=1",
+                               "train.val_every=1", "train.max_steps_per_epoch=4", "augment.image_size=64",
+                               "train.loggers=[csv]"])
+    train(cfg, tmp / "run")
+    return tmp / "run"

@@ -26,10 +26,15 @@ SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a c
 SplitOpt = Annotated[str, typer.Option(help="train / val / test, or a COCO file name under the dataset root.")]
 
 
-def _config(config: Path | None, overrides: list[str] | None, data: Path | None = None) -> Config:
+def _config(config: Path | None, overrides: list[str] | None, data: Path | None = None,
+            classes: list[str] | None = None) -> Config:
+    """Config file + --set overrides + --data. `classes` (those a model or prediction folder was made with)
+    replace the default class list when neither a config nor an override gives one."""
     cfg = load_config(config, overrides)
     if data is not None:
         cfg.data.root = data
+    if classes and config is None and not any(o.startswith("data.classes") for o in overrides or []):
+        cfg.data.classes = classes
     return cfg
 
 
@@ -130,7 +135,7 @@ def evaluate(pred: Annotated[Path, typer.Argument(help="Submission CSV or predic
     from trashseg.evaluate import evaluate as run_evaluate
     from trashseg.fileio import atomic_write_json
 
-    cfg = _config(config, set_, data)
+    cfg = _config(config, set_, data, _folder_classes(pred) if pred.is_dir() else None)
     split_obj = _load(cfg, split, require_annotations=True)
     scores = run_evaluate(pred, split_obj, MaskCache(split_obj, cfg.data.cache_dir), size)
     console.print(_scores_table(scores, cfg.data.classes, f"{pred} on {split_obj.name}"))
@@ -180,11 +185,16 @@ def train(config: Annotated[Path, typer.Argument(help="Recipe YAML under configs
           resume: Annotated[bool, typer.Option(help="Continue the run in --out from last.ckpt.")] = False,
           fold: Annotated[Optional[int], typer.Option(help="Train on fold k of `trashseg split`.")] = None,
           all_folds: Annotated[Optional[int], typer.Option(
-              "--all-folds", help="Train folds 0..K-1, each into OUT/fold<k>.")] = None) -> None:
+              "--all-folds", help="Train folds 0..K-1, each into OUT/fold<k>.")] = None,
+          extra_data: Annotated[Optional[list[Path]], typer.Option(
+              help="Pseudo-label dataset(s) from `trashseg pseudo` (data.extra); mix with data.extra_ratio.")] = None
+          ) -> None:
     """Train a model; the run folder holds config, checkpoints (best by val mIoU, last), metrics and plots."""
     from trashseg.train.run import train as run_train
 
     cfg = _config(config, set_, data)
+    if extra_data:
+        cfg.data.extra = extra_data
     run_dir = out or Path("runs") / cfg.name
     folds = range(all_folds) if all_folds else [fold] if fold is not None else [None]
     for k in folds:
@@ -199,6 +209,143 @@ def train(config: Annotated[Path, typer.Argument(help="Recipe YAML under configs
 
             console.print(_scores_table(SegScores.from_dict(best), cfg.data.classes,
                                         f"{target}: best epoch {best['epoch']}"))
+
+
+PredOut = Annotated[Path, typer.Option(help="Prediction folder to write (resumes if it exists).")]
+
+
+def _infer_cfg(cfg: Config, hflip: bool | None, vflip: bool | None, scales: str | None) -> None:
+    """Flags override the config's infer section (which --set can also change)."""
+    if hflip is not None:
+        cfg.infer.hflip = hflip
+    if vflip is not None:
+        cfg.infer.vflip = vflip
+    if scales:
+        try:
+            cfg.infer.scales = [float(s) for s in scales.split(",")]
+        except ValueError:
+            raise TrashsegError(f"--scales {scales!r}: expected comma-separated numbers, e.g. 0.75,1.0,1.25") \
+                from None
+
+
+def _device(device: str | None) -> str:
+    import torch
+
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@app.command()
+def predict(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file or exported .onnx model.")],
+            data: Annotated[Optional[Path], typer.Option(help="Dataset root.")] = None,
+            split: SplitOpt = "test", out: PredOut = Path("preds/latest"),
+            save_probs: Annotated[bool, typer.Option(help="Also write float16 probabilities (for ensembles, "
+                                                           "CRF, pseudo-labels).")] = False,
+            hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip")] = None,
+            vflip: Annotated[Optional[bool], typer.Option("--vflip/--no-vflip")] = None,
+            scales: Annotated[Optional[str], typer.Option(help="TTA scales, e.g. 0.75,1.0,1.25,1.5")] = None,
+            crf: Annotated[bool, typer.Option(help="Refine with dense CRF (crf.* keys).")] = False,
+            device: Annotated[Optional[str], typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
+            workers: int = 2, config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Predict a split into a prediction folder: masks/, optional probs/, meta.json."""
+    from trashseg.infer.predict import predict_split
+    from trashseg.infer.sources import load_source
+
+    dev = _device(device)
+    src = load_source(source, dev)
+    cfg = _config(config, set_, data, src.classes)
+    _infer_cfg(cfg, hflip, vflip, scales)
+    stats = predict_split(src, _load(cfg, split), out, cfg.infer, save_probs, cfg.crf if crf else None, dev,
+                          workers, console)
+    console.print(f"{out}: {stats}")
+
+
+@app.command("crf")
+def crf_cmd(pred: Annotated[Path, typer.Argument(help="Prediction folder with probabilities.")],
+            out: PredOut, data: Annotated[Optional[Path], typer.Option(help="Dataset root (for the images).")] = None,
+            split: SplitOpt = "test", save_probs: bool = False, config: ConfigOpt = None,
+            set_: SetOpt = None) -> None:
+    """Dense CRF on saved probabilities, parallel over images (crf.workers)."""
+    from trashseg.postprocess.apply import crf_folder
+
+    cfg = _config(config, set_, data, _folder_classes(pred))
+    console.print(crf_folder(pred, _load(cfg, split), out, cfg.crf, save_probs, console))
+
+
+def _folder_classes(pred: Path) -> list[str]:
+    from trashseg.infer.folder import PredictionFolder
+
+    return PredictionFolder(pred).classes
+
+
+@app.command()
+def ensemble(members: Annotated[list[Path], typer.Argument(help="Prediction folders, or submission CSVs.")],
+             out: Annotated[Path, typer.Option(help="Output prediction folder (or .csv for CSV voting).")],
+             mode: Annotated[str, typer.Option(help="soft (probabilities) or hard (majority).")] = "soft",
+             weights: Annotated[Optional[str], typer.Option(help="Comma-separated member weights.")] = None,
+             save_probs: bool = False, num_classes: Annotated[int, typer.Option(
+                 help="Class count, for CSV voting only.")] = 11) -> None:
+    """Soft or hard voting, image by image; ties go to the member with the best validation mIoU."""
+    from trashseg.ensemble.voting import ensemble_csvs, ensemble_folders
+
+    if mode not in ("soft", "hard"):
+        raise TrashsegError(f"--mode {mode!r}: choose soft or hard")
+    w = [float(v) for v in weights.split(",")] if weights else None
+    if all(m.suffix == ".csv" for m in members):
+        if mode != "hard":
+            raise TrashsegError("submission CSVs hold no probabilities: use --mode hard")
+        console.print(f"{out}: {ensemble_csvs(members, out, num_classes, w)} rows")
+        return
+    console.print(ensemble_folders(members, out, mode, w, save_probs, console))
+
+
+@app.command()
+def kfold(root: Annotated[Path, typer.Argument(help="Folder of fold runs (train --all-folds K --out ROOT).")],
+          data: Annotated[Optional[Path], typer.Option(help="Dataset root.")] = None, split: SplitOpt = "test",
+          out: PredOut = Path("preds/kfold"), mode: str = "soft",
+          hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip")] = None,
+          device: Optional[str] = None, config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Predict with every fold's model and vote, in one command."""
+    from trashseg.ensemble.kfold import fold_runs, kfold_predict
+    from trashseg.infer.sources import load_source
+
+    cfg = _config(config, set_, data, load_source(fold_runs(root)[0]).classes)
+    _infer_cfg(cfg, hflip, None, None)
+    console.print(kfold_predict(root, _load(cfg, split), out, cfg.infer, mode, _device(device), console))
+
+
+@app.command()
+def pseudo(pred: Annotated[Path, typer.Argument(help="Prediction folder with probabilities (--save-probs).")],
+           out: Annotated[Path, typer.Option(help="Pseudo-label dataset to write.")],
+           threshold: Annotated[float, typer.Option(help="Keep pixels whose top probability reaches this.")] = 0.9
+           ) -> None:
+    """Confident pixels → a dataset for `trashseg train --extra-data OUT`."""
+    from trashseg.pseudo import write_pseudo
+
+    console.print(write_pseudo(pred, out, threshold, console))
+
+
+@app.command()
+def submit(pred: Annotated[Path, typer.Argument(help="Prediction folder.")],
+           data: Annotated[Optional[Path], typer.Option(help="Dataset root.")] = None, split: SplitOpt = "test",
+           out: Annotated[Path, typer.Option(help="CSV to write.")] = Path("submission.csv"),
+           config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Write the competition CSV (256×256, rows in the split's order)."""
+    from trashseg.infer.submit import submit as write
+
+    cfg = _config(config, set_, data, _folder_classes(pred))
+    console.print(f"{out}: {write(pred, _load(cfg, split), out)} rows")
+
+
+@app.command()
+def export(run: Annotated[Path, typer.Argument(help="Run folder or checkpoint.")],
+           format: Annotated[str, typer.Option("--format", help="Only onnx for now.")] = "onnx",
+           out: Annotated[Optional[Path], typer.Option(help="Output file (default RUN/model.onnx).")] = None) -> None:
+    """Export to ONNX (uint8 NHWC in, logits out, dynamic batch/size) and report parity with PyTorch."""
+    from trashseg.infer.export import export_run
+
+    if format != "onnx":
+        raise TrashsegError(f"--format {format!r}: only onnx is supported")
+    console.print(export_run(run, out))
 
 
 @app.command()

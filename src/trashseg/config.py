@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trashseg.errors import TrashsegError
 
@@ -45,6 +45,8 @@ class DataConfig(Section):
     train: str = "train.json"
     val: str = "val.json"
     test: str = "test.json"
+    extra: list[Path] = Field(default_factory=list)  # pseudo-label datasets (`trashseg pseudo`) mixed into train
+    extra_ratio: float = Field(0.3, ge=0, lt=1)  # share of each epoch's samples drawn from `extra`
     folds_dir: str = "folds"  # where `trashseg split` wrote fold{k}_train/val.json (relative to root, or absolute)
     cache_dir: Path | None = None  # default $TRASHSEG_CACHE or ~/.cache/trashseg
     cache_images: bool = True  # keep decoded images as .npy (see trashseg.data.cache)
@@ -90,7 +92,8 @@ class CopyPasteConfig(Section):
 
 class AugmentConfig(Section):
     preset: Literal["seed", "light", "none"] = "seed"
-    image_size: int = Field(512, ge=32)
+    image_size: int = Field(512, ge=32)  # images are resized to S×S (validation and inference too)
+    crop_size: int | None = Field(None, ge=32)  # train on random C×C crops at that scale (mmseg's crop_size)
     copy_paste: CopyPasteConfig = Field(default_factory=CopyPasteConfig)
     cutmix_prob: float = Field(0.0, ge=0, le=1)
 
@@ -138,6 +141,45 @@ class TrainConfig(Section):
     max_steps_per_epoch: int | None = None  # cap an epoch (quick runs, time-boxed benchmarks)
     time_limit_minutes: float | None = None  # stop cleanly (checkpoints kept) after this much training time
 
+    @model_validator(mode="after")
+    def _last_epoch_is_validated(self) -> TrainConfig:
+        if self.epochs % self.val_every:
+            raise ValueError(f"val_every ({self.val_every}) must divide epochs ({self.epochs}) so that the last "
+                             "epoch is validated")
+        return self
+
+
+class InferConfig(Section):
+    """Test-time settings: probabilities are averaged over every flip × scale at the image's own size."""
+
+    hflip: bool = False
+    vflip: bool = False
+    scales: list[float] = Field(default_factory=lambda: [1.0])  # multiples of augment.image_size
+    mode: Literal["resize", "slide"] = "resize"  # slide: S×S windows over the image at its own resolution
+    overlap: float = Field(0.5, ge=0, lt=1)  # sliding-window overlap
+    batch_size: int = Field(8, ge=1)
+    precision: Literal["32", "bf16", "16"] = "32"  # autocast dtype on GPU; CPU always runs fp32
+
+    @field_validator("scales")
+    @classmethod
+    def _scales_positive(cls, v: list[float]) -> list[float]:
+        if not v or any(s <= 0 for s in v):
+            raise ValueError("needs at least one scale, all > 0")
+        return v
+
+
+class CRFConfig(Section):
+    """Fully-connected CRF (Krähenbühl & Koltun) on softmax probabilities; kernel parameters as in pydensecrf."""
+
+    iterations: int = Field(5, ge=1)
+    gaussian_sxy: float = 3.0
+    gaussian_compat: float = 3.0
+    bilateral_sxy: float = 50.0
+    bilateral_srgb: float = 13.0
+    bilateral_compat: float = 10.0
+    upscale: float = Field(1.0, ge=1.0)  # the seed's variant: run on probabilities upscaled by this factor
+    workers: int = Field(2, ge=1)
+
 
 class Config(Section):
     name: str = "default"
@@ -147,6 +189,8 @@ class Config(Section):
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    infer: InferConfig = Field(default_factory=InferConfig)
+    crf: CRFConfig = Field(default_factory=CRFConfig)
 
 
 def _deep_merge(base: dict, override: dict) -> dict:

@@ -1,4 +1,8 @@
-"""``trashseg demo``: every stage that exists, on generated data, in a few minutes on a 2-core CPU."""
+"""``trashseg demo``: the whole pipeline on generated data, in a few minutes on a 2-core CPU.
+
+sample → data check → folds → train two small models → predict with flip TTA → evaluate → dense CRF →
+soft ensemble → submission CSV + check → pseudo-labels → ONNX export with parity.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,30 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.table import Table
 
 from trashseg.config import load_config
 from trashseg.data.check import check_dataset, summarize
+from trashseg.data.coco import load_split
+from trashseg.data.masks import MaskCache
 from trashseg.data.sample import write_sample_dataset
+from trashseg.data.splits import image_groups, make_folds, write_folds
+from trashseg.data.stats import class_stats
+from trashseg.ensemble.voting import ensemble_folders
+from trashseg.evaluate import evaluate
 from trashseg.fileio import atomic_write_json
+from trashseg.infer.export import export_run
+from trashseg.infer.predict import predict_split
+from trashseg.infer.sources import load_source
+from trashseg.infer.submit import submit
+from trashseg.postprocess.apply import crf_folder
+from trashseg.pseudo import write_pseudo
+from trashseg.submission import check_submission
+from trashseg.train.run import train
 
 RECIPE = Path(__file__).resolve().parents[2] / "configs" / "small_cpu.yaml"
+MODELS = {"unet_r18": [], "fpn_r18": ["model.arch=FPN", "model.params={decoder_segmentation_channels: 64, "
+                                      "decoder_pyramid_channels: 64}", "train.seed=7"]}
 
 
 def run_demo(out: Path, console: Console) -> None:
@@ -20,15 +41,60 @@ def run_demo(out: Path, console: Console) -> None:
     data = out / "data"
     console.rule("1. generated dataset")
     console.print(write_sample_dataset(data), f"→ {data}")
+
     console.rule("2. data check")
-    cfg = load_config(RECIPE, [f"data.root={data}", f"data.cache_dir={out / 'cache'}"])
+    base = [f"data.root={data}", f"data.cache_dir={out / 'cache'}", "train.loggers=[csv]"]
+    cfg = load_config(RECIPE, base)
     summary = summarize(check_dataset(data, cfg.data.classes))
     atomic_write_json(out / "data_check.json", summary)
     console.print({s["file"].split("/")[-1]: {"errors": s["errors"], "warnings": s["warnings"]}
                    for s in summary["splits"]})
-    console.rule("3. train the small recipe")
-    from trashseg.train.run import train
 
-    best = train(cfg, out / "runs" / "small_cpu", console=console)
-    console.print(f"best val mIoU {best['miou']:.4f} at epoch {best['epoch']} → {out / 'runs' / 'small_cpu'}")
-    console.rule(f"done in {time.perf_counter() - start:.0f} s")
+    console.rule("3. grouped, stratified folds")
+    train_split = load_split(data / "train.json", data, cfg.data.classes)
+    stats = class_stats(train_split, MaskCache(train_split, out / "cache" / "masks"))
+    folds = make_folds(stats, image_groups(train_split, r"^(.*)/"), 3)
+    write_folds(train_split, folds, data / "folds")
+    console.print(f"3 folds by batch folder → {data / 'folds'}; val sizes {[len(f.val) for f in folds]}")
+
+    runs = {}
+    for step, (name, extra) in enumerate(MODELS.items(), start=4):
+        console.rule(f"{step}. train {name}")
+        runs[name] = out / "runs" / name
+        best = train(load_config(RECIPE, base + extra), runs[name], console=console)
+        console.print(f"{name}: best val mIoU {best['miou']:.4f} (epoch {best['epoch']})")
+
+    console.rule("6. predict val and test (flip TTA), evaluate, CRF, ensemble")
+    val = load_split(data / "val.json", data, cfg.data.classes)
+    test = load_split(data / "test.json", data, cfg.data.classes)
+    masks = MaskCache(val, out / "cache" / "masks")
+    infer = cfg.infer.model_copy(update={"hflip": True})
+    scores = {}
+    for name, run in runs.items():
+        source = load_source(run)
+        for split, tag in ((val, "val"), (test, "test")):
+            predict_split(source, split, out / "preds" / f"{name}_{tag}", infer, save_probs=True, workers=0,
+                          console=console)
+        scores[f"{name} + flip TTA"] = evaluate(out / "preds" / f"{name}_val", val, masks).miou
+    first = next(iter(runs))
+    crf_folder(out / "preds" / f"{first}_val", val, out / "preds" / f"{first}_val_crf", cfg.crf, console=console)
+    scores[f"{first} + flip TTA + CRF"] = evaluate(out / "preds" / f"{first}_val_crf", val, masks).miou
+    for tag in ("val", "test"):
+        ensemble_folders([out / "preds" / f"{n}_{tag}" for n in runs], out / "preds" / f"ensemble_{tag}", "soft",
+                         save_probs=True, console=console)
+    scores["soft ensemble of both"] = evaluate(out / "preds" / "ensemble_val", val, masks).miou
+    table = Table(title="val mIoU (competition metric, 256×256)")
+    table.add_column("predictions")
+    table.add_column("mIoU", justify="right")
+    for name, value in scores.items():
+        table.add_row(name, f"{value:.4f}")
+    console.print(table)
+
+    console.rule("7. submission, pseudo-labels, ONNX")
+    csv = out / "submission.csv"
+    submit(out / "preds" / "ensemble_test", test, csv)
+    problems = check_submission(csv, test)
+    console.print(f"{csv}: {len(test.images)} rows, submission check: {'OK' if not problems else problems}")
+    console.print("pseudo-labels:", write_pseudo(out / "preds" / "ensemble_test", out / "pseudo", 0.9, console))
+    console.print("ONNX:", export_run(runs[first]))
+    console.rule(f"done in {time.perf_counter() - start:.0f} s — everything is under {out}")

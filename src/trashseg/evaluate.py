@@ -10,16 +10,9 @@ import numpy as np
 from trashseg.data.coco import CocoSplit
 from trashseg.data.masks import MaskCache
 from trashseg.errors import TrashsegError
+from trashseg.infer.folder import PredictionFolder
 from trashseg.metrics import COMPETITION_SIZE, ConfusionMeter, SegScores, resize_nearest
 from trashseg.submission import read_submission
-
-
-def _folder_mask(folder: Path, file_name: str) -> np.ndarray:
-    path = folder / "masks" / (file_name + ".png")
-    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise TrashsegError(f"{path}: prediction mask missing or unreadable (for image {file_name})")
-    return mask
 
 
 def evaluate(pred: str | Path, split: CocoSplit, cache: MaskCache, size: int = COMPETITION_SIZE) -> SegScores:
@@ -30,7 +23,10 @@ def evaluate(pred: str | Path, split: CocoSplit, cache: MaskCache, size: int = C
     pred = Path(pred)
     num_classes = len(split.classes)
     if pred.is_dir():
-        get = lambda name: _folder_mask(pred, name)  # noqa: E731
+        folder = PredictionFolder(pred)
+        if folder.classes != split.classes:
+            raise TrashsegError(f"{pred} predicts classes {folder.classes}, the dataset config has {split.classes}")
+        get = folder.mask
     else:
         masks = read_submission(pred, num_classes)
         missing = [img["file_name"] for img in split.images if img["file_name"] not in masks]

@@ -99,3 +99,15 @@ def test_validation_transform_is_exact_size_and_deterministic(preset):
     assert first["image"].shape == (S, S, 3) and first["mask"].shape == (S, S)
     assert np.array_equal(first["image"], second["image"]) and np.array_equal(first["mask"], second["mask"])
     _assert_aligned(first["image"], first["mask"])
+
+
+def test_crop_size_gives_crops_at_the_full_size_scale():
+    from trashseg.augment import build_transform
+    from trashseg.config import AugmentConfig
+
+    cfg = AugmentConfig(preset="light", image_size=64, crop_size=32)
+    image = np.zeros((128, 96, 3), np.uint8)
+    mask = np.zeros((128, 96), np.uint8)
+    out = build_transform(cfg, train=True)(image=image, mask=mask)
+    assert out["image"].shape == (32, 32, 3) and out["mask"].shape == (32, 32)
+    assert build_transform(cfg, train=False)(image=image, mask=mask)["mask"].shape == (64, 64)

@@ -50,6 +50,15 @@ PRESETS: dict[str, Preset] = {"seed": _seed, "light": _light, "none": _none}
 
 
 def build_transform(cfg: AugmentConfig, train: bool, ignore_index: int = IGNORE_INDEX) -> A.Compose:
-    """The training pipeline of ``cfg.preset``, or for validation/test a plain deterministic resize to S×S."""
-    build = PRESETS[cfg.preset] if train else _none
-    return A.Compose(build(cfg.image_size, ignore_index))
+    """The training pipeline of ``cfg.preset``, or for validation/test a plain deterministic resize to S×S.
+
+    With ``crop_size`` C < S, training ends with a random C×C crop: objects keep the scale they have at S×S
+    (where validation and inference see them) while a step costs (C/S)² of a full-size one.
+    """
+    if not train:
+        return A.Compose(_none(cfg.image_size, ignore_index))
+    transforms = [A.Resize(cfg.image_size, cfg.image_size)] if cfg.preset != "none" else []
+    transforms += PRESETS[cfg.preset](cfg.image_size, ignore_index)
+    if cfg.crop_size and cfg.crop_size < cfg.image_size:
+        transforms.append(A.RandomCrop(cfg.crop_size, cfg.crop_size))
+    return A.Compose(transforms)

@@ -59,3 +59,22 @@ class SegmentationDataset(Dataset):
         if mask is not None:
             sample["mask"] = torch.from_numpy(np.ascontiguousarray(mask))
         return sample
+
+
+class SeededConcat(Dataset):
+    """torch's ConcatDataset, but passing ``(index, seed)`` items through to the part that owns the index."""
+
+    def __init__(self, parts: list[Dataset]):
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        part = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        local = index - int(self.offsets[part])
+        sample = self.parts[part][(local, seed) if seed is not None else local]
+        sample["index"] = index
+        return sample

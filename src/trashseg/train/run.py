@@ -6,12 +6,14 @@ Run folder: ``config.yaml`` (resolved), ``checkpoints/best.ckpt`` (by val mIoU) 
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 from rich.console import Console
@@ -21,7 +23,8 @@ from trashseg.augment import CopyPasteDataset, build_transform
 from trashseg.config import Config, dump_config, load_config
 from trashseg.data.cache import ImageCache
 from trashseg.data.coco import CocoSplit, load_split
-from trashseg.data.dataset import SegmentationDataset
+from trashseg.data.dataset import SegmentationDataset, SeededConcat
+from trashseg.data.extra import PngMasks, load_extra
 from trashseg.data.masks import MaskCache
 from trashseg.data.stats import balanced_image_weights, class_stats
 from trashseg.errors import TrashsegError
@@ -40,7 +43,7 @@ class TrainData:
     val: SegmentationDataset
     train_split: CocoSplit
     weights: torch.Tensor | None
-    sampling_weights: object
+    sampling_weights: np.ndarray | None
 
 
 def _split(cfg: Config, name: str) -> CocoSplit:
@@ -68,13 +71,30 @@ def build_data(cfg: Config) -> TrainData:
     if cfg.augment.copy_paste.prob > 0 or cfg.augment.cutmix_prob > 0:
         train = CopyPasteDataset(train, cfg.augment.copy_paste, cfg.data.classes, seed=cfg.train.seed,
                                  cutmix_prob=cfg.augment.cutmix_prob)
+        if cfg.augment.copy_paste.prob > 0:
+            _ = train.donors  # scan masks once here, not once per DataLoader worker
+    if cfg.data.extra:
+        train, sampling = _mix_extra(cfg, train, sampling, images)
     return TrainData(train, val, train_split, weights, sampling)
+
+
+def _mix_extra(cfg: Config, train: Dataset, sampling: np.ndarray | None,
+               images: ImageCache | None) -> tuple[Dataset, np.ndarray]:
+    """Append pseudo-label datasets; each epoch draws `extra_ratio` of its samples from them."""
+    transform = build_transform(cfg.augment, True, cfg.data.ignore_index)
+    extras = [SegmentationDataset(split, PngMasks(path, cfg.data.cache_size), transform, images)
+              for path in cfg.data.extra for split in [load_extra(path, cfg.data.classes)]]
+    base = sampling if sampling is not None else np.full(len(train), 1.0 / len(train))
+    n_extra = sum(len(e) for e in extras)
+    weights = np.concatenate([base * (1 - cfg.data.extra_ratio), np.full(n_extra, cfg.data.extra_ratio / n_extra)])
+    return SeededConcat([train, *extras]), weights
 
 
 def build_loaders(cfg: Config, data: TrainData) -> tuple[DataLoader, DataLoader]:
     t = cfg.train
     n = len(data.train)
-    num_samples = min(n, t.max_steps_per_epoch * t.batch_size) if t.max_steps_per_epoch else n
+    base = len(data.train_split.images)  # an epoch = one pass worth of the real training set, extra data or not
+    num_samples = min(base, t.max_steps_per_epoch * t.batch_size) if t.max_steps_per_epoch else base
     sampler = EpochSampler(n, t.seed, weights=data.sampling_weights, num_samples=num_samples)
     common = dict(num_workers=t.num_workers, pin_memory=torch.cuda.is_available(),
                   persistent_workers=t.num_workers > 0)
@@ -163,4 +183,4 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, console: Conso
     except NonFiniteLossError as exc:
         raise TrashsegError(str(exc)) from None
     metrics = run_dir / "metrics.json"
-    return __import__("json").loads(metrics.read_text())["best"] if metrics.exists() else {}
+    return json.loads(metrics.read_text())["best"] if metrics.exists() else {}

@@ -1,0 +1,45 @@
+"""Extra training data made of label masks rather than COCO polygons: the pseudo-label datasets written by
+``trashseg pseudo`` (``pseudo.json`` + ``masks/<file_name>.png``, 255 = ignore)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from trashseg.data.cache import presize
+from trashseg.data.coco import CocoSplit
+from trashseg.errors import TrashsegError
+
+MANIFEST = "pseudo.json"
+
+
+class PngMasks:
+    """Mask provider with MaskCache's interface (``get(image_info)``), reading ready-made PNG masks."""
+
+    def __init__(self, folder: Path, size: int | None = None):
+        self.folder, self.size = Path(folder), size
+
+    def get(self, image: dict) -> np.ndarray:
+        path = self.folder / "masks" / f"{image['file_name']}.png"
+        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if mask is None:
+            raise TrashsegError(f"{path}: pseudo-label mask missing or unreadable (image id {image['id']})")
+        return presize(mask, self.size, nearest=True)
+
+
+def load_extra(folder: str | Path, classes: list[str]) -> CocoSplit:
+    """The manifest as a split (no annotations: masks come from :class:`PngMasks`)."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TrashsegError(f"{folder}: not a pseudo-label dataset (no {MANIFEST}; make one with trashseg pseudo)") \
+            from None
+    if manifest.get("classes") != classes:
+        raise TrashsegError(f"{path}: labels use classes {manifest.get('classes')}, the config has {classes}")
+    return CocoSplit(path=path, root=Path(manifest["root"]), classes=list(classes), images=manifest["images"],
+                     anns_by_image={}, cat_to_class={}, has_annotations=True)

@@ -1,0 +1,1 @@
+"""Infer stage: predictor with flip/scale TTA and sliding windows, the prediction folder, ONNX export/runtime."""

@@ -1,0 +1,53 @@
+"""ONNX export of a trained model (normalisation included, dynamic batch and size) and its ONNX Runtime path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trashseg.errors import TrashsegError
+from trashseg.fileio import atomic_write_json, atomic_write_with
+
+
+def export_onnx(module: torch.nn.Module, path: Path, image_size: int, meta: dict[str, Any],
+                opset: int = 17) -> None:
+    """Input: uint8 N×H×W×3 RGB (``images``); output: float logits N×C×H×W (``logits``). Batch, height and width
+    are dynamic. ``<path>.json`` beside it carries the classes and sizes that predict needs."""
+    module = module.eval().cpu()
+    example = torch.zeros(1, image_size, image_size, 3, dtype=torch.uint8)
+    axes = {"images": {0: "batch", 1: "height", 2: "width"}, "logits": {0: "batch", 2: "height", 3: "width"}}
+
+    def write(tmp: str) -> None:
+        # dynamo=False: the TorchScript exporter needs no onnxscript and handles smp/timm models well
+        torch.onnx.export(module, (example,), tmp, input_names=["images"], output_names=["logits"],
+                          dynamic_axes=axes, opset_version=opset, dynamo=False)
+
+    atomic_write_with(path, write)
+    atomic_write_json(Path(f"{path}.json"), meta)
+
+
+class OnnxModel:
+    """Callable like a SegmentationModule's forward: uint8 B×H×W×3 tensor → logits tensor."""
+
+    def __init__(self, path: str | Path, providers: list[str] | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise TrashsegError(f"{self.path}: ONNX model not found")
+        meta_path = Path(f"{self.path}.json")
+        try:
+            self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        except FileNotFoundError:
+            raise TrashsegError(f"{meta_path}: missing (export with `trashseg export` writes it)") from None
+        available = ort.get_available_providers()
+        chosen = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        self.session = ort.InferenceSession(str(self.path), providers=chosen)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        batch = np.ascontiguousarray(images.cpu().numpy().astype(np.uint8))
+        return torch.from_numpy(self.session.run(["logits"], {"images": batch})[0])

@@ -1,0 +1,85 @@
+"""``trashseg predict``: stream a split through a model into a prediction folder, resumably."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.utils.data import DataLoader, Dataset
+
+from trashseg.config import CRFConfig, InferConfig
+from trashseg.data.coco import CocoSplit
+from trashseg.data.images import read_image
+from trashseg.errors import TrashsegError
+from trashseg.infer.folder import PredictionFolder
+from trashseg.infer.predictor import Predictor
+from trashseg.infer.sources import Source
+from trashseg.postprocess.crf import dense_crf_many
+
+
+class _Images(Dataset):
+    """Decoding in DataLoader workers keeps the device busy while the next batch is read."""
+
+    def __init__(self, split: CocoSplit, images: list[dict]):
+        self.split, self.images = split, images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[str, np.ndarray]:
+        info = self.images[i]
+        return info["file_name"], read_image(self.split.image_path(info))
+
+
+def _collate(batch: list[tuple[str, np.ndarray]]) -> tuple[tuple[str, ...], tuple[np.ndarray, ...]]:
+    """Images keep their own sizes: a batch is (names, images), resized together by the predictor."""
+    names, images = zip(*batch)
+    return names, images
+
+
+def progress_bar(console: Console) -> Progress:
+    """Shared look for long loops: count, img/s and ETA."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]} img/s"), TimeRemainingColumn(), console=console)
+
+
+def check_classes(source: Source, split: CocoSplit) -> None:
+    if source.classes != split.classes:
+        raise TrashsegError(f"the model predicts classes {source.classes} but the dataset config has "
+                            f"{split.classes}; give the matching class list (-c / --set data.classes=...)")
+
+
+def predict_split(source: Source, split: CocoSplit, out: Path, cfg: InferConfig, save_probs: bool = False,
+                  crf: CRFConfig | None = None, device: str | torch.device = "cpu", workers: int = 2,
+                  console: Console | None = None) -> dict:
+    """Predict every image of `split` not already in `out`; returns counts and throughput."""
+    console = console or Console()
+    check_classes(source, split)
+    folder = PredictionFolder(out)
+    folder.init({"classes": source.classes, **source.info, "split": str(split.path),
+                 "data_root": str(split.root.resolve()),
+                 "tta": {"hflip": cfg.hflip, "vflip": cfg.vflip, "scales": cfg.scales, "mode": cfg.mode},
+                 "crf": crf.model_dump() if crf else None, "image_size": source.image_size,
+                 "has_probs": save_probs})
+    todo = [img for img in split.images if not folder.done(img["file_name"], save_probs)]
+    predictor = Predictor(source.model, source.image_size, cfg, device)
+    loader = DataLoader(_Images(split, todo), batch_size=cfg.batch_size, num_workers=workers,
+                        collate_fn=_collate)
+    start, done = time.perf_counter(), 0
+    with progress_bar(console) as bar:
+        task = bar.add_task(f"predict → {out}", total=len(todo), rate="-")
+        for names, images in loader:
+            probs = predictor.predict(list(images))
+            if crf is not None:
+                probs = list(dense_crf_many(zip(images, probs), crf))
+            for name, p in zip(names, probs):
+                folder.write(name, p.argmax(0).astype(np.uint8), p if save_probs else None)
+            done += len(names)
+            bar.update(task, advance=len(names), rate=f"{done / (time.perf_counter() - start):.1f}")
+    elapsed = time.perf_counter() - start
+    return {"predicted": done, "skipped": len(split.images) - len(todo), "seconds": elapsed,
+            "img_per_s": done / elapsed if elapsed and done else None}

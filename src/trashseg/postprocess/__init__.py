@@ -1,0 +1,1 @@
+"""Postprocess stage: dense CRF refinement of predicted probabilities."""

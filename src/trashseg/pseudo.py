@@ -1,0 +1,56 @@
+"""``trashseg pseudo``: confident pixels of a prediction folder become a training set (the rest ignore).
+
+The seed team's best single-model trick (0.766 → 0.776): predict the test set with the best model or ensemble,
+keep pixels whose top probability reaches the threshold, and train again with them mixed in
+(``trashseg train --extra-data DIR``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from trashseg.config import IGNORE_INDEX
+from trashseg.data.extra import MANIFEST
+from trashseg.errors import TrashsegError
+from trashseg.fileio import atomic_write_json, atomic_write_with
+from trashseg.infer.folder import PredictionFolder
+from trashseg.infer.predict import progress_bar
+
+
+def confident_labels(probs: np.ndarray, threshold: float, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """argmax where the top probability ≥ threshold, ignore_index elsewhere."""
+    labels = probs.argmax(0).astype(np.uint8)
+    labels[probs.max(0) < threshold] = ignore_index
+    return labels
+
+
+def write_pseudo(pred: str | Path, out: str | Path, threshold: float, console: Console | None = None) -> dict:
+    import cv2
+
+    console = console or Console()
+    folder, out = PredictionFolder(pred), Path(out)
+    meta = folder.meta()
+    if not meta.get("has_probs"):
+        raise TrashsegError(f"{folder.root}: pseudo-labels need probabilities; predict with --save-probs")
+    if not 0 < threshold <= 1:
+        raise TrashsegError(f"--threshold {threshold}: must be in (0, 1]")
+    split_path = Path(meta["split"])
+    images = json.loads(split_path.read_text(encoding="utf-8"))["images"]
+    kept_pixels = total_pixels = 0
+    with progress_bar(console) as bar:
+        task = bar.add_task(f"pseudo-labels → {out}", total=len(images), rate="-")
+        for image in images:
+            labels = confident_labels(folder.probs(image["file_name"]), threshold)
+            kept_pixels += int((labels != IGNORE_INDEX).sum())
+            total_pixels += labels.size
+            atomic_write_with(out / "masks" / f"{image['file_name']}.png", lambda tmp: cv2.imwrite(tmp, labels))
+            bar.update(task, advance=1, rate="-")
+    summary = {"images": len(images), "kept_pixel_share": kept_pixels / max(1, total_pixels),
+               "threshold": threshold}
+    atomic_write_json(out / MANIFEST, {"classes": meta["classes"], "root": meta["data_root"], "source": str(pred),
+                                       "threshold": threshold, "images": images, "summary": summary})
+    return summary

@@ -1,0 +1,84 @@
+"""predict / evaluate / submit / export on a really trained model, through the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+from trashseg.infer.folder import PredictionFolder
+
+
+def test_predict_writes_folder_and_evaluate_scores_it(trained_run, sample_data, tmp_path, capsys):
+    out = tmp_path / "pred"
+    code, text = run_cli(["predict", trained_run, "--data", sample_data, "--split", "val", "--out", out,
+                          "--save-probs", "--hflip", "--scales", "0.75,1.0", "--workers", "0"], capsys)
+    assert code == 0, text
+    folder = PredictionFolder(out)
+    meta = folder.meta()
+    assert meta["tta"] == {"hflip": True, "vflip": False, "scales": [0.75, 1.0], "mode": "resize"}
+    names = [i["file_name"] for i in json.loads((sample_data / "val.json").read_text())["images"]]
+    probs = folder.probs(names[0])
+    assert probs.shape == (11, 128, 128) and probs.dtype == np.float32
+    assert np.array_equal(folder.mask(names[0]), probs.argmax(0))
+    code, text = run_cli(["evaluate", out, "--data", sample_data, "--split", "val", "--out", tmp_path / "s.json"],
+                         capsys)
+    assert code == 0, text
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert 0 < scores["miou"] <= 1 and "per_class" in scores
+
+
+def test_killed_predict_resumes_where_it_stopped(trained_run, sample_data, tmp_path, monkeypatch, capsys):
+    from trashseg.infer import folder as folder_mod
+
+    real_write, calls = folder_mod.PredictionFolder.write, []
+
+    def dying_write(self, *args, **kwargs):
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the machine dies after three images
+        calls.append(args[0])
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(folder_mod.PredictionFolder, "write", dying_write)
+    out = tmp_path / "pred"
+    args = ["predict", trained_run, "--data", sample_data, "--split", "test", "--out", out, "--workers", "0"]
+    with pytest.raises(KeyboardInterrupt):
+        run_cli(args, capsys)
+    monkeypatch.undo()
+    assert len(list((out / "masks").rglob("*.png"))) == 3
+    assert not list(out.rglob("*.tmp*"))  # nothing half-written
+    code, text = run_cli(args, capsys)
+    assert code == 0 and "'predicted': 5" in text and "'skipped': 3" in text, text
+
+
+def test_submit_then_check(trained_run, sample_data, tmp_path, capsys):
+    out = tmp_path / "pred"
+    assert run_cli(["predict", trained_run, "--data", sample_data, "--out", out, "--workers", "0"], capsys)[0] == 0
+    csv = tmp_path / "sub.csv"
+    code, text = run_cli(["submit", out, "--data", sample_data, "--out", csv], capsys)
+    assert code == 0, text
+    code, text = run_cli(["submission", "check", csv, "--data", sample_data], capsys)
+    assert code == 0 and "OK" in text, text
+    code, text = run_cli(["evaluate", csv, "--data", sample_data, "--split", "test"], capsys)
+    assert code == 2 and "has no annotations" in text
+
+
+def test_predict_with_wrong_class_list_is_refused(trained_run, sample_data, tmp_path, capsys):
+    code, text = run_cli(["predict", trained_run, "--data", sample_data, "--out", tmp_path / "p",
+                          "--set", "data.classes=[Background, Paper]"], capsys)
+    assert code == 2 and "the model predicts classes" in text
+
+
+def test_onnx_export_parity_and_runtime_predict(trained_run, sample_data, tmp_path, capsys):
+    onnx = tmp_path / "m.onnx"
+    code, text = run_cli(["export", trained_run, "--out", onnx], capsys)
+    assert code == 0, text
+    diff = float(text.split("'max_abs_prob_diff': ")[1].split(",")[0])
+    assert diff < 1e-4
+    out_onnx, out_torch = tmp_path / "po", tmp_path / "pt"
+    for src, out in ((onnx, out_onnx), (trained_run, out_torch)):
+        assert run_cli(["predict", src, "--data", sample_data, "--split", "val", "--out", out, "--workers", "0"],
+                       capsys)[0] == 0
+    a, b = PredictionFolder(out_onnx), PredictionFolder(out_torch)
+    name = json.loads((sample_data / "val.json").read_text())["images"][0]["file_name"]
+    assert (a.mask(name) == b.mask(name)).mean() > 0.999

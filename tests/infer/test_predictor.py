@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+import torch
+
+from trashseg.config import InferConfig
+from trashseg.infer.predictor import Predictor
+
+
+def ramp_model(batch: torch.Tensor) -> torch.Tensor:
+    """Ignores the image: class-1 logit grows left → right, so only a correct un-flip makes hflip TTA symmetric."""
+    b, h, w, _ = batch.shape
+    ramp = torch.linspace(-4, 4, w).expand(b, h, w)
+    return torch.stack([torch.zeros_like(ramp), ramp], dim=1)
+
+
+def colour_model(batch: torch.Tensor) -> torch.Tensor:
+    """Class 1 where the red channel is bright: flip-equivariant, so TTA must not change its answer."""
+    red = batch[..., 0].float() / 255.0
+    return torch.stack([torch.zeros_like(red), (red - 0.5) * 20], dim=1)
+
+
+def test_probabilities_at_each_images_own_size():
+    p = Predictor(colour_model, 64, InferConfig())
+    out = p.predict([np.zeros((50, 70, 3), np.uint8), np.zeros((30, 30, 3), np.uint8)])
+    assert out[0].shape == (2, 50, 70) and out[1].shape == (2, 30, 30)
+    np.testing.assert_allclose(out[0].sum(0), 1.0, atol=1e-5)
+
+
+def test_hflip_tta_is_undone_before_averaging():
+    image = np.zeros((32, 64, 3), np.uint8)
+    plain = Predictor(ramp_model, 64, InferConfig()).predict([image])[0]
+    tta = Predictor(ramp_model, 64, InferConfig(hflip=True)).predict([image])[0]
+    assert plain[1, 5, -1] > plain[1, 5, 0] + 0.5
+    np.testing.assert_allclose(tta[1], tta[1][:, ::-1], atol=1e-4)  # average of ramp and its mirror
+
+
+@pytest.mark.parametrize("cfg", [InferConfig(hflip=True, vflip=True), InferConfig(scales=[0.5, 1.0, 1.5]),
+                                 InferConfig(mode="slide", overlap=0.5, scales=[1.0, 0.75])])
+def test_tta_and_sliding_keep_a_content_driven_answer(cfg):
+    image = np.zeros((96, 160, 3), np.uint8)
+    image[20:70, 30:100, 0] = 255
+    probs = Predictor(colour_model, 64, cfg).predict([image])[0]
+    mask = probs.argmax(0)
+    assert mask[45, 60] == 1 and mask[5, 5] == 0 and mask[90, 150] == 0
+    assert abs(int((mask == 1).sum()) - 50 * 70) < 0.08 * 50 * 70
+
+
+def test_slide_pads_images_smaller_than_the_window():
+    image = np.zeros((20, 40, 3), np.uint8)
+    image[:, 20:, 0] = 255
+    probs = Predictor(colour_model, 64, InferConfig(mode="slide")).predict([image])[0]
+    assert probs.shape == (2, 20, 40) and probs.argmax(0)[10, 30] == 1 and probs.argmax(0)[10, 5] == 0
