@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import albumentations as A
-import numpy as np
 import segmentation_models_pytorch as smp
 import torch
 from torch.utils.data import DataLoader
@@ -103,6 +102,8 @@ def main() -> None:
         results["baseline"] = {**info, **score(lambda x: model(x.permute(0, 3, 1, 2).float() / 255.0), val,
                                                 len(classes))}
         print("baseline", results["baseline"]["miou"], info)
+        args.out.mkdir(parents=True, exist_ok=True)
+        results_path.write_text(json.dumps(results, indent=2))  # kept even if the trashseg run fails
 
     run = args.out / f"ours_{time.strftime('%Y%m%d_%H%M%S')}"
     start = time.monotonic()
@@ -126,7 +127,7 @@ def report(results: dict, classes: list[str], minutes: float) -> None:
         f"each from random init on {platform.machine()} CPU ({os.cpu_count()} cores), {time.strftime('%Y-%m-%d')}. "
         f"trashseg recipe: `{results['recipe']}`.",
         "",
-        f"| | baseline loop | trashseg last epoch | trashseg best (val-selected) |",
+        "| | baseline loop | trashseg last epoch | trashseg best (val-selected) |",
         "| --- | ---: | ---: | ---: |",
         f"| **mIoU** | **{fmt(base['miou'])}** | **{fmt(last['miou'])}** | {fmt(best['miou'])} |",
         f"| ratio to baseline | 1.00× | {last['miou'] / base['miou']:.2f}× | {best['miou'] / base['miou']:.2f}× |",

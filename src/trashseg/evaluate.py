@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from trashseg.data.coco import CocoSplit
 from trashseg.data.masks import MaskCache

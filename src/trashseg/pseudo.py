@@ -16,7 +16,7 @@ from rich.console import Console
 from trashseg.config import IGNORE_INDEX
 from trashseg.data.extra import MANIFEST
 from trashseg.errors import TrashsegError
-from trashseg.fileio import atomic_write_json, atomic_write_with
+from trashseg.fileio import atomic_write_json
 from trashseg.infer.folder import PredictionFolder
 from trashseg.infer.predict import progress_bar
 
@@ -29,8 +29,6 @@ def confident_labels(probs: np.ndarray, threshold: float, ignore_index: int = IG
 
 
 def write_pseudo(pred: str | Path, out: str | Path, threshold: float, console: Console | None = None) -> dict:
-    import cv2
-
     console = console or Console()
     folder, out = PredictionFolder(pred), Path(out)
     meta = folder.meta()
@@ -40,6 +38,7 @@ def write_pseudo(pred: str | Path, out: str | Path, threshold: float, console: C
         raise TrashsegError(f"--threshold {threshold}: must be in (0, 1]")
     split_path = Path(meta["split"])
     images = json.loads(split_path.read_text(encoding="utf-8"))["images"]
+    labelled = PredictionFolder(out)
     kept_pixels = total_pixels = 0
     with progress_bar(console) as bar:
         task = bar.add_task(f"pseudo-labels → {out}", total=len(images), rate="-")
@@ -47,7 +46,7 @@ def write_pseudo(pred: str | Path, out: str | Path, threshold: float, console: C
             labels = confident_labels(folder.probs(image["file_name"]), threshold)
             kept_pixels += int((labels != IGNORE_INDEX).sum())
             total_pixels += labels.size
-            atomic_write_with(out / "masks" / f"{image['file_name']}.png", lambda tmp: cv2.imwrite(tmp, labels))
+            labelled.write(image["file_name"], labels)  # same masks/<file_name>.png layout as predictions
             bar.update(task, advance=1, rate="-")
     summary = {"images": len(images), "kept_pixel_share": kept_pixels / max(1, total_pixels),
                "threshold": threshold}

@@ -20,7 +20,7 @@ def test_predict_writes_folder_and_evaluate_scores_it(trained_run, sample_data, 
     names = [i["file_name"] for i in json.loads((sample_data / "val.json").read_text())["images"]]
     probs = folder.probs(names[0])
     assert probs.shape == (11, 128, 128) and probs.dtype == np.float32
-    assert np.array_equal(folder.mask(names[0]), probs.argmax(0))
+    assert (folder.mask(names[0]) == probs.argmax(0)).mean() > 0.99  # probs are stored as float16
     code, text = run_cli(["evaluate", out, "--data", sample_data, "--split", "val", "--out", tmp_path / "s.json"],
                          capsys)
     assert code == 0, text
@@ -48,7 +48,8 @@ def test_killed_predict_resumes_where_it_stopped(trained_run, sample_data, tmp_p
     assert len(list((out / "masks").rglob("*.png"))) == 3
     assert not list(out.rglob("*.tmp*"))  # nothing half-written
     code, text = run_cli(args, capsys)
-    assert code == 0 and "'predicted': 5" in text and "'skipped': 3" in text, text
+    flat = "".join(text.split())  # rich may wrap the printed dict anywhere
+    assert code == 0 and "'predicted':5" in flat and "'skipped':3" in flat, text
 
 
 def test_submit_then_check(trained_run, sample_data, tmp_path, capsys):
@@ -60,21 +61,25 @@ def test_submit_then_check(trained_run, sample_data, tmp_path, capsys):
     code, text = run_cli(["submission", "check", csv, "--data", sample_data], capsys)
     assert code == 0 and "OK" in text, text
     code, text = run_cli(["evaluate", csv, "--data", sample_data, "--split", "test"], capsys)
-    assert code == 2 and "has no annotations" in text
+    assert code == 2 and "missing top-level key 'annotations'" in text
 
 
 def test_predict_with_wrong_class_list_is_refused(trained_run, sample_data, tmp_path, capsys):
+    from trashseg.config import RECYCLING_CLASSES
+
+    shuffled = ["Background", *reversed(RECYCLING_CLASSES[1:])]  # same names, other order: indices would lie
     code, text = run_cli(["predict", trained_run, "--data", sample_data, "--out", tmp_path / "p",
-                          "--set", "data.classes=[Background, Paper]"], capsys)
+                          "--set", f"data.classes={shuffled}"], capsys)
     assert code == 2 and "the model predicts classes" in text
 
 
 def test_onnx_export_parity_and_runtime_predict(trained_run, sample_data, tmp_path, capsys):
+    from trashseg.infer.export import export_run
+
     onnx = tmp_path / "m.onnx"
-    code, text = run_cli(["export", trained_run, "--out", onnx], capsys)
-    assert code == 0, text
-    diff = float(text.split("'max_abs_prob_diff': ")[1].split(",")[0])
-    assert diff < 1e-4
+    assert export_run(trained_run, onnx)["max_abs_prob_diff"] < 1e-4
+    code, text = run_cli(["export", trained_run, "--out", tmp_path / "cli.onnx"], capsys)
+    assert code == 0 and (tmp_path / "cli.onnx").stat().st_size > 1000, text
     out_onnx, out_torch = tmp_path / "po", tmp_path / "pt"
     for src, out in ((onnx, out_onnx), (trained_run, out_torch)):
         assert run_cli(["predict", src, "--data", sample_data, "--split", "val", "--out", out, "--workers", "0"],

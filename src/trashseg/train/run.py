@@ -176,7 +176,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, console: Conso
     train_loader, val_loader = build_loaders(cfg, data)
     module = SegmentationModule(cfg, data.weights)
     if cfg.train.compile:
-        module.model = torch.compile(module.model)
+        module.model.compile()  # in place: state_dict keys stay as they are, so checkpoints load uncompiled
     trainer = build_trainer(cfg, run_dir, console, extra_callbacks)
     try:
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt)
