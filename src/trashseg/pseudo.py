@@ -36,6 +36,9 @@ def write_pseudo(pred: str | Path, out: str | Path, threshold: float, console: C
         raise TrashsegError(f"{folder.root}: pseudo-labels need probabilities; predict with --save-probs")
     if not 0 < threshold <= 1:
         raise TrashsegError(f"--threshold {threshold}: must be in (0, 1]")
+    if not meta.get("split") or not meta.get("data_root"):
+        raise TrashsegError(f"{folder.meta_path}: does not say which dataset split it predicted ('split', "
+                            "'data_root'); make it with trashseg predict / ensemble")
     split_path = Path(meta["split"])
     images = json.loads(split_path.read_text(encoding="utf-8"))["images"]
     labelled = PredictionFolder(out)

@@ -10,7 +10,7 @@ from trashseg.submission import read_submission, write_submission
 
 def _member(root, probs_by_name, classes=("bg", "a", "b"), val_miou=None):
     f = PredictionFolder(root)
-    f.init({"classes": list(classes), "has_probs": True, "val_miou": val_miou})
+    f.init({"classes": list(classes), "has_probs": True, "val_miou": val_miou, "split": "s.json", "data_root": "/d"})
     for name, probs in probs_by_name.items():
         f.write(name, probs.argmax(0), probs)
     return root
@@ -29,6 +29,7 @@ def test_soft_vote_is_the_weighted_mean(tmp_path):
     np.testing.assert_allclose(e.probs("x.jpg")[:, 0, :], [[0.3, 0.1], [0.7, 0.45], [0, 0.45]], atol=1e-3)
     ensemble_folders([a, b], tmp_path / "w", "soft", weights=[3, 1])
     assert PredictionFolder(tmp_path / "w").mask("x.jpg").tolist() == [[1, 1]]
+    assert PredictionFolder(tmp_path / "e").meta()["split"] == "s.json"  # pseudo-labels need to know
 
 
 def test_hard_vote_majority_and_tie_to_best_member(tmp_path):

@@ -96,7 +96,8 @@ def ensemble_folders(paths: list[Path], out: Path, mode: str, weights: list[floa
     w = normalised_weights(weights, len(folders))
     best = best_member(metas)
     result = PredictionFolder(out)
-    result.init({"classes": classes, "source": "ensemble", "mode": mode, "members": [str(p) for p in paths],
+    result.init({"classes": classes, "source": "ensemble", "split": metas[0].get("split"),
+                 "data_root": metas[0].get("data_root"), "mode": mode, "members": [str(p) for p in paths],
                  "weights": w.tolist(), "tie_break": str(paths[best]), "has_probs": save_probs and mode == "soft",
                  "val_miou": None})
     names = _member_names(folders)
