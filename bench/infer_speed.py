@@ -105,13 +105,15 @@ def make_members(root: Path, n_models: int, n_images: int, classes: int) -> list
 
 def ensemble_memory(tmp: Path) -> tuple[float, float]:
     members = make_members(tmp / "members", 5, 819, 11)
-    code = ("import resource, sys, time; from pathlib import Path; from trashseg.ensemble.voting import "
+    # VmHWM, not ru_maxrss: Linux carries the forking parent's peak into ru_maxrss across exec, which would
+    # charge this benchmark process's own memory (models, images) to the ensemble.
+    code = ("import sys, time; from pathlib import Path; from trashseg.ensemble.voting import "
             "ensemble_folders; t = time.perf_counter(); ensemble_folders([Path(p) for p in sys.argv[2:]], "
             "Path(sys.argv[1]), 'soft'); print(time.perf_counter() - t, "
-            "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            "open('/proc/self/status').read().split('VmHWM:')[1].split()[0])")
     out = subprocess.run([sys.executable, "-c", code, str(tmp / "ens"), *map(str, members)], check=True,
                          capture_output=True, text=True).stdout.split()
-    return float(out[-2]), int(out[-1]) / 1024 / 1024  # seconds, GiB (ru_maxrss is KiB on Linux)
+    return float(out[-2]), int(out[-1]) / 1024 / 1024  # seconds, GiB (VmHWM is in kB)
 
 
 def main() -> None:
