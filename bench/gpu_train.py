@@ -6,10 +6,11 @@ the ceiling is forward + loss + backward + AdamW step of the same compiled model
 Target: trainer ≥ 85% of the ceiling. Reference (issue, one H200, smp 0.6, torch 2.11): UPerNet Swin-B 134 img/s
 eager, 203 compiled; naive fp32 56.
 
-    # here, once: copy a subset of TrashCan into bench_data/ (git-ignored; carried to the GPU machine)
-    python bench/gpu_train.py --prepare --data ../shared/datasets/trashcan
-    # on the GPU machine (device tool: carry .venv is too big; install requirements.lock there first)
-    python bench/gpu_train.py --out $OUT
+    # here, once: copy a subset of TrashCan into bench_data/ and fetch the wheels the GPU image lacks into .whl/
+    python bench/gpu_train.py --prepare --data ../shared/datasets/trashcan && bash bench/gpu_wheels.sh
+    # on the GPU machine (device tool, carry bench_data and .whl; its python3 holds torch):
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+    PYTHONPATH=/tmp/site:src python3 bench/gpu_train.py --out $OUT
 """
 
 from __future__ import annotations

@@ -58,6 +58,9 @@ def speed_rows(images: list[np.ndarray], tmp: Path) -> tuple[list[str], np.ndarr
         rate = throughput(Predictor(module, SIZE, infer), images)
         rows.append(f"| PyTorch | {name} | {rate:.2f} |")
     for name in ("none", "hflip"):
+        bf16 = Predictor(module, SIZE, TTA[name].model_copy(update={"precision": "bf16"}))
+        rows.append(f"| PyTorch, infer.precision=bf16 | {name} | {throughput(bf16, images):.2f} |")
+    for name in ("none", "hflip"):
         rows.append(f"| ONNX Runtime | {name} | {throughput(Predictor(onnx, SIZE, TTA[name]), images):.2f} |")
     probs = Predictor(module, SIZE, InferConfig()).predict(images[:1])[0]
     return rows, probs

@@ -2,12 +2,14 @@
 
 Both train from random init on ../shared/datasets/trashcan on this machine's CPU for the same number of minutes
 (everything inside the budget: trashseg's cache filling and validations included), then both are scored the same
-way: val split, inputs at 256², competition mIoU on masks resized to 256² (nearest).
+way: val split, competition mIoU on masks resized to 256² (nearest). The baseline sees 256² inputs (its training size);
+trashseg's model goes through ``trashseg predict``'s Predictor, which feeds it at its own training size
+(``augment.image_size``) and brings probabilities back to 256².
 
 Baseline (the issue's reference loop): smp Unet-ResNet34, Adam 1e-4, plain CE, resize to 256 only, no
 augmentation, batch 8, the model of the last step.
 
-    python bench/train_trashcan.py [--minutes 20] [--recipe configs/small_cpu_trashcan.yaml]
+    python bench/train_trashcan.py [--minutes 20] [--recipe configs/small_cpu_trashcan.yaml] [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 
 import albumentations as A
+import numpy as np
 import segmentation_models_pytorch as smp
 import torch
 from torch.utils.data import DataLoader
@@ -28,10 +31,11 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import update_section  # noqa: E402
 
-from trashseg.config import load_config  # noqa: E402
+from trashseg.config import InferConfig, load_config  # noqa: E402
 from trashseg.data.coco import load_split  # noqa: E402
 from trashseg.data.dataset import SegmentationDataset  # noqa: E402
 from trashseg.data.masks import MaskCache  # noqa: E402
+from trashseg.infer.predictor import Predictor  # noqa: E402
 from trashseg.metrics import ConfusionMeter  # noqa: E402
 from trashseg.train.module import load_module  # noqa: E402
 from trashseg.train.run import train  # noqa: E402
@@ -87,11 +91,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_trashcan"))
     parser.add_argument("--skip-baseline", action="store_true", help="reuse the baseline figures of a previous run")
+    parser.add_argument("--set", nargs="*", default=[], help="recipe overrides, as for `trashseg train --set`")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     cache = args.out / "cache"
     cfg = load_config(args.recipe, [f"data.root={args.data}", f"data.cache_dir={cache}",
-                                    f"train.time_limit_minutes={args.minutes}"])
+                                    f"train.time_limit_minutes={args.minutes}", *args.set])
     classes = cfg.data.classes
     val = val_loader(args.data, classes, cache)
     results_path = args.out / "results.json"
@@ -112,8 +117,10 @@ def main() -> None:
     for which in ("last", "best"):
         ckpt = run / "checkpoints" / f"{which}.ckpt"
         module = load_module(ckpt if ckpt.exists() else run / "checkpoints" / "last.ckpt")
-        results[f"ours_{which}"] = {"minutes": round(elapsed, 1), **score(module, val, len(classes))}
-    results["recipe"] = args.recipe
+        predictor = Predictor(module, module.cfg.augment.image_size, InferConfig(batch_size=16))
+        predict = lambda x: torch.from_numpy(np.stack(predictor.predict(list(x.numpy()))))  # noqa: E731
+        results[f"ours_{which}"] = {"minutes": round(elapsed, 1), **score(predict, val, len(classes))}
+    results["recipe"] = " ".join([args.recipe, *(f"--set {s}" for s in args.set)])
     args.out.mkdir(parents=True, exist_ok=True)
     results_path.write_text(json.dumps(results, indent=2))
     report(results, classes, args.minutes)

@@ -38,21 +38,10 @@ def _config(config: Path | None, overrides: list[str] | None, data: Path | None 
     return cfg
 
 
-def _data_root(cfg: Config) -> Path:
-    if cfg.data.root is None:
-        raise TrashsegError("no dataset given: pass --data DIR (or set data.root in the config)")
-    return cfg.data.root
-
-
-def _split_path(cfg: Config, split: str) -> Path:
-    name = getattr(cfg.data, split) if split in ("train", "val", "test") else split
-    return _data_root(cfg) / name
-
-
 def _load(cfg: Config, split: str, require_annotations: bool = False):
-    from trashseg.data.coco import load_split
+    from trashseg.data.coco import load_named_split
 
-    return load_split(_split_path(cfg, split), _data_root(cfg), cfg.data.classes, require_annotations)
+    return load_named_split(cfg.data, split, require_annotations)
 
 
 def _scores_table(scores, classes: list[str], title: str) -> Table:
@@ -88,7 +77,7 @@ def data_check(data: Annotated[Path, typer.Argument(help="Dataset root folder.")
     from trashseg.fileio import atomic_write_json
 
     cfg = _config(config, set_, data)
-    reports = check_dataset(_data_root(cfg), cfg.data.classes, workers=workers)
+    reports = check_dataset(cfg.data.root_dir(), cfg.data.classes, workers=workers)
     summary = summarize(reports)
     atomic_write_json(report, summary)
     table = Table(title=f"data check: {data}")
@@ -162,7 +151,7 @@ def split(data: Annotated[Path, typer.Argument(help="Dataset root.")],
     stats = class_stats(src, MaskCache(src, cfg.data.cache_dir / "masks" if cfg.data.cache_dir else None))
     groups = image_groups(src, DEFAULT_GROUP if group_by is None else group_by)
     fold_list = make_folds(stats, groups, folds, seed)
-    out = out or _data_root(cfg) / cfg.data.folds_dir
+    out = out or cfg.data.root_dir() / cfg.data.folds_dir
     write_folds(src, fold_list, out)
     table = Table(title=f"{folds} folds of {src.name} ({len(set(groups))} groups) → {out}")
     table.add_column("class")

@@ -69,6 +69,15 @@ class DataConfig(Section):
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def root_dir(self) -> Path:
+        if self.root is None:
+            raise TrashsegError("no dataset given: pass --data DIR (or set data.root in the config)")
+        return self.root
+
+    def split_path(self, split: str) -> Path:
+        """`train`/`val`/`test` name the configured files; anything else is a file under the root."""
+        return self.root_dir() / (getattr(self, split) if split in ("train", "val", "test") else split)
+
 
 class ModelConfig(Section):
     """An architecture and an encoder by name, as in smp: ``create_model`` looks both up in registries."""
@@ -158,7 +167,7 @@ class InferConfig(Section):
     mode: Literal["resize", "slide"] = "resize"  # slide: S×S windows over the image at its own resolution
     overlap: float = Field(0.5, ge=0, lt=1)  # sliding-window overlap
     batch_size: int = Field(8, ge=1)
-    precision: Literal["32", "bf16", "16"] = "32"  # autocast dtype on GPU; CPU always runs fp32
+    precision: Literal["32", "bf16", "16"] = "32"  # autocast dtype: bf16 on GPU or CPU, 16 on GPU only
 
     @field_validator("scales")
     @classmethod

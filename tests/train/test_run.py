@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
+import torch
 
 from tests.conftest import run_cli
 from trashseg.config import load_config
@@ -69,6 +70,20 @@ def test_resume_reproduces_the_next_epoch(sample_data, tmp_path):
     assert [r["epoch"] for r in b] == [0, 1]
     assert b[1]["miou"] == pytest.approx(a[1]["miou"], abs=1e-9)
     assert b[1]["iou"] == a[1]["iou"]
+
+
+class Worsening(pl.Callback):
+    """Makes val mIoU fall every epoch (runs before the checkpoint callbacks, which Lightning always puts last)."""
+
+    def on_validation_end(self, trainer, pl_module):
+        trainer.callback_metrics["val/mIoU"] = torch.tensor(1.0 - trainer.current_epoch)
+
+
+def test_last_checkpoint_follows_the_last_epoch_when_val_stops_improving(sample_data, tmp_path):
+    train(quick_cfg(sample_data, tmp_path), tmp_path / "run", extra_callbacks=[Worsening()])
+    epochs = {name: torch.load(tmp_path / "run" / "checkpoints" / f"{name}.ckpt", weights_only=False)["epoch"]
+              for name in ("best", "last")}
+    assert epochs == {"best": 0, "last": 1}
 
 
 def test_existing_run_and_missing_resume_are_named(sample_data, tmp_path):

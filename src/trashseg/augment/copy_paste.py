@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from trashseg.config import CopyPasteConfig
 from trashseg.data.dataset import SegmentationDataset
-from trashseg.data.stats import class_stats
+from trashseg.data.stats import ClassStats, class_stats
 from trashseg.errors import TrashsegError
 
 log = logging.getLogger(__name__)
@@ -88,14 +88,14 @@ class CopyPasteDataset(Dataset):
 
     The class choice (when rarest-by-pixels) and the donor index need a pass over all masks; both are built on first
     use and then pickled with the dataset, so touch :attr:`donors` before creating a DataLoader to build them once
-    in the main process instead of once per worker.
+    in the main process instead of once per worker. Pass `stats` when the caller already scanned the masks.
     """
 
     def __init__(self, dataset: SegmentationDataset, cfg: CopyPasteConfig, class_names: list[str], seed: int = 0,
-                 cutmix_prob: float = 0.0):
+                 cutmix_prob: float = 0.0, stats: ClassStats | None = None):
         _require_masks(dataset)
         self.dataset, self.cfg, self.class_names = dataset, cfg, list(class_names)
-        self.seed, self.cutmix_prob = seed, cutmix_prob
+        self.seed, self.cutmix_prob, self._stats = seed, cutmix_prob, stats
         self._classes: list[int] | None = None if cfg.classes is None else self._class_ids(cfg.classes)
         self._donors: dict[int, np.ndarray] | None = None
 
@@ -110,7 +110,7 @@ class CopyPasteDataset(Dataset):
     def classes(self) -> list[int]:
         """Class ids whose objects get pasted: the configured ones, else the rarest present by pixel share."""
         if self._classes is None:
-            stats = class_stats(self.dataset.split, self.dataset.cache)
+            stats = self._stats or class_stats(self.dataset.split, self.dataset.cache)
             shares = stats.shares
             self._classes = stats.rarest(self.cfg.rarest)
             log.info("copy-paste classes (rarest by pixel share): %s", ", ".join(

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trashseg.config import DataConfig
 from trashseg.errors import TrashsegError
 
 
@@ -195,3 +196,8 @@ def load_split(path: str | Path, root: str | Path, classes: list[str],
         more = f"\n  ... and {len(errors) - 10} more (run `trashseg data check`)" if len(errors) > 10 else ""
         raise TrashsegError(f"{path}: {len(errors)} error(s):\n" + "\n".join(f"  {p}" for p in errors[:10]) + more)
     return split
+
+
+def load_named_split(data: DataConfig, split: str, require_annotations: bool = False) -> CocoSplit:
+    """The split a config names (``train``/``val``/``test`` or a file under the root), loaded for use."""
+    return load_split(data.split_path(split), data.root_dir(), data.classes, require_annotations)

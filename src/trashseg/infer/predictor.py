@@ -37,13 +37,19 @@ class Predictor:
         return [()] + ([(2,)] if self.cfg.hflip else []) + ([(1,)] if self.cfg.vflip else []) + \
             ([(1, 2)] if self.cfg.hflip and self.cfg.vflip else [])
 
+    def _autocasts(self) -> bool:
+        """bf16 autocasts on GPU and CPU (about 2x on CPUs with AVX512-BF16/AMX); fp16 only on GPU."""
+        if self.cfg.precision == "bf16":
+            return self.device.type in ("cuda", "cpu")
+        return self.cfg.precision == "16" and self.device.type == "cuda"
+
     @torch.inference_mode()
     def _probs(self, batch: torch.Tensor) -> torch.Tensor:
         """Softmax averaged over flip views for a uint8 B×H×W×3 batch → B×C×H×W float32."""
         flips = self._flips()
         views = torch.cat([batch.flip(dims) if dims else batch for dims in flips])
         autocast = torch.autocast(self.device.type, dtype=_AUTOCAST[self.cfg.precision]) \
-            if self.device.type == "cuda" and self.cfg.precision in _AUTOCAST else nullcontext()
+            if self._autocasts() else nullcontext()
         out = []
         for chunk in views.split(self.cfg.batch_size * len(flips)):
             with autocast:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trashseg.analysis.plots import plot_confusion
-from trashseg.fileio import atomic_write_json, atomic_write_with
+from trashseg.fileio import atomic_write_json, atomic_write_text, atomic_write_with
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -86,13 +86,20 @@ class ValidationReport(pl.Callback):
             table.add_row(name, "—" if iou != iou else f"{iou:.4f}")
         self.console.print(table)
         record = {"epoch": epoch, "step": trainer.global_step, **scores.to_dict(self.classes)}
-        with open(self.run_dir / "history.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
+        self._append_history(record)
         if scores.miou == scores.miou and scores.miou > self.best:
             self.best = scores.miou
             atomic_write_json(self.run_dir / "metrics.json", {"best": record})
             plot_confusion(hist, self.classes, self.run_dir / "plots" / "confusion_best.png",
                            f"best: epoch {epoch}, val mIoU {scores.miou:.4f}")
+
+    def _append_history(self, record: dict) -> None:
+        """Rewrite history.jsonl atomically, dropping lines from this epoch on: a run that crashed after a
+        validation but before its checkpoint repeats that epoch on resume, and must not leave it twice."""
+        path = self.run_dir / "history.jsonl"
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] < record["epoch"]]
+        atomic_write_text(path, "".join(line + "\n" for line in [*kept, json.dumps(record)]))
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best}

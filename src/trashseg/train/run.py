@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from trashseg.augment import CopyPasteDataset, build_transform
 from trashseg.config import Config, dump_config, load_config
 from trashseg.data.cache import ImageCache
-from trashseg.data.coco import CocoSplit, load_split
+from trashseg.data.coco import CocoSplit, load_named_split
 from trashseg.data.dataset import SegmentationDataset, SeededConcat
 from trashseg.data.extra import PngMasks, load_extra
 from trashseg.data.masks import MaskCache
@@ -46,16 +46,9 @@ class TrainData:
     sampling_weights: np.ndarray | None
 
 
-def _split(cfg: Config, name: str) -> CocoSplit:
-    if cfg.data.root is None:
-        raise TrashsegError("no dataset given: pass --data DIR (or set data.root in the config)")
-    return load_split(cfg.data.root / getattr(cfg.data, name), cfg.data.root, cfg.data.classes,
-                      require_annotations=True)
-
-
 def build_data(cfg: Config) -> TrainData:
     """Datasets for training (augmented, optionally copy-paste/cutmix) and validation (resized only)."""
-    train_split, val_split = _split(cfg, "train"), _split(cfg, "val")
+    train_split, val_split = (load_named_split(cfg.data, name, require_annotations=True) for name in ("train", "val"))
     cache_dir = cfg.data.cache_dir
     images = ImageCache(cache_dir / "images" if cache_dir else None, cfg.data.cache_size) \
         if cfg.data.cache_images else None
@@ -64,13 +57,14 @@ def build_data(cfg: Config) -> TrainData:
                                                                                    cfg.data.ignore_index), images)
     val = SegmentationDataset(val_split, masks(val_split), build_transform(cfg.augment, False,
                                                                            cfg.data.ignore_index), images)
-    needs_stats = cfg.loss.class_weights != "none" or cfg.train.balanced_sampling > 0
-    stats = class_stats(train_split, train.cache) if needs_stats else None
+    pastes_rarest = cfg.augment.copy_paste.prob > 0 and cfg.augment.copy_paste.classes is None
+    needs_stats = cfg.loss.class_weights != "none" or cfg.train.balanced_sampling > 0 or pastes_rarest
+    stats = class_stats(train_split, train.cache) if needs_stats else None  # one pass over the masks serves all
     weights = class_weights_from_shares(stats.shares, cfg.loss.class_weights) if stats is not None else None
     sampling = balanced_image_weights(stats, cfg.train.balanced_sampling) if cfg.train.balanced_sampling else None
     if cfg.augment.copy_paste.prob > 0 or cfg.augment.cutmix_prob > 0:
         train = CopyPasteDataset(train, cfg.augment.copy_paste, cfg.data.classes, seed=cfg.train.seed,
-                                 cutmix_prob=cfg.augment.cutmix_prob)
+                                 cutmix_prob=cfg.augment.cutmix_prob, stats=stats)
         if cfg.augment.copy_paste.prob > 0:
             _ = train.donors  # scan masks once here, not once per DataLoader worker
     if cfg.data.extra:
@@ -129,9 +123,13 @@ def _loggers(cfg: Config, run_dir: Path) -> list:
 
 def build_trainer(cfg: Config, run_dir: Path, console: Console, extra_callbacks: list | None = None) -> pl.Trainer:
     t = cfg.train
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/mIoU", mode="max",
-                                 save_top_k=1, save_last=True, enable_version_counter=False, auto_insert_metric_name=False)
-    callbacks = [checkpoint, RNGState(), Throughput(), ValidationReport(run_dir, cfg.data.classes, console)]
+    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/mIoU", mode="max",
+                           save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False)
+    # A callback of its own for last.ckpt: Lightning's save_last only writes when the top-k checkpoint changes, so a
+    # run whose val mIoU stopped improving would resume (and report "last") from its best epoch instead.
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                           save_on_train_epoch_end=True, enable_version_counter=False)
+    callbacks = [best, last, RNGState(), Throughput(), ValidationReport(run_dir, cfg.data.classes, console)]
     if t.early_stopping:
         callbacks.append(EarlyStopping(monitor="val/mIoU", mode="max", patience=t.early_stopping))
     if t.ema_decay:
