@@ -66,3 +66,12 @@ def test_bf16_autocasts_on_cpu_and_fp16_does_not():
         mask = Predictor(model, 32, InferConfig(precision=precision)).predict([image])[0].argmax(0)
         assert (mask[:, :16] == 1).all() and (mask[:, 16:] == 0).all()
     assert seen == [True, False, False]
+
+
+def test_scales_that_round_to_the_same_input_size_are_reported(caplog):
+    """Inputs are multiples of 32, so at 64² scales 0.75/1/1.25 all give 64²: TTA that does nothing is named."""
+    Predictor(colour_model, 64, InferConfig(scales=[0.75, 1.0, 1.25]))
+    assert "round to input sides [64, 64, 64]" in caplog.text
+    caplog.clear()
+    Predictor(colour_model, 512, InferConfig(scales=[0.75, 1.0, 1.25]))
+    assert caplog.text == ""

@@ -8,6 +8,7 @@ competition and the ensembles compare them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from contextlib import nullcontext
 
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 
 from trashseg.config import InferConfig
 
+log = logging.getLogger(__name__)
 Model = Callable[[torch.Tensor], torch.Tensor]
 _AUTOCAST = {"bf16": torch.bfloat16, "16": torch.float16}
 
@@ -31,6 +33,10 @@ class Predictor:
     def __init__(self, model: Model, image_size: int, cfg: InferConfig, device: torch.device | str = "cpu"):
         self.model, self.size, self.cfg = model, image_size, cfg
         self.device = torch.device(device)
+        sides = [_multiple_of_32(image_size * s) for s in cfg.scales]
+        if cfg.mode == "resize" and len(set(sides)) < len(sides):
+            log.warning("infer.scales %s at image size %d round to input sides %s (multiples of 32): some scales "
+                        "repeat the same view", cfg.scales, image_size, sides)
 
     def _flips(self) -> list[tuple[int, ...]]:
         """Spatial dims to flip for each TTA view (NHWC input: H = 1, W = 2)."""
