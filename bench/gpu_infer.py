@@ -5,7 +5,7 @@ to 512² and probabilities brought back), batch 16, random init (speed does not 
 compiled. Reference (issue, one H200, bf16): UPerNet Swin-B 372 img/s plain, 186 with flip TTA.
 
     # here: python bench/gpu_train.py --prepare; bash bench/gpu_wheels.sh   (bench_data/ and .whl/ get carried)
-    # there: python3 bench/gpu_infer.py --out $OUT     (after the wheel install line of bench/gpu_wheels.sh)
+    # there (device tool, carry bench_data and .whl): bash bench/gpu_run.sh
 """
 
 from __future__ import annotations

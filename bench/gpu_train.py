@@ -8,9 +8,8 @@ eager, 203 compiled; naive fp32 56.
 
     # here, once: copy a subset of TrashCan into bench_data/ and fetch the wheels the GPU image lacks into .whl/
     python bench/gpu_train.py --prepare --data ../shared/datasets/trashcan && bash bench/gpu_wheels.sh
-    # on the GPU machine (device tool, carry bench_data and .whl; its python3 holds torch):
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-    PYTHONPATH=/tmp/site:src python3 bench/gpu_train.py --out $OUT
+    # on the GPU machine (device tool, carry bench_data and .whl): installs the wheels, runs this and gpu_infer.py
+    bash bench/gpu_run.sh
 """
 
 from __future__ import annotations

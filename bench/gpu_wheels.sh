@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Wheels for the lent GPU machine (Python 3.12, its own torch/torchvision/timm/lightning/opencv; no network there).
-# Run here once per session, then carry .whl (git-ignored) and start the device command with
-#   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:src
+# Run here once per session, then carry .whl (git-ignored); bench/gpu_run.sh installs them there.
 # Only what that image lacks; versions as in requirements.lock. About 10 MB.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -33,10 +33,14 @@ class Predictor:
     def __init__(self, model: Model, image_size: int, cfg: InferConfig, device: torch.device | str = "cpu"):
         self.model, self.size, self.cfg = model, image_size, cfg
         self.device = torch.device(device)
-        sides = [_multiple_of_32(image_size * s) for s in cfg.scales]
+        sides = [self._side(s) for s in cfg.scales]
         if cfg.mode == "resize" and len(set(sides)) < len(sides):
             log.warning("infer.scales %s at image size %d round to input sides %s (multiples of 32): some scales "
                         "repeat the same view", cfg.scales, image_size, sides)
+
+    def _side(self, scale: float) -> int:
+        """Input side for whole-image resize at `scale` of the training size."""
+        return _multiple_of_32(self.size * scale)
 
     def _flips(self) -> list[tuple[int, ...]]:
         """Spatial dims to flip for each TTA view (NHWC input: H = 1, W = 2)."""
@@ -69,7 +73,7 @@ class Predictor:
         return torch.stack(unflipped).mean(0)
 
     def _resize_mode(self, images: list[np.ndarray], scale: float) -> list[torch.Tensor]:
-        side = _multiple_of_32(self.size * scale)
+        side = self._side(scale)
         batch = torch.from_numpy(np.stack([cv2.resize(im, (side, side), interpolation=cv2.INTER_LINEAR)
                                            for im in images]))
         probs = self._probs(batch)
