@@ -33,6 +33,18 @@ def test_each_term_ignores_ignore_index_and_rewards_correct_logits(term):
     assert loss(scrambled, ignored).item() == pytest.approx(loss(good, ignored).item(), abs=1e-5)
 
 
+@pytest.mark.parametrize("term", ["ce", "dice", "focal", "lovasz"])
+def test_each_term_takes_bf16_logits_under_autocast(term):
+    """bf16-mixed training hands the loss bf16 logits; every term must give the float32 value it gives on fp32."""
+    loss = SegmentationLoss(LossConfig(**{"ce": 0.0, term: 1.0}), ignore_index=255)
+    target = torch.randint(0, 3, (2, 8, 8))
+    logits = torch.randn(2, 3, 8, 8).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = loss(logits, target)
+    assert value.dtype == torch.float32
+    assert value.item() == pytest.approx(loss(logits.float(), target).item(), rel=1e-4)
+
+
 def test_weighted_sum():
     target = torch.randint(0, 3, (1, 4, 4))
     logits = torch.randn(1, 3, 4, 4)

@@ -46,5 +46,7 @@ class SegmentationLoss(nn.Module):
         self.terms = nn.ModuleDict({name: factories[name]() for name in self.weights})
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        target = target.long()
+        """Every term in float32: under bf16/fp16 autocast the logits arrive in half precision, which smp's Lovász
+        rejects (its dot product mixes dtypes) and which loses the small per-pixel terms of rare classes."""
+        logits, target = logits.float(), target.long()
         return sum(w * self.terms[name](logits, target) for name, w in self.weights.items())
