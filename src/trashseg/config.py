@@ -114,6 +114,9 @@ class LossConfig(Section):
     dice: float = Field(0.0, ge=0)
     focal: float = Field(0.0, ge=0)
     lovasz: float = Field(0.0, ge=0)
+    ohem: float = Field(0.0, ge=0)  # cross-entropy over the hard pixels only (mmseg's OHEM pixel sampler)
+    ohem_thresh: float = Field(0.7, gt=0, lt=1)  # a pixel is hard while its true-class probability is below this
+    ohem_min_kept: float = Field(0.1, gt=0, le=1)  # but keep at least this share of the batch's labelled pixels
     class_weights: Literal["none", "inverse", "sqrt_inverse"] = "none"
 
 

@@ -18,7 +18,10 @@ def test_class_weights_inverse_and_sqrt():
     assert class_weights_from_shares(shares, "none") is None
 
 
-@pytest.mark.parametrize("term", ["ce", "dice", "focal", "lovasz"])
+TERMS = ["ce", "dice", "focal", "lovasz", "ohem"]
+
+
+@pytest.mark.parametrize("term", TERMS)
 def test_each_term_ignores_ignore_index_and_rewards_correct_logits(term):
     cfg = LossConfig(**{"ce": 0.0, term: 1.0})
     loss = SegmentationLoss(cfg, ignore_index=255)
@@ -33,7 +36,7 @@ def test_each_term_ignores_ignore_index_and_rewards_correct_logits(term):
     assert loss(scrambled, ignored).item() == pytest.approx(loss(good, ignored).item(), abs=1e-5)
 
 
-@pytest.mark.parametrize("term", ["ce", "dice", "focal", "lovasz"])
+@pytest.mark.parametrize("term", TERMS)
 def test_each_term_takes_bf16_logits_under_autocast(term):
     """bf16-mixed training hands the loss bf16 logits; every term must give the float32 value it gives on fp32."""
     loss = SegmentationLoss(LossConfig(**{"ce": 0.0, term: 1.0}), ignore_index=255)
@@ -52,6 +55,19 @@ def test_weighted_sum():
     dice = SegmentationLoss(LossConfig(ce=0.0, dice=1.0), 255)(logits, target)
     both = SegmentationLoss(LossConfig(ce=0.5, dice=2.0), 255)(logits, target)
     assert both.item() == pytest.approx(0.5 * ce.item() + 2.0 * dice.item(), rel=1e-5)
+
+
+def test_ohem_averages_the_hard_pixels_only():
+    """Pixels already right with p > thresh drop out of the mean; below min_kept the highest losses fill it up."""
+    target = torch.zeros(1, 1, 10, dtype=torch.long)
+    logits = torch.zeros(1, 2, 1, 10)
+    logits[0, 0, 0, :8] = 5.0  # 8 easy pixels (p ≈ 0.99), 2 hard ones at p = 0.5
+    per_pixel = torch.nn.functional.cross_entropy(logits, target, reduction="none").flatten()
+    ohem = SegmentationLoss(LossConfig(ce=0.0, ohem=1.0, ohem_thresh=0.7, ohem_min_kept=0.1), 255)
+    assert ohem(logits, target).item() == pytest.approx(per_pixel[8:].mean().item())
+    wide = SegmentationLoss(LossConfig(ce=0.0, ohem=1.0, ohem_thresh=0.7, ohem_min_kept=0.5), 255)
+    assert wide(logits, target).item() == pytest.approx(per_pixel.topk(5).values.mean().item())
+    assert ohem(logits, target).item() > SegmentationLoss(LossConfig(ce=1.0), 255)(logits, target).item()
 
 
 def test_all_zero_weights_rejected():
