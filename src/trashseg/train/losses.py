@@ -70,7 +70,7 @@ class SegmentationLoss(nn.Module):
         }
         self.weights = {name: getattr(cfg, name) for name in factories if getattr(cfg, name) > 0}
         if not self.weights:
-            raise ValueError("loss: every term has weight 0; set at least one of ce, dice, focal, lovasz, ohem > 0")
+            raise ValueError(f"loss: every term has weight 0; set at least one of {', '.join(factories)} > 0")
         self.terms = nn.ModuleDict({name: factories[name]() for name in self.weights})
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
