@@ -1,11 +1,14 @@
 """GPU inference throughput: img/s per TTA setting for UPerNet Swin-B at 512², bf16, one GPU.
 
 The same Predictor that ``trashseg predict`` uses, on real TrashCan JPEGs decoded in memory (480×270, resized
-to 512² and probabilities brought back), batch 16, random init (speed does not depend on the weights), eager and
-compiled. Reference (issue, one H200, bf16): UPerNet Swin-B 372 img/s plain, 186 with flip TTA.
+to 512² and probabilities brought back), batch 16, random init (speed does not depend on the weights), eager for
+every TTA setting and compiled for those whose input shape stays 512² (a new scale would recompile the graph).
+Reference (issue, one H200, bf16): UPerNet Swin-B 372 img/s plain, 186 with flip TTA.
 
     # here: python bench/gpu_train.py --prepare; bash bench/gpu_wheels.sh   (bench_data/ and .whl/ get carried)
     # there (device tool, carry bench_data and .whl): bash bench/gpu_run.sh
+    # here, before spending device time: the same code paths on CPU at toy counts
+    python bench/gpu_infer.py --smoke
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gpu_train  # noqa: E402
 from _report import update_section  # noqa: E402
-from gpu_train import SUBSET, _classes  # noqa: E402
 from infer_speed import TTA, throughput  # noqa: E402
 
 from trashseg.config import load_config  # noqa: E402
@@ -29,36 +32,40 @@ from trashseg.data.images import read_image  # noqa: E402
 from trashseg.infer.predictor import Predictor  # noqa: E402
 from trashseg.train.module import SegmentationModule  # noqa: E402
 
-RECIPE, SIZE, BATCH = "configs/upernet_swin_b.yaml", 512, 16
+RECIPE, SIZE = "configs/upernet_swin_b.yaml", 512
+FIXED_SHAPE = ("none", "hflip", "hflip+vflip")  # the settings that compile once
 
 
-def rates(module: SegmentationModule, images: list) -> list[float]:
-    out = []
-    for infer in TTA.values():
-        predictor = Predictor(module, SIZE, infer.model_copy(update={"precision": "bf16", "batch_size": BATCH}),
-                              device="cuda")
-        out.append(throughput(predictor, images, batch=BATCH))
-        print(f"{out[-1]:.0f} img/s", flush=True)
-    return out
+def rate(module: SegmentationModule, images: list, tta: str) -> float:
+    infer = TTA[tta].model_copy(update={"precision": "bf16", "batch_size": gpu_train.BATCH})
+    return throughput(Predictor(module, SIZE, infer, device=gpu_train.DEVICE), images, batch=gpu_train.BATCH)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/bench_gpu"))
+    parser.add_argument("--smoke", action="store_true", help="toy counts on CPU, to check the script without a GPU")
+    parser.add_argument("--data", type=Path, default=Path("../shared/datasets/trashcan"))
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        sys.exit("no GPU: run this on the GPU machine (see the module docstring)")
-    split = load_split(SUBSET / "val.json", SUBSET, _classes())
-    images = [read_image(split.image_path(img)) for img in split.images] * 4  # 256 images
-    cfg = load_config(RECIPE, ["model.weights=null", "data.classes=" + json.dumps(_classes()), f"augment.image_size={SIZE}"])
-    module = SegmentationModule(cfg).cuda().eval().to(memory_format=torch.channels_last)
-    eager = rates(module, images)
-    module.model.compile()
-    compiled = rates(module, images)
-    rows = [f"| {name} | {e:.0f} | {c:.0f} |" for name, e, c in zip(TTA, eager, compiled)]
-    text = "\n".join([f"{torch.cuda.get_device_name()}, torch {torch.__version__}, UPerNet Swin-B, bf16, channels_last, "
-                      f"batch {BATCH}, {len(images)} TrashCan val images, {SIZE}² ({time.strftime('%Y-%m-%d')}).", "",
-                      "| TTA | eager img/s | compiled img/s |", "| --- | ---: | ---: |", *rows])
+    if args.smoke:
+        gpu_train.smoke(args.data)
+    elif not torch.cuda.is_available():
+        sys.exit("no GPU: run this on the GPU machine (see the module docstring), or --smoke to check it on CPU")
+    classes = gpu_train._classes()
+    split = load_split(gpu_train.SUBSET / "val.json", gpu_train.SUBSET, classes)
+    images = [read_image(split.image_path(img)) for img in split.images] * 4  # 256 images (8 in --smoke)
+    cfg = load_config(RECIPE, ["model.weights=null", "data.classes=" + json.dumps(classes), f"augment.image_size={SIZE}"])
+    module = SegmentationModule(cfg).to(gpu_train.DEVICE, memory_format=torch.channels_last).eval()
+    eager = {tta: gpu_train.measured(f"{tta} eager", rate, module, images, tta) for tta in TTA}
+    if gpu_train.DEVICE == "cuda":
+        module.model.compile()
+    compiled = {tta: gpu_train.measured(f"{tta} compiled", rate, module, images, tta) for tta in FIXED_SHAPE}
+    device = torch.cuda.get_device_name() if gpu_train.DEVICE == "cuda" else "CPU smoke run"
+    rows = [f"| {tta} | {gpu_train.cell(eager[tta])} | {gpu_train.cell(compiled[tta]) if tta in compiled else '–'} |"
+            for tta in TTA]
+    text = "\n".join([f"{device}, torch {torch.__version__}, UPerNet Swin-B, bf16, channels_last, batch "
+                      f"{gpu_train.BATCH}, {len(images)} TrashCan val images, {SIZE}² ({time.strftime('%Y-%m-%d')}).",
+                      "", "| TTA | eager img/s | compiled img/s |", "| --- | ---: | ---: |", *rows])
     print(text)
     update_section(args.out / "benchmarks_gpu.md", "GPU inference throughput (bench/gpu_infer.py)", text)
 

@@ -9,7 +9,11 @@ work=/tmp/bench_gpu
 mkdir -p "$out" "$work"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$out/gpu.txt"
-timeout 150 python3 bench/gpu_infer.py --out "$work" 2>&1 | tee "$out/gpu_infer.log"
-timeout 400 python3 bench/gpu_train.py --out "$work" 2>&1 | tee "$out/gpu_train.log"
+{ nvidia-smi --query-gpu=name,memory.total --format=csv
+  python3 -c "import torch, timm, lightning, segmentation_models_pytorch as smp; print(torch.__version__, timm.__version__, lightning.__version__, smp.__version__)"
+} 2>&1 | tee "$out/gpu.txt"
+# Budget: one call of under 10 minutes (the session's device time is 15). Each script rewrites its table after
+# every figure, so a timeout keeps what was measured; the logs hold every figure too.
+timeout 130 python3 bench/gpu_infer.py --out "$work" 2>&1 | tee "$out/gpu_infer.log"
+timeout 420 python3 bench/gpu_train.py --out "$work" 2>&1 | tee "$out/gpu_train.log"
 cp "$work/benchmarks_gpu.md" "$out/"

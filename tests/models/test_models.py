@@ -42,8 +42,6 @@ def test_recipe_builds_and_trains_one_step(recipe: Path) -> None:
     overrides = ["model.weights=null"]
     cfg = load_config(recipe, overrides)
     size = MIN_SIZE.get(cfg.model.arch, 64)
-    if "img_size" in cfg.model.params:  # Swin builds its attention masks for a fixed size (512 in the recipes)
-        cfg = load_config(recipe, [*overrides, f"model.params.img_size={size}"])
     n = cfg.data.num_classes
     model = create_model(cfg.model, n).train()
     target = torch.randint(0, n, (2, size, size))
@@ -57,14 +55,15 @@ def test_recipe_builds_and_trains_one_step(recipe: Path) -> None:
     assert first_conv.weight.grad is not None and first_conv.weight.grad.abs().sum() > 0
 
 
-def test_swin_recipe_runs_at_512_with_the_window_of_its_pretrained_weights() -> None:
-    # The step test above shrinks Swin to 64 px; the recipe's own size must run too, keeping window 12 (the
-    # relative position tables of the 384 px ImageNet-22k weights: 23×23 rows) in every stage.
+def test_swin_recipe_runs_at_512_and_at_tta_scales_with_the_window_of_its_pretrained_weights() -> None:
+    # The step test above runs Swin at 64 px; the recipe's own size must run too, and so must the 0.75 TTA scale
+    # (384), keeping window 12 (the relative position tables of the 384 px ImageNet-22k weights: 23×23 rows).
     cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "upernet_swin_b.yaml", ["model.weights=null"])
     model = create_model(cfg.model, 11).eval()
 
     with torch.no_grad():
-        assert model(torch.randn(1, 3, 512, 512)).shape == (1, 11, 512, 512)
+        for side in (512, 384):
+            assert model(torch.randn(1, 3, side, side)).shape == (1, 11, side, side)
     tables = [m for n, m in model.named_parameters() if n.endswith("relative_position_bias_table")]
     assert tables and all(t.shape[0] == 23 * 23 for t in tables)
 

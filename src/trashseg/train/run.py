@@ -173,6 +173,8 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, console: Conso
     data = build_data(cfg)
     train_loader, val_loader = build_loaders(cfg, data)
     module = SegmentationModule(cfg, data.weights)
+    if cfg.train.channels_last:  # weights too, not only the inputs: cuDNN then skips a layout copy per conv
+        module.to(memory_format=torch.channels_last)
     if cfg.train.compile:
         module.model.compile()  # in place: state_dict keys stay as they are, so checkpoints load uncompiled
     trainer = build_trainer(cfg, run_dir, console, extra_callbacks)
