@@ -6,7 +6,7 @@ every TTA setting and compiled for those whose input shape stays 512² (a new sc
 Reference (issue, one H200, bf16): UPerNet Swin-B 372 img/s plain, 186 with flip TTA.
 
     # here: python bench/gpu_train.py --prepare; bash bench/gpu_wheels.sh   (bench_data/ and .whl/ get carried)
-    # there (device tool, carry bench_data and .whl): bash bench/gpu_run.sh
+    # there (device tool, carry bench_data and .whl): bash bench/gpu_run.sh infer
     # here, before spending device time: the same code paths on CPU at toy counts
     python bench/gpu_infer.py --smoke
 """

@@ -8,8 +8,8 @@ eager, 203 compiled; naive fp32 56.
 
     # here, once: copy a subset of TrashCan into bench_data/ and fetch the wheels the GPU image lacks into .whl/
     python bench/gpu_train.py --prepare --data ../shared/datasets/trashcan && bash bench/gpu_wheels.sh
-    # on the GPU machine (device tool, carry bench_data and .whl): installs the wheels, runs this and gpu_infer.py
-    bash bench/gpu_run.sh
+    # on the GPU machine (device tool, carry bench_data and .whl): installs the wheels, runs this
+    bash bench/gpu_run.sh train
     # here, before spending device time: the same code paths on CPU at toy counts (no compile, no figures kept)
     python bench/gpu_train.py --smoke
 
