@@ -61,7 +61,8 @@ class Predictor:
             logits = self.model(chunk)
         if logits.shape[-2:] != chunk.shape[1:3]:
             logits = F.interpolate(logits.float(), size=chunk.shape[1:3], mode="bilinear", align_corners=False)
-        # NCHW before the softmax over C: on a channels_last tensor it is 2.5x slower on CPU
+        # NCHW before the softmax over C: on a channels_last tensor it runs 2.4x slower on CPU (copy included,
+        # still ahead)
         return logits.float().contiguous().softmax(1)
 
     def _probs(self, batch: torch.Tensor) -> torch.Tensor:
