@@ -39,11 +39,14 @@ TTA = {"none": InferConfig(), "hflip": InferConfig(hflip=True), "hflip+vflip": I
        "hflip × 4 scales": InferConfig(hflip=True, scales=[0.75, 1.0, 1.25, 1.5])}
 
 
-def throughput(predictor: Predictor, images: list[np.ndarray], batch: int = 4) -> float:
-    predictor.predict(images[:batch])  # warm-up
+def throughput(predictor: Predictor, images: list[np.ndarray], batch: int = 4, masks_only: bool = False) -> float:
+    """img/s of predictor.predict (probabilities) or, with masks_only, of predict_masks (what `predict` runs
+    without --save-probs or --crf)."""
+    run = predictor.predict_masks if masks_only else predictor.predict
+    run(images[:batch])  # warm-up
     start = time.perf_counter()
     for i in range(0, len(images), batch):
-        predictor.predict(images[i:i + batch])
+        run(images[i:i + batch])
     return len(images) / (time.perf_counter() - start)
 
 

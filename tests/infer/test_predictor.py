@@ -45,6 +45,21 @@ def test_tta_and_sliding_keep_a_content_driven_answer(cfg):
     assert abs(int((mask == 1).sum()) - 50 * 70) < 0.08 * 50 * 70
 
 
+@pytest.mark.parametrize("cfg", [InferConfig(), InferConfig(hflip=True, scales=[0.75, 1.0]),
+                                 InferConfig(mode="slide", scales=[1.0, 0.75])])
+def test_masks_only_path_gives_the_argmax_of_the_probabilities(cfg):
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((48, 80, 3), (48, 80, 3), (30, 50, 3))]
+    predictor = Predictor(colour_model, 64, cfg)
+
+    masks = predictor.predict_masks(images)
+
+    for mask, probs in zip(masks, predictor.predict(images)):
+        assert mask.dtype == np.uint8 and mask.shape == probs.shape[1:]
+        np.testing.assert_array_equal(mask, probs.argmax(0))
+    assert 0 < masks[0].mean() < 1  # both classes occur: the comparison above is not vacuous
+
+
 def test_slide_pads_images_smaller_than_the_window():
     image = np.zeros((20, 40, 3), np.uint8)
     image[:, 20:, 0] = 255

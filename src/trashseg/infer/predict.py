@@ -73,11 +73,15 @@ def predict_split(source: Source, split: CocoSplit, out: Path, cfg: InferConfig,
     with progress_bar(console) as bar:
         task = bar.add_task(f"predict → {out}", total=len(todo), rate="-")
         for names, images in loader:
-            probs = predictor.predict(list(images))
-            if crf is not None:
-                probs = list(dense_crf_many(zip(images, probs), crf))
-            for name, p in zip(names, probs):
-                folder.write(name, p.argmax(0).astype(np.uint8), p if save_probs else None)
+            if save_probs or crf is not None:
+                probs = predictor.predict(list(images))
+                if crf is not None:
+                    probs = list(dense_crf_many(zip(images, probs), crf))
+                for name, p in zip(names, probs):
+                    folder.write(name, p.argmax(0).astype(np.uint8), p if save_probs else None)
+            else:  # masks only: the argmax happens where the probabilities are (the GPU's memory, say)
+                for name, mask in zip(names, predictor.predict_masks(list(images))):
+                    folder.write(name, mask, None)
             done += len(names)
             bar.update(task, advance=len(names), rate=f"{done / (time.perf_counter() - start):.1f}")
     elapsed = time.perf_counter() - start
