@@ -45,14 +45,11 @@ def rate(module: SegmentationModule, images: list, tta: str, masks_only: bool = 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/bench_gpu"))
+    parser.add_argument("--out", type=Path, help="default runs/bench_gpu, or /tmp/trashseg_gpu_smoke/out with --smoke")
     parser.add_argument("--smoke", action="store_true", help="toy counts on CPU, to check the script without a GPU")
     parser.add_argument("--data", type=Path, default=Path("../shared/datasets/trashcan"))
     args = parser.parse_args()
-    if args.smoke:
-        gpu_train.smoke(args.data)
-    elif not torch.cuda.is_available():
-        sys.exit("no GPU: run this on the GPU machine (see the module docstring), or --smoke to check it on CPU")
+    args.out = gpu_train.start(args.smoke, args.data, args.out)
     classes = gpu_train._classes()
     split = load_split(gpu_train.SUBSET / "val.json", gpu_train.SUBSET, classes)
     images = [read_image(split.image_path(img)) for img in split.images] * 4  # 256 images (8 in --smoke)

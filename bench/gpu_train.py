@@ -10,7 +10,7 @@ eager, 203 compiled; naive fp32 56.
     python bench/gpu_train.py --prepare --data ../shared/datasets/trashcan && bash bench/gpu_wheels.sh
     # on the GPU machine (device tool, carry bench_data and .whl): installs the wheels, runs this
     bash bench/gpu_run.sh train
-    # here, before spending device time: the same code paths on CPU at toy counts (no compile, no figures kept)
+    # here, before spending device time: the same code paths on CPU at toy counts (no compile; figures in /tmp)
     python bench/gpu_train.py --smoke
 
 Each figure is measured on its own and the table is rewritten after each, so a failure or a timeout keeps the rest.
@@ -45,6 +45,16 @@ def smoke(data: Path) -> None:
     BATCH, STEPS, WARMUP, DEVICE, SUBSET = 2, 3, 1, "cpu", Path("/tmp/trashseg_gpu_smoke")
     shutil.rmtree(SUBSET, ignore_errors=True)
     prepare(data, n=8, n_val=2)
+
+
+def start(smoke_run: bool, data: Path, out: Path | None) -> Path:
+    """Smoke mode, or a GPU, or exit; returns the output folder (a smoke run's toy figures stay in /tmp)."""
+    if smoke_run:
+        smoke(data)
+        return out or SUBSET / "out"
+    if not torch.cuda.is_available():
+        sys.exit("no GPU: run this on the GPU machine (see the module docstring), or --smoke to check it on CPU")
+    return out or Path("runs/bench_gpu")
 
 
 def sync() -> None:
@@ -171,16 +181,13 @@ def main() -> None:
     parser.add_argument("--prepare", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="toy counts on CPU, to check the script without a GPU")
     parser.add_argument("--data", type=Path, default=Path("../shared/datasets/trashcan"))
-    parser.add_argument("--out", type=Path, default=Path("runs/bench_gpu"))
+    parser.add_argument("--out", type=Path, help="default runs/bench_gpu, or /tmp/trashseg_gpu_smoke/out with --smoke")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     args = parser.parse_args()
     if args.prepare:
         prepare(args.data)
         return
-    if args.smoke:
-        smoke(args.data)
-    elif not torch.cuda.is_available():
-        sys.exit("no GPU: run this on the GPU machine (see the module docstring), or --smoke to check it on CPU")
+    args.out = start(args.smoke, args.data, args.out)
     device = torch.cuda.get_device_name() if DEVICE == "cuda" else "CPU smoke run"
     head = [f"{device}, torch {torch.__version__}, bf16, channels_last, batch {BATCH}, {SIZE}², img/s over steps "
             f"{WARMUP}–{STEPS} ({time.strftime('%Y-%m-%d')}).", "",

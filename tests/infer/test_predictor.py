@@ -67,6 +67,17 @@ def test_slide_pads_images_smaller_than_the_window():
     assert probs.shape == (2, 20, 40) and probs.argmax(0)[10, 30] == 1 and probs.argmax(0)[10, 5] == 0
 
 
+def test_slide_windows_in_uneven_batches_each_get_their_own_output():
+    # 3 × 4 = 12 windows of 64 at batch 5: chunks of 5, 5, 2; every window must land where its crop came from
+    image = np.zeros((128, 160, 3), np.uint8)
+    image[:, 96:, 0] = 255
+    probs = Predictor(colour_model, 64, InferConfig(mode="slide", overlap=0.5, batch_size=5)).predict([image])[0]
+
+    assert np.isfinite(probs).all()
+    mask = probs.argmax(0)
+    assert (mask[:, 100:] == 1).all() and (mask[:, :90] == 0).all()
+
+
 def test_bf16_autocasts_on_cpu_and_fp16_does_not():
     """bf16 halves CPU inference time on CPUs with AVX512-BF16; fp16 autocast on CPU would only be slow."""
     seen = []

@@ -66,6 +66,9 @@ def test_swin_recipe_runs_at_512_and_at_tta_scales_with_the_window_of_its_pretra
             assert model(torch.randn(1, 3, side, side)).shape == (1, 11, side, side)
     tables = [m for n, m in model.named_parameters() if n.endswith("relative_position_bias_table")]
     assert tables and all(t.shape[0] == 23 * 23 for t in tables)
+    # at 512 the last stage (16×16) is larger than the window: its second block must shift, as in mmseg
+    last_stage = [m.shift_size for n, m in model.named_modules() if n.endswith("layers_3.blocks.1")]
+    assert last_stage == [(6, 6)]
 
 
 @pytest.mark.parametrize("encoder", ["resnet18", "tu-resnet18", "mit_b0"])

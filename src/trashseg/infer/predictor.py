@@ -103,8 +103,9 @@ class Predictor:
         boxes = [(y, x) for y in ys for x in xs]
         crops = torch.from_numpy(np.stack([padded[y:y + win, x:x + win] for y, x in boxes]))
         acc, count = None, torch.zeros(1, ph, pw, device=self.device)
-        for chunk_boxes, chunk in zip(np.array_split(boxes, max(1, -(-len(boxes) // self.cfg.batch_size))),
-                                      crops.split(self.cfg.batch_size)):
+        bs = self.cfg.batch_size
+        for start, chunk in zip(range(0, len(boxes), bs), crops.split(bs)):
+            chunk_boxes = boxes[start:start + bs]  # the same fixed-size chunks as crops.split
             probs = self._probs(chunk)
             if acc is None:
                 acc = torch.zeros(probs.shape[1], ph, pw, device=self.device)
