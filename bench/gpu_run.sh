@@ -3,8 +3,8 @@
 # Here first: python bench/gpu_train.py --prepare && bash bench/gpu_wheels.sh   (optionally --smoke each script)
 # Then: device run, carry [bench_data, .whl], command: bash bench/gpu_run.sh PART   (PART: infer | train | all)
 # Figures land in $OUT/benchmarks_gpu.md and the logs; copy them into docs/benchmarks.md. Uses the image's python3.
-# On an H200 (2026-11-27): train took ≈ 280 s per model; infer did not finish compiling in 120 s (estimate ≈ 200 s), so
-# "all" does not fit one call: run train, then infer on the same warm machine (≈ 13 of the 15 device minutes).
+# On an H200 (2026-11-27): train took ≈ 280 s per model; infer did not finish compiling in 120 s (estimate
+# ≈ 200 s), so "all" does not fit one call: run train, then infer on the same warm machine (≈ 13 of the 15 device minutes).
 set -uo pipefail
 part=${1:-all}
 out=${OUT:-runs/bench_gpu}   # only logs and the figures come back; run folders and caches stay in /tmp
