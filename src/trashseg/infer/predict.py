@@ -77,11 +77,11 @@ def predict_split(source: Source, split: CocoSplit, out: Path, cfg: InferConfig,
                 probs = predictor.predict(list(images))
                 if crf is not None:
                     probs = list(dense_crf_many(zip(images, probs), crf))
-                for name, p in zip(names, probs):
-                    folder.write(name, p.argmax(0).astype(np.uint8), p if save_probs else None)
+                masks = [p.argmax(0).astype(np.uint8) for p in probs]
             else:  # masks only: the argmax happens where the probabilities are (the GPU's memory, say)
-                for name, mask in zip(names, predictor.predict_masks(list(images))):
-                    folder.write(name, mask, None)
+                probs, masks = [None] * len(names), predictor.predict_masks(list(images))
+            for name, mask, p in zip(names, masks, probs):
+                folder.write(name, mask, p if save_probs else None)
             done += len(names)
             bar.update(task, advance=len(names), rate=f"{done / (time.perf_counter() - start):.1f}")
     elapsed = time.perf_counter() - start
