@@ -53,3 +53,12 @@ def test_check_names_each_problem(tmp_path, split, mutate, message):
 def test_reader_rejects_bad_file(tmp_path):
     with pytest.raises(TrashsegError, match="submission file not found"):
         read_submission(tmp_path / "nope.csv", 4)
+
+
+def test_check_keeps_what_it_found_before_a_malformed_line(tmp_path, split):
+    path = tmp_path / "sub.csv"
+    write_submission(path, _masks(split))
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], lines[1] + " 1", lines[2] + ",extra"]) + "\n")
+    problems = [str(p) for p in check_submission(path, split)]
+    assert any("65537 values" in p for p in problems) and any(":3: expected 2 columns, got 3" in p for p in problems)

@@ -24,6 +24,7 @@ console = Console()
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Recipe YAML (e.g. configs/data/trashcan.yaml).")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: --set data.classes=[a,b]")]
 SplitOpt = Annotated[str, typer.Option(help="train / val / test, or a COCO file name under the dataset root.")]
+FolderSplitOpt = Annotated[Optional[str], typer.Option(help="Default: the split the folder was predicted on.")]
 
 
 def _config(config: Path | None, overrides: list[str] | None, data: Path | None = None,
@@ -210,11 +211,14 @@ def _infer_cfg(cfg: Config, hflip: bool | None, vflip: bool | None, scales: str 
     if vflip is not None:
         cfg.infer.vflip = vflip
     if scales:
-        try:
-            cfg.infer.scales = [float(s) for s in scales.split(",")]
-        except ValueError:
-            raise TrashsegError(f"--scales {scales!r}: expected comma-separated numbers, e.g. 0.75,1.0,1.25") \
-                from None
+        cfg.infer.scales = _numbers("--scales", scales, "0.75,1.0,1.25")
+
+
+def _numbers(option: str, text: str, example: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise TrashsegError(f"{option} {text!r}: expected comma-separated numbers, e.g. {example}") from None
 
 
 def _device(device: str | None) -> str:
@@ -248,16 +252,42 @@ def predict(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file 
     console.print(f"{out}: {stats}")
 
 
+def _folder_split(pred: Path, config: Path | None, set_: list[str] | None, data: Path | None, split: str | None):
+    """Config and split for a step that reads a prediction folder: its meta.json knows the dataset root, the
+    split and the classes it was predicted with, so only what differs needs giving."""
+    from trashseg.infer.folder import PredictionFolder
+
+    meta = PredictionFolder(pred).meta()
+    recorded = Path(meta.get("split") or "test.json")
+    root = data or (Path(meta["data_root"]) if meta.get("data_root") else None)
+    cfg = _config(config, set_, root, meta["classes"])
+    return cfg, _load(cfg, split or recorded.stem)
+
+
 @app.command("crf")
 def crf_cmd(pred: Annotated[Path, typer.Argument(help="Prediction folder with probabilities.")],
             out: PredOut, data: Annotated[Optional[Path], typer.Option(help="Dataset root (for the images).")] = None,
-            split: SplitOpt = "test", save_probs: bool = False, config: ConfigOpt = None,
+            split: FolderSplitOpt = None, save_probs: bool = False, config: ConfigOpt = None,
             set_: SetOpt = None) -> None:
     """Dense CRF on saved probabilities, parallel over images (crf.workers)."""
     from trashseg.postprocess.apply import crf_folder
 
-    cfg = _config(config, set_, data, _folder_classes(pred))
-    console.print(crf_folder(pred, _load(cfg, split), out, cfg.crf, save_probs, console))
+    cfg, images = _folder_split(pred, config, set_, data, split)
+    console.print(crf_folder(pred, images, out, cfg.crf, save_probs, console))
+
+
+@app.command()
+def overlay(pred: Annotated[Path, typer.Argument(help="Prediction folder (predict, crf or ensemble output).")],
+            out: Annotated[Optional[Path], typer.Option(help="Folder for the JPEGs (default PRED/overlays).")]
+            = None, data: Annotated[Optional[Path], typer.Option(help="Dataset root (for the images).")] = None,
+            split: FolderSplitOpt = None, limit: Annotated[Optional[int], typer.Option(
+                help="Only the first N images of the split.")] = None, config: ConfigOpt = None,
+            set_: SetOpt = None) -> None:
+    """Each image with its prediction drawn over it, beside the ground truth when the split has it."""
+    from trashseg.analysis.overlays import write_overlays
+
+    _, images = _folder_split(pred, config, set_, data, split)
+    console.print(write_overlays(pred, images, out or pred / "overlays", limit, console))
 
 
 def _folder_classes(pred: Path) -> list[str]:
@@ -274,11 +304,10 @@ def ensemble(members: Annotated[list[Path], typer.Argument(help="Prediction fold
              save_probs: bool = False, num_classes: Annotated[int, typer.Option(
                  help="Class count, for CSV voting only.")] = 11) -> None:
     """Soft or hard voting, image by image; ties go to the member with the best validation mIoU."""
-    from trashseg.ensemble.voting import ensemble_csvs, ensemble_folders
+    from trashseg.ensemble.voting import check_mode, ensemble_csvs, ensemble_folders
 
-    if mode not in ("soft", "hard"):
-        raise TrashsegError(f"--mode {mode!r}: choose soft or hard")
-    w = [float(v) for v in weights.split(",")] if weights else None
+    check_mode(mode)
+    w = _numbers("--weights", weights, "2,1,1") if weights else None
     if all(m.suffix == ".csv" for m in members):
         if mode != "hard":
             raise TrashsegError("submission CSVs hold no probabilities: use --mode hard")
@@ -335,6 +364,28 @@ def export(run: Annotated[Path, typer.Argument(help="Run folder or checkpoint.")
     if format != "onnx":
         raise TrashsegError(f"--format {format!r}: only onnx is supported")
     console.print(export_run(run, out))
+
+
+@app.command()
+def serve(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file or exported .onnx model.")],
+          host: Annotated[str, typer.Option(help="0.0.0.0 to reach it from other machines.")] = "127.0.0.1",
+          port: int = 8000, hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip")] = None,
+          vflip: Annotated[Optional[bool], typer.Option("--vflip/--no-vflip")] = None,
+          scales: Annotated[Optional[str], typer.Option(help="TTA scales, e.g. 0.75,1.0,1.25,1.5")] = None,
+          device: Annotated[Optional[str], typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
+          config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Web demo: upload a photo, see its segmentation and class shares (also a JSON / PNG API at /predict)."""
+    import uvicorn
+
+    from trashseg.infer.sources import load_source
+    from trashseg.serve.app import create_app
+
+    dev = _device(device)
+    src = load_source(source, dev)
+    cfg = _config(config, set_, None, src.classes)
+    _infer_cfg(cfg, hflip, vflip, scales)
+    console.print(f"trashseg serving {source} on http://{host}:{port}/  (API docs: /docs)")
+    uvicorn.run(create_app(src, cfg.infer, dev), host=host, port=port)
 
 
 @app.command()

@@ -1,7 +1,7 @@
 """``trashseg demo``: the whole pipeline on generated data, in a few minutes on a 2-core CPU.
 
 sample → data check → folds → train two small models → predict with flip TTA → evaluate → dense CRF →
-soft ensemble → submission CSV + check → pseudo-labels → ONNX export with parity.
+soft ensemble → overlays → submission CSV + check → pseudo-labels → ONNX export with parity.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from trashseg.analysis.overlays import write_overlays
 from trashseg.config import load_config
 from trashseg.data.check import check_dataset, summarize
 from trashseg.data.coco import load_split
@@ -89,6 +90,8 @@ def run_demo(out: Path, console: Console) -> None:
     for name, value in scores.items():
         table.add_row(name, f"{value:.4f}")
     console.print(table)
+    console.print("overlays:", write_overlays(out / "preds" / "ensemble_val", val, out / "overlays", limit=8,
+                                              console=console))
 
     console.rule("7. submission, pseudo-labels, ONNX")
     csv = out / "submission.csv"
@@ -98,3 +101,4 @@ def run_demo(out: Path, console: Console) -> None:
     console.print("pseudo-labels:", write_pseudo(out / "preds" / "ensemble_test", out / "pseudo", 0.9, console))
     console.print("ONNX:", export_run(runs[first]))
     console.rule(f"done in {time.perf_counter() - start:.0f} s — everything is under {out}")
+    console.print(f"Overlays: {out / 'overlays'}. Web demo of the first model: trashseg serve {runs[first]}")

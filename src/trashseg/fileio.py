@@ -53,15 +53,26 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def atomic_write_with(path: str | os.PathLike, writer: Callable[[str], None]) -> None:
-    """For libraries that only write to a filename (cv2.imwrite, torch.save): write to a temp name, then rename."""
+    """For libraries that only write to a filename (torch.save, savefig): write to a temp name, then rename.
+
+    The temp name keeps the suffix (some writers pick the format from it) behind a leading dot, so a listing of
+    finished outputs must skip hidden files; prefer ``atomic_open`` where the library can write to a file object.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
     try:
         writer(str(tmp))
+        with open(tmp, "rb") as fh:  # durable like atomic_open: a rename of unsynced data can survive as 0 bytes
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def jsonable(obj: Any) -> Any:
+    """`obj` as it will read back from JSON (tuples → lists, Paths → str, numpy → Python), for comparisons."""
+    return json.loads(json.dumps(obj, default=_json_default))
 
 
 def _json_default(obj: Any) -> Any:

@@ -40,7 +40,11 @@ def write_pseudo(pred: str | Path, out: str | Path, threshold: float, console: C
         raise TrashsegError(f"{folder.meta_path}: does not say which dataset split it predicted ('split', "
                             "'data_root'); make it with trashseg predict / ensemble")
     split_path = Path(meta["split"])
-    images = json.loads(split_path.read_text(encoding="utf-8"))["images"]
+    try:
+        images = json.loads(split_path.read_text(encoding="utf-8"))["images"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise TrashsegError(f"{folder.meta_path}: its split {split_path} cannot be read as a COCO file "
+                            f"({type(exc).__name__}: {exc})") from None
     labelled = PredictionFolder(out)
     kept_pixels = total_pixels = 0
     with progress_bar(console) as bar:

@@ -94,8 +94,8 @@ def check_submission(path: str | Path, split: CocoSplit) -> list[Problem]:
                                         file))
             seen.append(image_id)
             seen_set.add(image_id)
-    except TrashsegError as exc:
-        return [Problem("error", "bad_file", str(exc), file)]
+    except TrashsegError as exc:  # a malformed line stops the reading; what was found before it still counts
+        return [*problems, Problem("error", "bad_file", str(exc), file)]
     expected_set = set(expected)
     unknown = [i for i in dict.fromkeys(seen) if i not in expected_set]
     missing = [i for i in expected if i not in seen_set]

@@ -1,8 +1,10 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from tests.conftest import run_cli
-from trashseg.ensemble.voting import ensemble_folders, hard_vote
+from trashseg.ensemble.voting import ensemble_csvs, ensemble_folders, hard_vote
 from trashseg.errors import TrashsegError
 from trashseg.infer.folder import PredictionFolder
 from trashseg.submission import read_submission, write_submission
@@ -35,8 +37,11 @@ def test_soft_vote_is_the_weighted_mean(tmp_path):
 def test_hard_vote_majority_and_tie_to_best_member(tmp_path):
     masks = [np.array([[1, 2]]), np.array([[1, 0]]), np.array([[2, 1]])]
     # first pixel: 2 votes for class 1; second pixel: a 3-way tie, decided by the best member
-    assert hard_vote(masks, np.ones(3) / 3, best=2, num_classes=3).tolist() == [[1, 1]]
-    assert hard_vote(masks, np.ones(3) / 3, best=0, num_classes=3).tolist() == [[1, 2]]
+    roots = [Path("a"), Path("b"), Path("c")]
+    assert hard_vote(masks, np.ones(3) / 3, 2, 3, "x.jpg", roots).tolist() == [[1, 1]]
+    assert hard_vote(masks, np.ones(3) / 3, 0, 3, "x.jpg", roots).tolist() == [[1, 2]]
+    # a zero-weight member does not switch the tie-break off
+    assert hard_vote(masks, np.array([0.5, 0.0, 0.5]), 2, 3, "x.jpg", roots).tolist() == [[2, 1]]
     a = _member(tmp_path / "a", {"x.jpg": _probs([0, 1, 0])}, val_miou=0.5)
     b = _member(tmp_path / "b", {"x.jpg": _probs([0, 0, 1])}, val_miou=0.7)
     info = ensemble_folders([a, b], tmp_path / "h", "hard")
@@ -63,7 +68,69 @@ def test_csv_hard_voting_via_cli(tmp_path, capsys):
     out = tmp_path / "vote.csv"
     code, text = run_cli(["ensemble", *paths, "--out", out, "--mode", "hard", "--num-classes", "3"], capsys)
     assert code == 0, text
-    expected = hard_vote(masks, np.ones(3) / 3, 0, 3)
+    expected = hard_vote(masks, np.ones(3) / 3, 0, 3, "b.jpg", paths)
     assert np.array_equal(read_submission(out, 3)["b.jpg"], expected)
     code, text = run_cli(["ensemble", *paths, "--out", out, "--mode", "soft"], capsys)
     assert code == 2 and "use --mode hard" in text
+
+
+def test_hard_vote_tie_break_never_outvotes_a_weighted_majority():
+    masks = [np.array([[1]]), np.array([[2]]), np.array([[2]])]
+    roots = [Path("a"), Path("b"), Path("c")]
+    assert hard_vote(masks, np.array([0.5, 0.3, 0.2001]), 0, 3, "x.jpg", roots).tolist() == [[2]]
+
+
+def test_hard_vote_refuses_masks_that_do_not_line_up():
+    roots = [Path("a"), Path("b")]
+    with pytest.raises(TrashsegError, match=r"image x.jpg: mask shapes differ \(a: \(2, 2\), b: \(4, 1\)\)"):
+        hard_vote([np.zeros((2, 2), np.uint8), np.zeros((4, 1), np.uint8)], np.ones(2) / 2, 0, 3, "x.jpg", roots)
+    with pytest.raises(TrashsegError, match="image x.jpg: b has class id 7, beyond the 3 classes"):
+        hard_vote([np.zeros((2, 2), np.uint8), np.full((2, 2), 7, np.uint8)], np.ones(2) / 2, 0, 3, "x.jpg", roots)
+
+
+def test_members_must_cover_the_same_images(tmp_path):
+    one = {"x.jpg": _probs([0, 1, 0])}
+    a = _member(tmp_path / "a", one)  # interrupted: x.jpg only
+    b = _member(tmp_path / "b", {**one, "y.jpg": _probs([0, 1, 0])})
+    with pytest.raises(TrashsegError, match=r"a has no prediction for 1 image\(s\) of .*b, e.g. y.jpg"):
+        ensemble_folders([a, b], tmp_path / "e", "hard")
+
+
+def test_a_killed_writes_temp_file_is_not_an_image(tmp_path):
+    a = _member(tmp_path / "a", {"x.jpg": _probs([0, 1, 0])})
+    b = _member(tmp_path / "b", {"x.jpg": _probs([0, 0, 1])})
+    (a / "masks" / ".x.jpg.png.4242.tmp.png").write_bytes(b"half")  # left by an older writer killed mid-way
+    assert ensemble_folders([a, b], tmp_path / "e", "hard")["images"] == 1
+
+
+def test_rerun_with_other_settings_is_refused_not_mixed(tmp_path):
+    a = _member(tmp_path / "a", {"x.jpg": _probs([0, 1, 0])})
+    b = _member(tmp_path / "b", {"x.jpg": _probs([0, 0, 1])})
+    ensemble_folders([a, b], tmp_path / "e", "hard", weights=[1, 0])
+    with pytest.raises(TrashsegError, match=r"already holds predictions made with weights=\[1.0, 0.0\]; this run "
+                                            r"has weights=\[0.0, 1.0\]"):
+        ensemble_folders([a, b], tmp_path / "e", "hard", weights=[0, 1])
+    assert PredictionFolder(tmp_path / "e").mask("x.jpg").tolist() == [[1]]
+    assert ensemble_folders([a, b], tmp_path / "e", "hard", weights=[1, 0])["voted"] == 0  # same job: resumes
+
+
+def test_unknown_mode_and_hard_with_probs_are_refused(tmp_path):
+    a = _member(tmp_path / "a", {"x.jpg": _probs([0, 1, 0])})
+    b = _member(tmp_path / "b", {"x.jpg": _probs([0, 0, 1])})
+    with pytest.raises(TrashsegError, match="--mode 'Soft': choose soft or hard"):
+        ensemble_folders([a, b], tmp_path / "e", "Soft")
+    with pytest.raises(TrashsegError, match="--save-probs needs --mode soft"):
+        ensemble_folders([a, b], tmp_path / "e", "hard", save_probs=True)
+
+
+def test_csv_voting_quotes_ids_and_refuses_duplicates(tmp_path):
+    m = np.zeros((256, 256), np.uint8)
+    paths = [tmp_path / "s0.csv", tmp_path / "s1.csv"]
+    for p in paths:
+        write_submission(p, [("dir,x/1.jpg", m)])
+    assert ensemble_csvs(paths, tmp_path / "v.csv", 3) == 1
+    assert list(read_submission(tmp_path / "v.csv", 3)) == ["dir,x/1.jpg"]
+    for p in paths:
+        write_submission(p, [("a.jpg", m), ("a.jpg", m)])
+    with pytest.raises(TrashsegError, match="image_id a.jpg appears twice"):
+        ensemble_csvs(paths, tmp_path / "w.csv", 3)

@@ -20,9 +20,28 @@ def test_roundtrip_nested_file_names_and_done(tmp_path):
 def test_resuming_with_other_classes_is_refused_and_missing_things_named(tmp_path):
     f = PredictionFolder(tmp_path)
     f.init({"classes": ["bg", "a"]})
-    with pytest.raises(TrashsegError, match="already holds predictions for classes"):
+    with pytest.raises(TrashsegError, match=r"already holds predictions made with classes=\['bg', 'a'\]; this run "
+                                            r"has classes=\['bg', 'b'\]"):
         f.init({"classes": ["bg", "b"]})
     with pytest.raises(TrashsegError, match="no probabilities for image x.jpg"):
         f.probs("x.jpg")
     with pytest.raises(TrashsegError, match="not a prediction folder"):
         PredictionFolder(tmp_path / "nope").meta()
+
+
+def test_resume_must_be_the_same_job_and_keeps_probabilities(tmp_path):
+    f = PredictionFolder(tmp_path)
+    job = {"classes": ["bg", "a"], "source": "run1", "tta": {"hflip": True, "scales": (1.0,)}}
+    assert f.init({**job, "has_probs": True})["has_probs"]
+    with pytest.raises(TrashsegError, match=r"made with tta=\{'hflip': True, 'scales': \[1.0\]\}; this run has tta="):
+        f.init({**job, "tta": {"hflip": False, "scales": [1.0]}, "has_probs": True})
+    # the same job resumes (tuples and lists compare as they read back); a folder with probabilities keeps them
+    assert f.init({**job, "has_probs": False})["has_probs"] and f.meta()["has_probs"]
+
+
+def test_names_skip_a_killed_writes_temp_files(tmp_path):
+    f = PredictionFolder(tmp_path)
+    f.init({"classes": ["bg", "a"]})
+    f.write("d/1.jpg", np.zeros((2, 2), np.uint8))
+    (tmp_path / "masks" / "d" / ".2.jpg.png.77.tmp.png").write_bytes(b"")
+    assert f.names() == ["d/1.jpg"] and not list(tmp_path.rglob("*.tmp"))

@@ -2,6 +2,7 @@
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -26,6 +27,17 @@ def test_predict_writes_folder_and_evaluate_scores_it(trained_run, sample_data, 
     assert code == 0, text
     scores = json.loads((tmp_path / "s.json").read_text())
     assert 0 < scores["miou"] <= 1 and "per_class" in scores
+    # crf finds the images from the folder's own meta (dataset root and split)...
+    code, text = run_cli(["crf", out, "--out", tmp_path / "crf", "--set", "crf.iterations=1"], capsys)
+    assert code == 0 and PredictionFolder(tmp_path / "crf").names() == sorted(names), text
+    # ...and refuses a split other than the one predicted
+    code, text = run_cli(["crf", out, "--out", tmp_path / "crf2", "--split", "test"], capsys)
+    assert code == 2 and "give that split (--split val)" in " ".join(text.split()), text
+    code, text = run_cli(["overlay", tmp_path / "crf", "--limit", "2"], capsys)
+    jpgs = sorted((tmp_path / "crf" / "overlays").rglob("*.jpg"))
+    assert code == 0 and [p.relative_to(tmp_path / "crf" / "overlays").as_posix() for p in jpgs] == \
+        sorted(names[:2]), text  # the first two of the split; its file names are .jpg already
+    assert cv2.imread(str(jpgs[0])).shape[1] == 2 * 128 + 6  # prediction beside ground truth (val is annotated)
 
 
 def test_killed_predict_resumes_where_it_stopped(trained_run, sample_data, tmp_path, monkeypatch, capsys):
@@ -50,6 +62,8 @@ def test_killed_predict_resumes_where_it_stopped(trained_run, sample_data, tmp_p
     code, text = run_cli(args, capsys)
     flat = "".join(text.split())  # rich may wrap the printed dict anywhere
     assert code == 0 and "'predicted':5" in flat and "'skipped':3" in flat, text
+    code, text = run_cli([*args, "--hflip"], capsys)  # another job into the same folder would mix outputs
+    assert code == 2 and "made with tta=" in text and "Use another --out" in " ".join(text.split()), text
 
 
 def test_submit_then_check(trained_run, sample_data, tmp_path, capsys):

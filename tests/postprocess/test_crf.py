@@ -31,3 +31,18 @@ def test_upscaled_crf_and_parallel_map_keep_size_and_order():
     flipped = (image[:, ::-1].copy(), probs[:, :, ::-1].copy())
     out = list(dense_crf_many([(image, probs), flipped], CRFConfig(iterations=2, workers=2)))
     assert (out[0].argmax(0) == truth).mean() > 0.9 and (out[1].argmax(0) == truth[:, ::-1]).mean() > 0.9
+
+
+def test_parallel_crf_reads_ahead_only_a_few_images():
+    image, probs, _ = _scene()
+    loaded = []
+
+    def pairs():
+        for k in range(12):
+            loaded.append(k)
+            yield image, probs
+
+    results = dense_crf_many(pairs(), CRFConfig(iterations=1, workers=2))
+    next(results)
+    assert len(loaded) <= 5  # two in flight per worker (+ the one being submitted), not the whole split
+    assert len(list(results)) == 11

@@ -23,3 +23,11 @@ def read_image(path: str | Path) -> np.ndarray:
         reason = "file not found" if not path.exists() else "cannot be decoded (corrupt or not an image)"
         raise TrashsegError(f"{path}: {reason}")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """``read_image`` for bytes already in memory (an upload): HxWx3 uint8 RGB, or an error naming `name`."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if img is None:
+        raise TrashsegError(f"{name}: cannot be decoded (empty, corrupt or not an image)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -8,7 +8,7 @@ from rich.console import Console
 
 from trashseg.config import InferConfig
 from trashseg.data.coco import CocoSplit
-from trashseg.ensemble.voting import ensemble_folders
+from trashseg.ensemble.voting import check_mode, ensemble_folders
 from trashseg.errors import TrashsegError
 from trashseg.infer.predict import predict_split
 from trashseg.infer.sources import load_source
@@ -24,6 +24,7 @@ def fold_runs(root: Path) -> list[Path]:
 def kfold_predict(root: Path, split: CocoSplit, out: Path, cfg: InferConfig, mode: str = "soft",
                   device: str = "cpu", console: Console | None = None) -> dict:
     console = console or Console()
+    check_mode(mode)
     members = []
     for run in fold_runs(root):
         member = out / "folds" / run.name

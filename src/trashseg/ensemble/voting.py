@@ -17,10 +17,14 @@ from rich.console import Console
 from trashseg.errors import TrashsegError
 from trashseg.infer.folder import PredictionFolder
 from trashseg.infer.predict import progress_bar
-from trashseg.fileio import atomic_open
-from trashseg.submission import HEADER, decode_row, encode_mask, iter_rows
+from trashseg.submission import decode_row, iter_rows, write_submission
 
-TIE_BREAK = 1e-3  # added to the best member's vote weight: decides exact ties, never outvotes a real majority
+MODES = ("soft", "hard")
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise TrashsegError(f"--mode {mode!r}: choose soft or hard")
 
 
 def normalised_weights(weights: list[float] | None, n: int) -> np.ndarray:
@@ -54,40 +58,55 @@ def open_members(paths: list[Path]) -> tuple[list[PredictionFolder], list[str]]:
 
 
 def _member_names(folders: list[PredictionFolder]) -> list[str]:
-    """Images present in every member, in the first member's order (as it predicted them)."""
-    names = [p.relative_to(folders[0].root / "masks").as_posix()[: -len(".png")]
-             for p in sorted((folders[0].root / "masks").rglob("*.png"))]
+    """The images every member predicted: the same set in each, or the ensemble would silently cover less."""
+    names = folders[0].names()
+    expected = set(names)
     for f in folders[1:]:
-        missing = [n for n in names if not f.mask_path(n).exists()]
-        if missing:
-            raise TrashsegError(f"{f.root} has no prediction for {len(missing)} image(s) of {folders[0].root}, "
-                                f"e.g. {missing[0]}")
+        have = set(f.names())
+        for lacking, extra, where in ((f, expected - have, folders[0]), (folders[0], have - expected, f)):
+            if extra:
+                raise TrashsegError(f"{lacking.root} has no prediction for {len(extra)} image(s) of {where.root}, "
+                                    f"e.g. {min(extra)}; finish or rerun that prediction first")
     return names
 
 
-def soft_vote(probs: list[np.ndarray], weights: np.ndarray, name: str, roots: list[Path]) -> np.ndarray:
-    shapes = {p.shape for p in probs}
-    if len(shapes) > 1:
-        detail = ", ".join(f"{r}: {p.shape}" for r, p in zip(roots, probs))
-        raise TrashsegError(f"image {name}: probability shapes differ ({detail}); members must share classes "
+def _check_shapes(arrays: list[np.ndarray], name: str, roots: list[Path], what: str) -> None:
+    if len({a.shape for a in arrays}) > 1:
+        detail = ", ".join(f"{r}: {a.shape}" for r, a in zip(roots, arrays))
+        raise TrashsegError(f"image {name}: {what} shapes differ ({detail}); members must share classes "
                             "and image size")
+
+
+def soft_vote(probs: list[np.ndarray], weights: np.ndarray, name: str, roots: list[Path]) -> np.ndarray:
+    _check_shapes(probs, name, roots, "probability")
     return np.tensordot(weights.astype(np.float32), np.stack(probs), axes=1)
 
 
-def hard_vote(masks: list[np.ndarray], weights: np.ndarray, best: int, num_classes: int) -> np.ndarray:
+def hard_vote(masks: list[np.ndarray], weights: np.ndarray, best: int, num_classes: int, name: str,
+              roots: list[Path]) -> np.ndarray:
+    """Weighted majority per pixel; where the top vote is tied, the best member's label wins if it is among
+    the tied classes (otherwise the lowest tied class id, as argmax does)."""
+    _check_shapes(masks, name, roots, "mask")
+    for mask, root in zip(masks, roots):
+        if mask.max(initial=0) >= num_classes:
+            raise TrashsegError(f"image {name}: {root} has class id {mask.max()}, beyond the {num_classes} classes")
     shape = masks[0].shape
-    votes = np.zeros((num_classes, shape[0] * shape[1]), np.float64)
+    votes = np.zeros((num_classes, masks[0].size), np.float64)
     pixels = np.arange(votes.shape[1])
-    w = weights.copy()
-    w[best] += TIE_BREAK * w.min()
-    for mask, weight in zip(masks, w):
+    for mask, weight in zip(masks, weights):
         votes[mask.ravel().astype(np.intp), pixels] += weight  # each pixel once per member: plain += is exact
-    return votes.argmax(0).astype(np.uint8).reshape(shape)
+    winner = votes.argmax(0)
+    favourite = masks[best].ravel().astype(np.intp)
+    tied = np.isclose(votes[favourite, pixels], votes[winner, pixels], rtol=1e-9, atol=1e-12)
+    return np.where(tied, favourite, winner).astype(np.uint8).reshape(shape)
 
 
 def ensemble_folders(paths: list[Path], out: Path, mode: str, weights: list[float] | None = None,
                      save_probs: bool = False, console: Console | None = None) -> dict:
     console = console or Console()
+    check_mode(mode)
+    if save_probs and mode == "hard":
+        raise TrashsegError("--save-probs needs --mode soft: hard voting makes no probabilities")
     folders, classes = open_members(paths)
     metas = [f.meta() for f in folders]
     if mode == "soft" and not all(m.get("has_probs") for m in metas):
@@ -96,12 +115,12 @@ def ensemble_folders(paths: list[Path], out: Path, mode: str, weights: list[floa
     w = normalised_weights(weights, len(folders))
     best = best_member(metas)
     result = PredictionFolder(out)
-    result.init({"classes": classes, "source": "ensemble", "split": metas[0].get("split"),
-                 "data_root": metas[0].get("data_root"), "mode": mode, "members": [str(p) for p in paths],
-                 "weights": w.tolist(), "tie_break": str(paths[best]), "has_probs": save_probs and mode == "soft",
-                 "val_miou": None})
+    meta = {"classes": classes, "source": "ensemble", "split": metas[0].get("split"),
+            "data_root": metas[0].get("data_root"), "mode": mode, "members": [str(p) for p in paths],
+            "weights": w.tolist(), "tie_break": str(paths[best]), "has_probs": save_probs, "val_miou": None}
+    save_probs = result.init(meta)["has_probs"]
     names = _member_names(folders)
-    todo = [n for n in names if not result.done(n, save_probs and mode == "soft")]
+    todo = [n for n in names if not result.done(n, save_probs)]
     start = time.perf_counter()
     with progress_bar(console) as bar:
         task = bar.add_task(f"{mode} vote → {out}", total=len(todo), rate="-")
@@ -110,13 +129,13 @@ def ensemble_folders(paths: list[Path], out: Path, mode: str, weights: list[floa
                 probs = soft_vote([f.probs(name) for f in folders], w, name, paths)
                 result.write(name, probs.argmax(0).astype(np.uint8), probs if save_probs else None)
             else:
-                result.write(name, hard_vote([f.mask(name) for f in folders], w, best, len(classes)))
+                result.write(name, hard_vote([f.mask(name) for f in folders], w, best, len(classes), name, paths))
             bar.update(task, advance=1, rate=f"{i / (time.perf_counter() - start):.1f}")
     return {"images": len(names), "voted": len(todo), "tie_break": str(paths[best])}
 
 
 def _rows_in_lockstep(paths: list[Path], num_classes: int) -> Iterator[tuple[str, list[np.ndarray]]]:
-    end = object()
+    end, seen = object(), set()
     for rows in zip_longest(*(iter_rows(p) for p in paths), fillvalue=end):
         if any(r is end for r in rows):
             short = [str(p) for p, r in zip(paths, rows) if r is end]
@@ -125,6 +144,9 @@ def _rows_in_lockstep(paths: list[Path], num_classes: int) -> Iterator[tuple[str
         if len(ids) > 1:
             raise TrashsegError(f"line {rows[0][0]}: image ids differ between CSVs ({sorted(ids)}); "
                                 "vote over submissions of the same test.json")
+        if rows[0][1] in seen:
+            raise TrashsegError(f"{paths[0]}:{rows[0][0]}: image_id {rows[0][1]} appears twice")
+        seen.add(rows[0][1])
         yield rows[0][1], [decode_row(p, line, i, text, num_classes) for p, (line, i, text) in zip(paths, rows)]
 
 
@@ -133,10 +155,5 @@ def ensemble_csvs(paths: list[Path], out: Path, num_classes: int, weights: list[
     if len(paths) < 2:
         raise TrashsegError("an ensemble needs at least 2 submission CSVs")
     w = normalised_weights(weights, len(paths))
-    n = 0
-    with atomic_open(out, "w", newline="", encoding="utf-8") as fh:
-        fh.write(",".join(HEADER) + "\n")
-        for image_id, masks in _rows_in_lockstep(paths, num_classes):
-            fh.write(f"{image_id},{encode_mask(hard_vote(masks, w, 0, num_classes))}\n")
-            n += 1
-    return n
+    return write_submission(out, ((image_id, hard_vote(masks, w, 0, num_classes, image_id, paths))
+                                  for image_id, masks in _rows_in_lockstep(paths, num_classes)))

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from trashseg.errors import TrashsegError
-from trashseg.fileio import atomic_open, atomic_write_json, atomic_write_with
+from trashseg.fileio import atomic_open, atomic_write_json, jsonable
 
 
 class PredictionFolder:
@@ -36,14 +36,25 @@ class PredictionFolder:
         except json.JSONDecodeError as exc:
             raise TrashsegError(f"{self.meta_path}: not valid JSON ({exc})") from None
 
-    def init(self, meta: dict[str, Any]) -> None:
-        """Start (or resume) a folder: a rerun must predict with the same classes, else outputs would mix."""
+    def init(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """Start or resume a folder; returns the meta now on disk.
+
+        A resume must be the same job (classes, source, split, TTA, CRF, members…): otherwise old and new outputs
+        would mix under a meta.json that describes only the last run. ``has_probs`` only grows: a folder that has
+        probabilities keeps writing them, so its readers (CRF, soft voting, pseudo-labels) never find a gap.
+        """
+        meta = jsonable(meta)
         if self.meta_path.exists():
             old = self.meta()
-            if old.get("classes") != meta.get("classes"):
-                raise TrashsegError(f"{self.root} already holds predictions for classes {old.get('classes')}; "
-                                    "use another --out")
+            changed = [k for k in sorted(old.keys() | meta.keys()) if k != "has_probs" and old.get(k) != meta.get(k)]
+            if changed:
+                key = changed[0]
+                raise TrashsegError(f"{self.root} already holds predictions made with {key}={old.get(key)!r}; this "
+                                    f"run has {key}={meta.get(key)!r}. Use another --out, or delete the folder to "
+                                    "start over")
+            meta["has_probs"] = bool(old.get("has_probs") or meta.get("has_probs"))
         atomic_write_json(self.meta_path, meta)
+        return meta
 
     @property
     def classes(self) -> list[str]:
@@ -64,7 +75,18 @@ class PredictionFolder:
         if probs is not None:
             with atomic_open(self.probs_path(file_name), "wb") as fh:
                 np.savez_compressed(fh, probs=probs.astype(np.float16))
-        atomic_write_with(self.mask_path(file_name), lambda tmp: cv2.imwrite(tmp, mask.astype(np.uint8)))
+        ok, png = cv2.imencode(".png", mask.astype(np.uint8))
+        if not ok:
+            raise TrashsegError(f"{self.mask_path(file_name)}: could not encode the mask of image {file_name} "
+                                f"(shape {mask.shape})")
+        with atomic_open(self.mask_path(file_name), "wb") as fh:  # the mask last and synced: it marks "done"
+            fh.write(png.tobytes())
+
+    def names(self) -> list[str]:
+        """File names of the images with a finished mask, sorted; hidden files (a killed write's temp) skipped."""
+        masks = self.root / "masks"
+        return sorted(p.relative_to(masks).as_posix()[: -len(".png")] for p in masks.rglob("*.png")
+                      if not any(part.startswith(".") for part in p.relative_to(masks).parts))
 
     def mask(self, file_name: str) -> np.ndarray:
         path = self.mask_path(file_name)

@@ -33,7 +33,7 @@ def export_onnx(module: torch.nn.Module, path: Path, image_size: int, meta: dict
 class OnnxModel:
     """Callable like a SegmentationModule's forward: uint8 B×H×W×3 tensor → logits tensor."""
 
-    def __init__(self, path: str | Path, providers: list[str] | None = None):
+    def __init__(self, path: str | Path, device: torch.device | str = "cpu"):
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -44,8 +44,8 @@ class OnnxModel:
             self.meta: dict[str, Any] = json.loads(meta_path.read_text())
         except FileNotFoundError:
             raise TrashsegError(f"{meta_path}: missing (export with `trashseg export` writes it)") from None
-        available = ort.get_available_providers()
-        chosen = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        wanted = ["CUDAExecutionProvider"] if torch.device(device).type == "cuda" else []
+        chosen = [p for p in (*wanted, "CPUExecutionProvider") if p in ort.get_available_providers()]
         self.session = ort.InferenceSession(str(self.path), providers=chosen)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:

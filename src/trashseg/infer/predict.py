@@ -60,11 +60,12 @@ def predict_split(source: Source, split: CocoSplit, out: Path, cfg: InferConfig,
     console = console or Console()
     check_classes(source, split)
     folder = PredictionFolder(out)
-    folder.init({"classes": source.classes, **source.info, "split": str(split.path),
-                 "data_root": str(split.root.resolve()),
-                 "tta": {"hflip": cfg.hflip, "vflip": cfg.vflip, "scales": cfg.scales, "mode": cfg.mode},
-                 "crf": crf.model_dump() if crf else None, "image_size": source.image_size,
-                 "has_probs": save_probs})
+    meta = folder.init({"classes": source.classes, **source.info, "split": str(split.path.resolve()),
+                        "data_root": str(split.root.resolve()),
+                        "tta": {"hflip": cfg.hflip, "vflip": cfg.vflip, "scales": cfg.scales, "mode": cfg.mode},
+                        "crf": crf.model_dump() if crf else None, "image_size": source.image_size,
+                        "has_probs": save_probs})
+    save_probs = meta["has_probs"]  # a resumed folder with probabilities keeps writing them
     todo = [img for img in split.images if not folder.done(img["file_name"], save_probs)]
     predictor = Predictor(source.model, source.image_size, cfg, device)
     loader = DataLoader(_Images(split, todo), batch_size=cfg.batch_size, num_workers=workers,

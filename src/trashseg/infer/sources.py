@@ -42,7 +42,7 @@ def load_source(path: str | Path, device: torch.device | str = "cpu") -> Source:
 
     path = Path(path)
     if path.suffix == ".onnx":
-        model = OnnxModel(path)
+        model = OnnxModel(path, device)
         return Source(model, model.meta["classes"], model.meta["image_size"],
                       {"source": str(path), "runtime": "onnxruntime", "val_miou": model.meta.get("val_miou")})
     if not path.exists():

@@ -6,8 +6,9 @@ finer grid before coming back to the image size, which sharpens thin objects at 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 
 import cv2
 import numpy as np
@@ -45,10 +46,20 @@ def _crf_job(job: tuple[np.ndarray, np.ndarray, CRFConfig]) -> np.ndarray:
 
 
 def dense_crf_many(pairs: Iterable[tuple[np.ndarray, np.ndarray]], cfg: CRFConfig) -> Iterator[np.ndarray]:
-    """Refine (image, probs) pairs in `cfg.workers` processes, results in input order."""
+    """Refine (image, probs) pairs in `cfg.workers` processes, results in input order.
+
+    At most two jobs per worker are in flight: ``Executor.map`` would read the whole input first, i.e. every image
+    and probability map of the split into memory at once.
+    """
     jobs = ((image, probs, cfg) for image, probs in pairs)
     if cfg.workers <= 1:
         yield from map(_crf_job, jobs)
         return
     with ProcessPoolExecutor(cfg.workers) as pool:
-        yield from pool.map(_crf_job, jobs, chunksize=1)
+        pending: deque[Future[np.ndarray]] = deque()
+        for job in jobs:
+            pending.append(pool.submit(_crf_job, job))
+            if len(pending) >= 2 * cfg.workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
