@@ -6,6 +6,7 @@ soft ensemble → overlays → submission CSV + check → pseudo-labels → ONNX
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from trashseg.data.sample import write_sample_dataset
 from trashseg.data.splits import image_groups, make_folds, write_folds
 from trashseg.data.stats import class_stats
 from trashseg.ensemble.voting import ensemble_folders
+from trashseg.errors import TrashsegError
 from trashseg.evaluate import evaluate
 from trashseg.fileio import atomic_write_json
 from trashseg.infer.export import export_run
@@ -37,8 +39,23 @@ MODELS = {"unet_r18": [], "fpn_r18": ["model.arch=FPN", "model.params={decoder_s
                                       "decoder_pyramid_channels: 64}", "train.seed=7"]}
 
 
+MARKER = ".trashseg-demo"
+
+
+def fresh_out(out: Path) -> None:
+    """Every demo starts from scratch (its runs would otherwise refuse to overwrite themselves), but only a
+    folder an earlier demo made is ever deleted."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / MARKER).exists():
+            raise TrashsegError(f"{out} is not empty and was not made by trashseg demo; delete it or choose another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).touch()
+
+
 def run_demo(out: Path, console: Console) -> None:
     start = time.perf_counter()
+    fresh_out(out)
     data = out / "data"
     console.rule("1. generated dataset")
     console.print(write_sample_dataset(data), f"→ {data}")
