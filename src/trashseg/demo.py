@@ -47,7 +47,8 @@ def fresh_out(out: Path) -> None:
     folder an earlier demo made is ever deleted."""
     if out.exists() and any(out.iterdir()):
         if not (out / MARKER).exists():
-            raise TrashsegError(f"{out} is not empty and was not made by trashseg demo; delete it or choose another --out")
+            raise TrashsegError(f"{out} is not empty and was not made by trashseg demo; delete it or choose another "
+                                "--out")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).touch()
