@@ -103,7 +103,7 @@ def test_a_killed_writes_temp_file_is_not_an_image(tmp_path):
     assert ensemble_folders([a, b], tmp_path / "e", "hard")["images"] == 1
 
 
-def test_rerun_with_other_settings_is_refused_not_mixed(tmp_path):
+def test_rerun_with_other_settings_is_refused_not_mixed(tmp_path, monkeypatch):
     a = _member(tmp_path / "a", {"x.jpg": _probs([0, 1, 0])})
     b = _member(tmp_path / "b", {"x.jpg": _probs([0, 0, 1])})
     ensemble_folders([a, b], tmp_path / "e", "hard", weights=[1, 0])
@@ -111,7 +111,8 @@ def test_rerun_with_other_settings_is_refused_not_mixed(tmp_path):
                                             r"has weights=\[0.0, 1.0\]"):
         ensemble_folders([a, b], tmp_path / "e", "hard", weights=[0, 1])
     assert PredictionFolder(tmp_path / "e").mask("x.jpg").tolist() == [[1]]
-    assert ensemble_folders([a, b], tmp_path / "e", "hard", weights=[1, 0])["voted"] == 0  # same job: resumes
+    monkeypatch.chdir(tmp_path)  # the same job, its folders spelled relative: resumes
+    assert ensemble_folders([Path("a"), Path("b")], Path("e"), "hard", weights=[1, 0])["voted"] == 0
 
 
 def test_unknown_mode_and_hard_with_probs_are_refused(tmp_path):

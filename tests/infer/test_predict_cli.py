@@ -32,7 +32,7 @@ def test_predict_writes_folder_and_evaluate_scores_it(trained_run, sample_data, 
     assert code == 0 and PredictionFolder(tmp_path / "crf").names() == sorted(names), text
     # ...and refuses a split other than the one predicted
     code, text = run_cli(["crf", out, "--out", tmp_path / "crf2", "--split", "test"], capsys)
-    assert code == 2 and "give that split (--split val)" in " ".join(text.split()), text
+    assert code == 2 and "give that split (--split val.json)" in " ".join(text.split()), text
     code, text = run_cli(["overlay", tmp_path / "crf", "--limit", "2"], capsys)
     jpgs = sorted((tmp_path / "crf" / "overlays").rglob("*.jpg"))
     assert code == 0 and [p.relative_to(tmp_path / "crf" / "overlays").as_posix() for p in jpgs] == \

@@ -67,3 +67,12 @@ def test_cli_serve_builds_the_app_with_its_options(trained_run, monkeypatch, cap
     assert code == 0 and "http://127.0.0.1:8123/" in text, text
     info = TestClient(started["app"]).get("/info").json()
     assert info["tta"]["hflip"] and info["tta"]["scales"] == [1.0, 1.5] and started["port"] == 8123
+
+
+def test_too_many_pixels_are_refused_before_decoding(client, sample_data, monkeypatch):
+    from trashseg.serve import app as serve_app
+
+    monkeypatch.setattr(serve_app, "MAX_PIXELS", 1000)
+    name, data = _upload(sample_data)
+    out = client.post("/predict", files={"file": (name, data, "image/jpeg")})
+    assert out.status_code == 413 and "MP, limit 0 MP" in out.json()["detail"] and name in out.json()["detail"]

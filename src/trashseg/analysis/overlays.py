@@ -7,6 +7,7 @@ millisecond per image where a matplotlib figure would cost a hundred.
 
 from __future__ import annotations
 
+import colorsys
 import time
 from pathlib import Path
 
@@ -29,9 +30,20 @@ _FONT, _SCALE, _LINE = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 20
 
 
 def class_colors(num_classes: int) -> list[Color]:
-    """Index 0 (background) is never drawn; the others take tab20's colours in order, cycling past 20."""
-    cmap = matplotlib.colormaps["tab20"]
-    return [(0, 0, 0)] + [tuple(int(255 * v) for v in cmap(i % 20)[:3]) for i in range(num_classes - 1)]
+    """Index 0 (background) is never drawn; the next 20 take tab20's colours, any further ones hues spread by
+    the golden ratio (distinct from each other, whatever the class count)."""
+    tab20 = matplotlib.colormaps["tab20"]
+    extra = [colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.75, 0.9) for i in range(max(0, num_classes - 21))]
+    rgb = [tab20(i)[:3] for i in range(min(20, num_classes - 1))] + extra
+    return [(0, 0, 0)] + [tuple(int(255 * v) for v in c) for c in rgb]
+
+
+def _fit(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """A mask of another size (submission-sized, or COCO sizes that disagree with an EXIF-rotated photo) is
+    brought to the image's size; labels stay labels (nearest)."""
+    if mask.shape == image.shape[:2]:
+        return mask
+    return cv2.resize(mask, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
 
 
 def blend(image: np.ndarray, mask: np.ndarray, colors: list[Color], alpha: float = 0.5) -> np.ndarray:
@@ -76,11 +88,11 @@ def overlay_panel(image: np.ndarray, pred: np.ndarray, classes: list[str], truth
                   alpha: float = 0.5) -> np.ndarray:
     """[image + prediction | image + ground truth] with titles and a legend of the classes shown (RGB)."""
     colors = class_colors(len(classes))
-    if pred.shape != image.shape[:2]:  # e.g. a submission-sized mask: bring it to the image, labels stay labels
-        pred = cv2.resize(pred, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+    pred = _fit(pred, image)
     tiles = [_titled(blend(image, pred, colors, alpha), "prediction")]
     shown = set(np.unique(pred).tolist())
     if truth is not None:
+        truth = _fit(truth, image)
         tiles.append(_titled(blend(image, truth, colors, alpha), "ground truth"))
         shown |= set(np.unique(truth).tolist())
     gap = np.full((tiles[0].shape[0], 6, 3), 255, np.uint8)

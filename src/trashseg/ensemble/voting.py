@@ -115,9 +115,10 @@ def ensemble_folders(paths: list[Path], out: Path, mode: str, weights: list[floa
     w = normalised_weights(weights, len(folders))
     best = best_member(metas)
     result = PredictionFolder(out)
+    resolved = [str(Path(p).resolve()) for p in paths]  # a rerun may spell the same folders differently
     meta = {"classes": classes, "source": "ensemble", "split": metas[0].get("split"),
-            "data_root": metas[0].get("data_root"), "mode": mode, "members": [str(p) for p in paths],
-            "weights": w.tolist(), "tie_break": str(paths[best]), "has_probs": save_probs, "val_miou": None}
+            "data_root": metas[0].get("data_root"), "mode": mode, "members": resolved, "weights": w.tolist(),
+            "tie_break": resolved[best], "has_probs": save_probs, "val_miou": None}
     save_probs = result.init(meta)["has_probs"]
     names = _member_names(folders)
     todo = [n for n in names if not result.done(n, save_probs)]

@@ -44,7 +44,7 @@ def load_source(path: str | Path, device: torch.device | str = "cpu") -> Source:
     if path.suffix == ".onnx":
         model = OnnxModel(path, device)
         return Source(model, model.meta["classes"], model.meta["image_size"],
-                      {"source": str(path), "runtime": "onnxruntime", "val_miou": model.meta.get("val_miou")})
+                      {"source": str(path.resolve()), "runtime": "onnxruntime", "val_miou": model.meta.get("val_miou")})
     if not path.exists():
         raise TrashsegError(f"{path}: no such run folder, checkpoint or ONNX file")
     ckpt = checkpoint_of(path)
@@ -52,5 +52,5 @@ def load_source(path: str | Path, device: torch.device | str = "cpu") -> Source:
     run_dir = ckpt.parent.parent
     cfg = module.cfg
     return Source(module, cfg.data.classes, cfg.augment.image_size,
-                  {"source": str(ckpt), "runtime": "torch", "val_miou": _run_val_miou(run_dir),
+                  {"source": str(ckpt.resolve()), "runtime": "torch", "val_miou": _run_val_miou(run_dir),
                    "arch": cfg.model.arch, "encoder": cfg.model.encoder})

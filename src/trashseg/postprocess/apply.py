@@ -26,10 +26,11 @@ def crf_folder(pred: str | Path, split: CocoSplit, out: str | Path, cfg: CRFConf
     if not meta.get("has_probs"):
         raise TrashsegError(f"{pred}: CRF needs probabilities; predict with --save-probs")
     recorded = Path(meta.get("split") or "")
-    if recorded.name and recorded.resolve() != split.path.resolve():
+    if recorded.name and recorded.name != split.path.name:  # by name: the dataset may have moved since
         raise TrashsegError(f"{pred} was predicted on {recorded}, not {split.path}: give that split (--split "
-                            f"{recorded.stem})")
-    save_probs = dst.init({**meta, "source": str(pred), "crf": cfg.model_dump(), "has_probs": save_probs})["has_probs"]
+                            f"{recorded.name})")
+    save_probs = dst.init({**meta, "source": str(Path(pred).resolve()), "crf": cfg.model_dump(),
+                           "has_probs": save_probs})["has_probs"]
     todo = [img for img in split.images if not dst.done(img["file_name"], save_probs)]
 
     def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:

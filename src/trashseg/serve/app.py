@@ -8,6 +8,7 @@ already spreads one image over every core, and a lock keeps concurrent uploads f
 from __future__ import annotations
 
 import base64
+import io
 import threading
 from importlib import resources
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import HTMLResponse, Response
+from PIL import Image
 
 from trashseg.analysis.overlays import class_colors, overlay_panel
 from trashseg.config import InferConfig
@@ -26,6 +28,19 @@ from trashseg.infer.predictor import Predictor
 from trashseg.infer.sources import Source
 
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024  # a 50-megapixel JPEG fits; anything larger is rather a mistake
+MAX_PIXELS = 40_000_000  # a small PNG can hold a huge flat image: probabilities of 11 classes at 40 MP are 1.8 GB
+
+
+def _too_large(data: bytes, name: str) -> str | None:
+    """Refuse by the header's size, before decoding: a 400 kB PNG can decode to gigabytes."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+    except Image.DecompressionBombError:
+        return f"{name}: too many pixels (limit {MAX_PIXELS / 1e6:.0f} MP)"
+    except (OSError, ValueError):
+        return None  # not a format Pillow reads: the decoder says what is wrong
+    return f"{name}: {w}×{h} is {w * h / 1e6:.0f} MP, limit {MAX_PIXELS / 1e6:.0f} MP" if w * h > MAX_PIXELS else None
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -69,15 +84,17 @@ def create_app(source: Source, cfg: InferConfig, device: torch.device | str = "c
         data = file.file.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
             raise HTTPException(413, f"{name}: larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
+        if problem := _too_large(data, name):
+            raise HTTPException(413, problem)
         try:
             image = decode_image(data, name)
         except TrashsegError as exc:
             raise HTTPException(400, str(exc)) from None
-        with lock:
+        with lock:  # the overlay too: one image's worth of memory at a time, however many uploads wait
             mask = predictor.predict_masks([image])[0]
+            overlay = overlay_panel(image, mask, source.classes) if format != "mask" else None
         if format == "mask":
             return Response(_png(mask), media_type="image/png")
-        overlay = overlay_panel(image, mask, source.classes)
         if format == "overlay":
             return Response(_png(overlay), media_type="image/png")
         return {"file": name, "height": int(mask.shape[0]), "width": int(mask.shape[1]),
