@@ -9,14 +9,24 @@ an image whose outputs exist is skipped by a rerun (resume).
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
 
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_open, atomic_write_json, jsonable
+
+
+def _write_npz(fh: BinaryIO, probs: np.ndarray) -> None:
+    """What ``np.savez_compressed(fh, probs=...)`` writes (``np.load`` reads it back), at zlib level 1 instead of
+    numpy's fixed 6: 1.7x faster for 2% more bytes on 17×270×480 float16 (0.07 s against 0.12 s per image on a
+    2-core CPU), which was most of `predict --save-probs`'s time on CPU."""
+    with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        with zf.open("probs.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array(member, probs, allow_pickle=False)
 
 
 class PredictionFolder:
@@ -74,7 +84,7 @@ class PredictionFolder:
         """Probabilities first, mask last: a mask on disk means the image is complete."""
         if probs is not None:
             with atomic_open(self.probs_path(file_name), "wb") as fh:
-                np.savez_compressed(fh, probs=probs.astype(np.float16))
+                _write_npz(fh, probs.astype(np.float16))
         ok, png = cv2.imencode(".png", mask.astype(np.uint8))
         if not ok:
             raise TrashsegError(f"{self.mask_path(file_name)}: could not encode the mask of image {file_name} "
