@@ -65,22 +65,18 @@ def _titled(image: np.ndarray, title: str) -> np.ndarray:
 
 def _legend(ids: list[int], classes: list[str], colors: list[Color], width: int) -> np.ndarray:
     """Swatch + name for each class shown, wrapped to the panel's width."""
-    entries = [(colors[i], classes[i]) for i in ids]
-    widths = [18 + cv2.getTextSize(name, _FONT, _SCALE, 1)[0][0] + 12 for _, name in entries]
-    rows, x = 1, 4
-    for w in widths:
-        if x + w > width and x > 4:
-            rows, x = rows + 1, 4
-        x += w
-    strip = np.full((rows * _LINE + 4, width, 3), 255, np.uint8)
-    row, x = 0, 4
-    for (color, name), w in zip(entries, widths):
+    places, row, x = [], 0, 4  # (x, row) of each entry: the layout first, then a strip of the rows it needs
+    for i in ids:
+        w = 18 + cv2.getTextSize(classes[i], _FONT, _SCALE, 1)[0][0] + 12
         if x + w > width and x > 4:
             row, x = row + 1, 4
-        y = row * _LINE + 4
-        cv2.rectangle(strip, (x, y + 2), (x + 12, y + 14), color, -1)
-        cv2.putText(strip, name, (x + 18, y + 13), _FONT, _SCALE, (0, 0, 0), 1, cv2.LINE_AA)
+        places.append((x, row))
         x += w
+    strip = np.full(((row + 1) * _LINE + 4, width, 3), 255, np.uint8)
+    for i, (x, row) in zip(ids, places):
+        y = row * _LINE + 4
+        cv2.rectangle(strip, (x, y + 2), (x + 12, y + 14), colors[i], -1)
+        cv2.putText(strip, classes[i], (x + 18, y + 13), _FONT, _SCALE, (0, 0, 0), 1, cv2.LINE_AA)
     return strip
 
 

@@ -132,7 +132,7 @@ def ensemble_folders(paths: list[Path], out: Path, mode: str, weights: list[floa
             else:
                 result.write(name, hard_vote([f.mask(name) for f in folders], w, best, len(classes), name, paths))
             bar.update(task, advance=1, rate=f"{i / (time.perf_counter() - start):.1f}")
-    return {"images": len(names), "voted": len(todo), "tie_break": str(paths[best])}
+    return {"images": len(names), "voted": len(todo), "tie_break": resolved[best]}
 
 
 def _rows_in_lockstep(paths: list[Path], num_classes: int) -> Iterator[tuple[str, list[np.ndarray]]]:

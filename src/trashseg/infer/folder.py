@@ -95,8 +95,8 @@ class PredictionFolder:
     def names(self) -> list[str]:
         """File names of the images with a finished mask, sorted; hidden files (a killed write's temp) skipped."""
         masks = self.root / "masks"
-        return sorted(p.relative_to(masks).as_posix()[: -len(".png")] for p in masks.rglob("*.png")
-                      if not any(part.startswith(".") for part in p.relative_to(masks).parts))
+        found = (p.relative_to(masks) for p in masks.rglob("*.png"))
+        return sorted(r.as_posix()[: -len(".png")] for r in found if not any(s.startswith(".") for s in r.parts))
 
     def mask(self, file_name: str) -> np.ndarray:
         path = self.mask_path(file_name)
