@@ -1,15 +1,21 @@
-"""Quality on real data in a fixed wall-clock budget: trashseg's small recipe vs a plain baseline loop.
+"""Quality on real data in a fixed wall-clock budget: trashseg's recipe against a plain loop, with and without
+the same pretrained encoder.
 
-Both train from random init on ../shared/datasets/trashcan on this machine's CPU for the same number of minutes
-(everything inside the budget: trashseg's cache filling and validations included), then both are scored the same
-way: val split, competition mIoU on masks resized to 256² (nearest). The baseline sees 256² inputs (its training size);
+Every row trains on ../shared/datasets/trashcan on this machine's CPU for the same number of minutes (everything
+inside the budget: trashseg's cache filling and validations included), then is scored the same way: val split,
+competition mIoU on masks resized to 256² (nearest). The plain loops see 256² inputs (their training size);
 trashseg's model goes through ``trashseg predict``'s Predictor, which feeds it at its own training size
 (``augment.image_size``) and brings probabilities back to 256².
 
-Baseline (the issue's reference loop): smp Unet-ResNet34, Adam 1e-4, plain CE, resize to 256 only, no
-augmentation, batch 8, the model of the last step.
+Plain loop (the issue's reference): smp Unet, Adam 1e-3, plain CE, resize to 256 only, no augmentation, batch 8,
+fp32, the model of the last step. ``plain_random``: ResNet34 from random init, inputs /255.
+``plain_pretrained``: the recipe's encoder with the same offline ImageNet weights and its own normalisation —
+the fair baseline, since it isolates what trashseg adds beyond the weights.
 
-    python bench/train_trashcan.py [--minutes 20] [--recipe configs/small_cpu_trashcan.yaml] [--set key=value ...]
+    python bench/train_trashcan.py [--minutes 20] [--rows plain_random,plain_pretrained,ours]
+                                   [--recipe configs/small_cpu_trashcan.yaml] [--set key=value ...]
+
+Rows already in ``--out``/results.json for the same budget are kept, so rows can run in separate invocations.
 """
 
 from __future__ import annotations
@@ -20,68 +26,102 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import albumentations as A
 import numpy as np
-import segmentation_models_pytorch as smp
 import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import update_section  # noqa: E402
 
-from trashseg.config import InferConfig, load_config  # noqa: E402
+from trashseg.config import Config, InferConfig, ModelConfig, load_config  # noqa: E402
 from trashseg.data.coco import load_split  # noqa: E402
 from trashseg.data.dataset import SegmentationDataset  # noqa: E402
 from trashseg.data.masks import MaskCache  # noqa: E402
+from trashseg.fileio import atomic_write_json  # noqa: E402
 from trashseg.infer.predictor import Predictor  # noqa: E402
 from trashseg.metrics import ConfusionMeter  # noqa: E402
+from trashseg.models import create_model  # noqa: E402
+from trashseg.models.pretrained import encoder_normalization  # noqa: E402
 from trashseg.train.module import load_module  # noqa: E402
 from trashseg.train.run import train  # noqa: E402
 
 EVAL_SIZE = 256
+ROWS = ("plain_random", "plain_pretrained", "ours")
 
 
-def val_loader(data: Path, classes: list[str], cache: Path) -> DataLoader:
-    split = load_split(data / "val.json", data, classes, require_annotations=True)
-    ds = SegmentationDataset(split, MaskCache(split, cache / "masks"), A.Compose([A.Resize(EVAL_SIZE, EVAL_SIZE)]))
-    return DataLoader(ds, batch_size=16, num_workers=1)
+def loader(data: Path, split: str, classes: list[str], cache: Path, train: bool) -> DataLoader:
+    coco = load_split(data / f"{split}.json", data, classes, require_annotations=True)
+    ds = SegmentationDataset(coco, MaskCache(coco, cache / "masks"), A.Compose([A.Resize(EVAL_SIZE, EVAL_SIZE)]))
+    return DataLoader(ds, batch_size=8 if train else 16, shuffle=train, num_workers=1, drop_last=train)
 
 
 @torch.no_grad()
-def score(predict, loader: DataLoader, num_classes: int) -> dict:
+def score(predict: Callable[[torch.Tensor], torch.Tensor], val: DataLoader, num_classes: int) -> dict:
     meter = ConfusionMeter(num_classes)
-    for batch in loader:
+    for batch in val:
         meter.update(predict(batch["image"]).argmax(1), batch["mask"])
     s = meter.compute()
     return {"miou": s.miou, "iou": s.iou}
 
 
-def run_baseline(data: Path, classes: list[str], minutes: float, cache: Path) -> tuple[torch.nn.Module, dict]:
+def plain_loop(model: torch.nn.Module, normalize: Callable[[torch.Tensor], torch.Tensor], train_loader: DataLoader,
+               minutes: float) -> dict:
     """The naive loop: everything a first notebook does, nothing more."""
-    torch.manual_seed(0)
-    split = load_split(data / "train.json", data, classes, require_annotations=True)
-    ds = SegmentationDataset(split, MaskCache(split, cache / "masks"), A.Compose([A.Resize(EVAL_SIZE, EVAL_SIZE)]))
-    loader = DataLoader(ds, batch_size=8, shuffle=True, num_workers=1, drop_last=True)
-    model = smp.Unet("resnet34", encoder_weights=None, classes=len(classes))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=255)
-    deadline, steps, epochs = time.monotonic() + minutes * 60, 0, 0.0
+    deadline, steps = time.monotonic() + minutes * 60, 0
     model.train()
     while time.monotonic() < deadline:
-        for batch in loader:
-            x = batch["image"].permute(0, 3, 1, 2).float() / 255.0
-            loss = loss_fn(model(x), batch["mask"].long())
+        for batch in train_loader:
+            loss = loss_fn(model(normalize(batch["image"])), batch["mask"].long())
             opt.zero_grad()
             loss.backward()
             opt.step()
             steps += 1
             if time.monotonic() >= deadline:
                 break
-        epochs = steps * 8 / len(ds)
     model.eval()
-    return model, {"steps": steps, "epochs": round(epochs, 2)}
+    return {"steps": steps, "epochs": round(steps * 8 / len(train_loader.dataset), 2)}
+
+
+def normalizer(mean: list[float], std: list[float]) -> Callable[[torch.Tensor], torch.Tensor]:
+    m = torch.tensor(mean).view(1, 3, 1, 1) * 255
+    s = torch.tensor(std).view(1, 3, 1, 1) * 255
+    return lambda x: (x.permute(0, 3, 1, 2).float() - m) / s
+
+
+def run_plain(row: str, cfg: Config, args: argparse.Namespace, val: DataLoader) -> dict:
+    torch.manual_seed(0)
+    classes = cfg.data.classes
+    if row == "plain_random":
+        model_cfg, norm = ModelConfig(arch="Unet", encoder="resnet34"), normalizer([0, 0, 0], [1, 1, 1])
+    else:  # the recipe's encoder and weights, in a plain Unet
+        model_cfg = ModelConfig(arch="Unet", encoder=cfg.model.encoder, weights=cfg.model.weights)
+        norm = normalizer(*encoder_normalization(cfg.model.encoder, cfg.model.weights))
+    model = create_model(model_cfg, len(classes))
+    info = plain_loop(model, norm, loader(args.data, "train", classes, args.out / "cache", True), args.minutes)
+    return {**info, "encoder": model_cfg.encoder, "weights": model_cfg.weights,
+            **score(lambda x: model(norm(x)), val, len(classes))}
+
+
+def run_ours(cfg: Config, args: argparse.Namespace, val: DataLoader) -> dict:
+    run = args.out / f"ours_{args.minutes:g}min_{time.strftime('%Y%m%d_%H%M%S')}"
+    start = time.monotonic()
+    train(cfg, run)
+    elapsed = (time.monotonic() - start) / 60
+    out = {"recipe": " ".join([args.recipe, *(f"--set {s}" for s in args.set)]), "minutes": round(elapsed, 1),
+           "run": str(run)}
+    for which in ("last", "best"):
+        ckpt = run / "checkpoints" / f"{which}.ckpt"
+        module = load_module(ckpt if ckpt.exists() else run / "checkpoints" / "last.ckpt")
+        predictor = Predictor(module, module.cfg.augment.image_size, InferConfig(batch_size=16))
+        predict = lambda x: torch.from_numpy(np.stack(predictor.predict(list(x.numpy()))))  # noqa: E731
+        out[which] = score(predict, val, len(cfg.data.classes))
+    return out
 
 
 def main() -> None:
@@ -89,60 +129,67 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/datasets/trashcan"))
     parser.add_argument("--recipe", default="configs/small_cpu_trashcan.yaml")
     parser.add_argument("--minutes", type=float, default=20.0)
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"which of {', '.join(ROWS)} to (re)run")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_trashcan"))
-    parser.add_argument("--skip-baseline", action="store_true", help="reuse the baseline figures of a previous run")
     parser.add_argument("--set", nargs="*", default=[], help="recipe overrides, as for `trashseg train --set`")
+    parser.add_argument("--name", default="ours", help="row name for this recipe run (compare variants side by side)")
     args = parser.parse_args()
+    rows = args.rows.split(",")
+    if unknown := set(rows) - set(ROWS):
+        parser.error(f"--rows: unknown {sorted(unknown)}; choose from {', '.join(ROWS)}")
     torch.set_num_threads(os.cpu_count() or 1)
-    cache = args.out / "cache"
-    cfg = load_config(args.recipe, [f"data.root={args.data}", f"data.cache_dir={cache}",
+    cfg = load_config(args.recipe, [f"data.root={args.data}", f"data.cache_dir={args.out / 'cache'}",
                                     f"train.time_limit_minutes={args.minutes}", *args.set])
-    classes = cfg.data.classes
-    val = val_loader(args.data, classes, cache)
+    val = loader(args.data, "val", cfg.data.classes, args.out / "cache", False)
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
-
-    if not args.skip_baseline or "baseline" not in results:
-        model, info = run_baseline(args.data, classes, args.minutes, cache)
-        results["baseline"] = {**info, **score(lambda x: model(x.permute(0, 3, 1, 2).float() / 255.0), val,
-                                                len(classes))}
-        print("baseline", results["baseline"]["miou"], info)
-        args.out.mkdir(parents=True, exist_ok=True)
-        results_path.write_text(json.dumps(results, indent=2))  # kept even if the trashseg run fails
-
-    run = args.out / f"ours_{time.strftime('%Y%m%d_%H%M%S')}"
-    start = time.monotonic()
-    train(cfg, run)
-    elapsed = (time.monotonic() - start) / 60
-    for which in ("last", "best"):
-        ckpt = run / "checkpoints" / f"{which}.ckpt"
-        module = load_module(ckpt if ckpt.exists() else run / "checkpoints" / "last.ckpt")
-        predictor = Predictor(module, module.cfg.augment.image_size, InferConfig(batch_size=16))
-        predict = lambda x: torch.from_numpy(np.stack(predictor.predict(list(x.numpy()))))  # noqa: E731
-        results[f"ours_{which}"] = {"minutes": round(elapsed, 1), **score(predict, val, len(classes))}
-    results["recipe"] = " ".join([args.recipe, *(f"--set {s}" for s in args.set)])
-    args.out.mkdir(parents=True, exist_ok=True)
-    results_path.write_text(json.dumps(results, indent=2))
-    report(results, classes, args.minutes)
+    budget = results.setdefault(f"{args.minutes:g}", {})
+    for row in rows:
+        key = args.name if row == "ours" else row
+        budget[key] = run_ours(cfg, args, val) if row == "ours" else run_plain(row, cfg, args, val)
+        budget[key]["date"] = time.strftime("%Y-%m-%d")
+        atomic_write_json(results_path, results)  # every finished row survives a later crash
+        print(key, json.dumps(budget[key])[:300])
+    report(results, cfg.data.classes)
 
 
-def report(results: dict, classes: list[str], minutes: float) -> None:
-    base, last, best = results["baseline"], results["ours_last"], results["ours_best"]
-    fmt = lambda v: "—" if v is None or v != v else f"{v:.3f}"  # noqa: E731
-    lines = [
-        f"TrashCan val (452 images), scored at {EVAL_SIZE}² with the competition mIoU; {minutes:g} min of training "
-        f"each from random init on {platform.machine()} CPU ({os.cpu_count()} cores), {time.strftime('%Y-%m-%d')}. "
-        f"trashseg recipe: `{results['recipe']}`.",
-        "",
-        "| | baseline loop | trashseg last epoch | trashseg best (val-selected) |",
-        "| --- | ---: | ---: | ---: |",
-        f"| **mIoU** | **{fmt(base['miou'])}** | **{fmt(last['miou'])}** | {fmt(best['miou'])} |",
-        f"| ratio to baseline | 1.00× | {last['miou'] / base['miou']:.2f}× | {best['miou'] / base['miou']:.2f}× |",
-    ]
-    lines += [f"| {name} | {fmt(b)} | {fmt(l)} | {fmt(x)} |"
-              for name, b, l, x in zip(classes, base["iou"], last["iou"], best["iou"])]
-    lines += ["", f"Baseline: {base['steps']} steps, {base['epochs']} epochs in the budget."]
-    text = "\n".join(lines)
+def _fmt(v: float | None) -> str:
+    return "—" if v is None or v != v else f"{v:.3f}"
+
+
+def _above(iou: list[float], floor: float = 0.05) -> int:
+    """Foreground classes (index 0 = background) above `floor` IoU."""
+    return sum(v == v and v > floor for v in iou[1:])
+
+
+def report(results: dict, classes: list[str]) -> None:
+    lines = []
+    for minutes, rows in sorted(results.items(), key=lambda kv: float(kv[0])):
+        ours = sorted(key for key in rows if key.startswith("ours"))
+        cols = [(name, rows[key]) for name, key in (("plain loop, random init", "plain_random"),
+                                                    ("plain loop, same pretrained encoder", "plain_pretrained"))
+                if key in rows]
+        cols += [(f"{key} {which}", rows[key][which]) for key in ours for which in ("last", "best")]
+        fair = rows.get("plain_pretrained", {}).get("miou")
+        lines += [f"### {minutes} minutes of training per row", ""]
+        lines += [f"{key}: `{rows[key]['recipe']}` ({rows[key]['minutes']} min incl. validations, {rows[key]['date']})."
+                  for key in ours]
+        for key in ("plain_random", "plain_pretrained"):
+            if key in rows:
+                r = rows[key]
+                lines += [f"{key}: Unet-{r['encoder']} weights={r['weights']}, {r['steps']} steps, {r['epochs']} epochs "
+                          f"({r['date']})."]
+        lines += ["", "| | " + " | ".join(name for name, _ in cols) + " |", "| --- |" + " ---: |" * len(cols),
+                  "| **mIoU** | " + " | ".join(f"**{_fmt(c['miou'])}**" for _, c in cols) + " |"]
+        if fair:
+            lines += ["| ratio to the pretrained plain loop | " + " | ".join(f"{c['miou'] / fair:.2f}×" for _, c in cols)
+                      + " |"]
+        lines += ["| foreground classes > 0.05 IoU | " + " | ".join(str(_above(c["iou"])) for _, c in cols) + " |"]
+        lines += [f"| {name} | " + " | ".join(_fmt(c["iou"][i]) for _, c in cols) + " |" for i, name in enumerate(classes)]
+        lines += [""]
+    text = (f"TrashCan val (452 images, 39 videos), scored at {EVAL_SIZE}² with the competition mIoU, on "
+            f"{platform.machine()} CPU ({os.cpu_count()} cores). Each budget is wall-clock training time per row.\n\n"
+            + "\n".join(lines))
     print(text)
     update_section(Path("docs/benchmarks.md"), "Training quality on TrashCan (bench/train_trashcan.py)", text)
 

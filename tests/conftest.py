@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from trashseg.cli import main
 
@@ -17,6 +18,13 @@ CLASSES = ["Background", "Paper", "Metal", "Battery"]
 def write_image(path: Path, h: int = 32, w: int = 48, value: int = 128) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), np.full((h, w, 3), value, np.uint8))
+
+
+def write_bomb(path: Path, w: int = 7000, h: int = 7000) -> Path:
+    """A decompression bomb: a 1-bit PNG of w×h pixels (49 MP by default, over the 40 MP limit), ~6 kB on disk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("1", (w, h)).save(path)
+    return path
 
 
 def make_coco(root: Path, annotations: list[dict] | None = None, images: list[dict] | None = None,
@@ -44,6 +52,7 @@ def make_coco(root: Path, annotations: list[dict] | None = None, images: list[di
         for img in images:
             write_image(root / img["file_name"], img["height"], img["width"])
     path = root / name
+    root.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
     return path
 
@@ -93,3 +102,26 @@ def trained_run(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
                                "train.loggers=[csv]"])
     train(cfg, tmp / "run")
     return tmp / "run"
+
+
+def make_read_only(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder nothing can be created in. Root ignores file modes, so for root creating a file or folder inside it
+    fails here as the OS fails it for anyone else (EACCES)."""
+    import errno
+    import os
+
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o555)
+    if os.geteuid() != 0:
+        return folder
+
+    def refuse(real, creates):
+        def call(path, *args, **kwargs):
+            if creates(*args) and Path(path).absolute().is_relative_to(folder.absolute()):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            return real(path, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(os, "open", refuse(os.open, lambda flags, *_: flags & os.O_CREAT))
+    monkeypatch.setattr(os, "mkdir", refuse(os.mkdir, lambda *_: True))
+    return folder

@@ -1,5 +1,6 @@
 import pytest
 
+from tests.conftest import run_cli
 from trashseg.config import RECYCLING_CLASSES, dump_config, load_config
 from trashseg.errors import TrashsegError
 
@@ -43,3 +44,29 @@ def test_duplicate_classes_rejected():
 def test_shipped_data_configs_load():
     assert load_config("configs/data/trashcan.yaml").data.num_classes == 17
     assert load_config("configs/data/recycling.yaml").data.classes == list(RECYCLING_CLASSES)
+
+
+def test_python_tags_in_set_values_and_recipes_are_refused_without_running_them(tmp_path):
+    marker = tmp_path / "pwned"
+    with pytest.raises(TrashsegError, match=r"--set name: .*is not a plain YAML value .*python/object/apply"):
+        load_config(None, [f'name=!!python/object/apply:os.system ["touch {marker}"]'])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f'name: !!python/object/apply:os.system ["touch {marker}"]\n')
+    with pytest.raises(TrashsegError, match=r"r.yaml: invalid YAML: .*python/object/apply"):
+        load_config(recipe)
+    assert not marker.exists()
+
+
+def test_set_value_that_is_not_yaml_is_named(tiny, capsys):
+    code, text = run_cli(["data", "check", tiny, "--set", "data.classes=[bg, a"], capsys)
+    assert code == 2 and "--set data.classes: '[bg, a' is not a plain YAML value" in text, text
+    assert "Traceback" not in text
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.grad_clip=.nan", "train.grad_clip"), ("optim.lr=.inf", "optim.lr"), ("optim.lr=nan", "optim.lr"),
+    ("infer.scales=[1.0, -.inf]", "infer.scales.1"), ("model.std=[0.5, .nan, 0.5]", "model.std.1"),
+])
+def test_non_finite_numbers_are_refused_by_key(override, key):
+    with pytest.raises(TrashsegError, match=rf"{key}: Input should be a finite number"):
+        load_config(None, [override])

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tests.conftest import CLASSES, make_coco
+from tests.conftest import CLASSES, make_coco, run_cli
 from trashseg.data.coco import load_split
 from trashseg.errors import TrashsegError
 from trashseg.submission import check_submission, read_submission, write_submission
@@ -62,3 +62,16 @@ def test_check_keeps_what_it_found_before_a_malformed_line(tmp_path, split):
     path.write_text("\n".join([lines[0], lines[1] + " 1", lines[2] + ",extra"]) + "\n")
     problems = [str(p) for p in check_submission(path, split)]
     assert any("65537 values" in p for p in problems) and any(":3: expected 2 columns, got 3" in p for p in problems)
+
+
+def test_latin1_file_is_a_named_problem_not_a_traceback(tmp_path, split, capsys):
+    """Issue 16.8: a CSV saved as Latin-1 by a spreadsheet."""
+    path = tmp_path / "sub.csv"
+    write_submission(path, _masks(split))
+    text = path.read_text().replace("batch_01/0002.png", "batch_01/0002_é.png")
+    path.write_bytes(text.encode("latin-1"))
+    assert [p.code for p in check_submission(path, split)][-1] == "bad_file"
+    code, out = run_cli(["submission", "check", path, "--data", tmp_path, "--set",
+                         f"data.classes=[{','.join(CLASSES)}]"], capsys)
+    assert code == 1 and f"{path}: not UTF-8 text (byte 0xe9 is invalid there); save the CSV as UTF-8" in out, out
+    assert "Traceback" not in out

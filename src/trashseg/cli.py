@@ -8,10 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from trashseg.config import Config, load_config
-from trashseg.errors import TrashsegError
+from trashseg.errors import TrashsegError, user_message
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Segment recycling waste: data checks, training, inference, ensembles, submission.")
@@ -22,7 +23,9 @@ app.add_typer(submission_app, name="submission")
 console = Console()
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Recipe YAML (e.g. configs/data/trashcan.yaml).")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: --set data.classes=[a,b]")]
+# `\\[` keeps rich from reading "[a,b]" as markup and dropping it from the help text.
+SetOpt = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Override a config key: --set data.classes=\\[a,b] (value parsed as YAML).")]
 SplitOpt = Annotated[str, typer.Option(help="train / val / test, or a COCO file name under the dataset root.")]
 FolderSplitOpt = Annotated[Optional[str], typer.Option(help="Default: the split the folder was predicted on.")]
 
@@ -78,7 +81,7 @@ def data_check(data: Annotated[Path, typer.Argument(help="Dataset root folder.")
     from trashseg.fileio import atomic_write_json
 
     cfg = _config(config, set_, data)
-    reports = check_dataset(cfg.data.root_dir(), cfg.data.classes, workers=workers)
+    reports = check_dataset(cfg.data, workers=workers)
     summary = summarize(reports)
     atomic_write_json(report, summary)
     table = Table(title=f"data check: {data}")
@@ -387,7 +390,32 @@ def serve(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file or
     cfg = _config(config, set_, None, src.classes)
     _infer_cfg(cfg, hflip, vflip, scales)
     console.print(f"trashseg serving {source} on http://{host}:{port}/  (API docs: /docs)")
-    uvicorn.run(create_app(src, cfg.infer, dev), host=host, port=port)
+    uvicorn.run(create_app(src, cfg.infer, dev, cfg.data.max_pixels), host=host, port=port)
+
+
+@app.command()
+def models(encoders: Annotated[Optional[str], typer.Option(
+        help="List encoder names matching this shell pattern, e.g. '*lite*' or 'tu-convnext*'.")] = None,
+           limit: Annotated[int, typer.Option(help="At most this many encoders.")] = 50) -> None:
+    """Architectures, encoders, and which encoders' ImageNet weights work offline here."""
+    from trashseg.models import list_archs
+    from trashseg.models.catalog import find_encoders, offline_status
+    from trashseg.models.pretrained import OFFLINE_WEIGHTS
+
+    console.print(f"[bold]Architectures[/bold] (model.arch): {', '.join(list_archs())}")
+    table = Table("model.encoder", "alias", "offline `imagenet` weights", title="Pretrained encoders that need no network")
+    for spec in OFFLINE_WEIGHTS.values():
+        table.add_row(spec.encoder, spec.alias, offline_status(spec.encoder))
+    console.print(table)
+    if encoders:
+        found = find_encoders(encoders)
+        table = Table("model.encoder", "library", "offline weights",
+                      title=f"Encoders matching {encoders!r}: {len(found)}" + (f", first {limit}" if len(found) > limit else ""))
+        for info in found[:limit]:
+            table.add_row(info.name, info.library, info.offline or "hub download only")
+        console.print(table)
+    console.print("Other encoders' `imagenet` weights download from the smp/timm hub; offline, point model.weights at a "
+                  "local file instead.", highlight=False)
 
 
 @app.command()
@@ -403,5 +431,6 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="trashseg")
     except TrashsegError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        message = escape(user_message(exc))  # text, not markup: messages quote lists such as [bg, a]
+        Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
         sys.exit(2)

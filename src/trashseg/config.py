@@ -31,10 +31,14 @@ RECYCLING_CLASSES: tuple[str, ...] = (
 )
 
 IGNORE_INDEX = 255
+MAX_PIXELS = 40_000_000  # a tiny PNG can declare a huge image: 11 classes of probabilities at 40 MP are 1.8 GB
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    """allow_inf_nan=False: a NaN or infinite setting (``--set train.grad_clip=.nan``) is refused by its key, where
+    it would otherwise train or vote on NaN silently."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(Section):
@@ -52,6 +56,8 @@ class DataConfig(Section):
     cache_images: bool = True  # keep decoded images as .npy (see trashseg.data.cache)
     cache_size: int | None = None  # presize images/masks to N×N in the cache; null keeps their own size
     ignore_index: int = IGNORE_INDEX
+    max_pixels: int = Field(MAX_PIXELS, ge=1)  # images declaring more (read from the header) are refused, undecoded
+    allow_external_links: bool = False  # follow symbolic links that lead out of the dataset folder
 
     @field_validator("classes")
     @classmethod
@@ -87,6 +93,17 @@ class ModelConfig(Section):
     weights: str | None = None  # null (random init), a library weights name (imagenet, ...), or a local file
     params: dict[str, Any] = Field(default_factory=dict)  # extra keyword arguments for the architecture
     aux_loss_weight: float = Field(0.4, ge=0)  # for architectures with an auxiliary head (OCRNet)
+    # Input normalisation (0-1 scale, RGB); null = what the encoder's pretrained weights expect. Training resolves
+    # and stores it, so predict, export and serve use what the model was trained with.
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+    @field_validator("std")
+    @classmethod
+    def _std_positive(cls, v: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
+        if v is not None and not all(s > 0 for s in v):
+            raise ValueError("every std must be > 0")
+        return v
 
 
 class CopyPasteConfig(Section):
@@ -103,6 +120,7 @@ class AugmentConfig(Section):
     preset: Literal["seed", "light", "none"] = "seed"
     image_size: int = Field(512, ge=32)  # images are resized to S×S (validation and inference too)
     crop_size: int | None = Field(None, ge=32)  # train on random C×C crops at that scale (mmseg's crop_size)
+    object_crop_prob: float = Field(0.0, ge=0, le=1)  # share of those crops centred on labelled foreground
     copy_paste: CopyPasteConfig = Field(default_factory=CopyPasteConfig)
     cutmix_prob: float = Field(0.0, ge=0, le=1)
 
@@ -129,6 +147,7 @@ class OptimConfig(Section):
     warmup_epochs: float = Field(0.0, ge=0)  # linear warmup, in (fractional) epochs
     min_lr_ratio: float = Field(0.01, ge=0, le=1)
     poly_power: float = 0.9
+    encoder_lr_mult: float = Field(1.0, ge=0)  # encoder lr = lr × this (mmseg's backbone lr_mult); < 1 fine-tunes
 
 
 class TrainConfig(Section):
@@ -152,6 +171,8 @@ class TrainConfig(Section):
     val_every: int = Field(1, ge=1)  # validate every N epochs
     max_steps_per_epoch: int | None = None  # cap an epoch (quick runs, time-boxed benchmarks)
     time_limit_minutes: float | None = None  # stop cleanly (checkpoints kept) after this much training time
+    freeze_encoder_epochs: int = Field(0, ge=0)  # train only the decoder for the first N epochs (pretrained encoder)
+    freeze_bn: bool = False  # encoder BatchNorm in eval mode: keeps pretrained statistics when batches are tiny
 
     @model_validator(mode="after")
     def _last_epoch_is_validated(self) -> TrainConfig:
@@ -253,8 +274,18 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise TrashsegError(f"--set {item!r}: {part!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(value)
+        node[parts[-1]] = _override_value(key.strip(), value)
     return raw
+
+
+def _override_value(key: str, value: str) -> Any:
+    """A --set value as plain YAML (safe_load: a ``!!python/...`` tag is refused, never constructed)."""
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise TrashsegError(f"--set {key}: {value!r} is not a plain YAML value ({problem}); give a number, a "
+                            f"string, a list like [a,b] or null, e.g. --set {key}=\"'text'\"") from None
 
 
 def validate(raw: dict, source: str = "config") -> Config:

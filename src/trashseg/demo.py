@@ -35,7 +35,7 @@ from trashseg.submission import check_submission
 from trashseg.train.run import train
 
 RECIPE = Path(__file__).resolve().parents[2] / "configs" / "small_cpu.yaml"
-MODELS = {"unet_r18": [], "fpn_r18": ["model.arch=FPN", "model.params={decoder_segmentation_channels: 64, "
+MODELS = {"unet_lite0": [], "fpn_lite0": ["model.arch=FPN", "model.params={decoder_segmentation_channels: 64, "
                                       "decoder_pyramid_channels: 64}", "train.seed=7"]}
 
 
@@ -64,7 +64,7 @@ def run_demo(out: Path, console: Console) -> None:
     console.rule("2. data check")
     base = [f"data.root={data}", f"data.cache_dir={out / 'cache'}", "train.loggers=[csv]"]
     cfg = load_config(RECIPE, base)
-    summary = summarize(check_dataset(data, cfg.data.classes))
+    summary = summarize(check_dataset(cfg.data))
     atomic_write_json(out / "data_check.json", summary)
     console.print({s["file"].split("/")[-1]: {"errors": s["errors"], "warnings": s["warnings"]}
                    for s in summary["splits"]})

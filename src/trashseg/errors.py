@@ -3,3 +3,15 @@
 
 class TrashsegError(Exception):
     """A mistake in the user's input (file, id, config key) with a message that says what to do."""
+
+
+def user_message(exc: Exception) -> str:
+    """The message of `exc` as raised. A DataLoader re-raises a worker's error as a new exception of the same class
+    whose message is "Caught X in DataLoader worker process N. Original Traceback ..." : the original message is
+    what follows the traceback's last ``module.X: `` line."""
+    text = str(exc)
+    cls = type(exc)
+    if not text.startswith(f"Caught {cls.__name__} in DataLoader worker process"):
+        return text
+    name = cls.__qualname__ if cls.__module__ in ("builtins", "__main__") else f"{cls.__module__}.{cls.__qualname__}"
+    return text.rpartition(f"\n{name}: ")[2].rstrip("\n") or text

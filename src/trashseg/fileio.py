@@ -1,14 +1,24 @@
-"""Atomic file writes: a crash never leaves a half-written output that a rerun would mistake for a finished one."""
+"""Atomic file writes: a crash never leaves a half-written output that a rerun would mistake for a finished one.
+
+Temporaries are hidden files beside their target named ``.<name>.<random>.<pid>@<host>.tmp[<suffix>]``: the
+writer's pid and host let the next run of the same job remove what a killed writer left (``remove_stale_temps``)
+without touching the temporaries of a writer still at work (on this machine or another one sharing the folder).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from trashseg.errors import TrashsegError
+from trashseg.procs import process_running
 
 
 def _file_mode() -> int:
@@ -19,6 +29,50 @@ def _file_mode() -> int:
 
 
 _MODE = _file_mode()
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)@([A-Za-z0-9_-]+)\.tmp(\.[^.]*)?$")
+
+
+def make_folder(folder: Path) -> None:
+    """``mkdir -p`` whose failure names the folder and what to do: an output path that is a file, or a place the
+    user cannot write to, is a mistake in the command line, not a crash."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((p for p in (folder, *folder.parents) if p.is_file()), None)
+        why = (f"{blocker} is a file; give another path or remove that file" if blocker
+               else f"{exc.strerror}; choose a folder you can write to")
+        raise TrashsegError(f"cannot create folder {folder}: {why}") from None
+
+
+def _temp_beside(path: Path) -> tuple[int, Path]:
+    """An open, empty temporary in `path`'s folder, named for ``remove_stale_temps``; keeps `path`'s suffix (some
+    writers pick the format from it)."""
+    if path.is_dir():
+        raise TrashsegError(f"cannot write {path}: it is a folder; give a file path")
+    make_folder(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{os.getpid()}@{_HOST}.tmp{path.suffix}",
+                                   dir=path.parent)
+    except OSError as exc:  # read-only folder or file system, disk full
+        raise TrashsegError(f"cannot write {path}: {exc.strerror}; choose a folder you can write to") from None
+    os.chmod(tmp, _MODE)
+    return fd, Path(tmp)
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> int:
+    """Delete the temporaries under `folder` whose writer (on this host) is dead: a SIGKILL skips atomic_open's
+    cleanup. Returns how many.
+
+    Called when a job starts or resumes on its output folder, so that a killed run leaves nothing behind once rerun.
+    """
+    removed = 0
+    for path in Path(folder).rglob(".*.tmp*"):
+        match = _TEMP_NAME.match(path.name)
+        if match and match[2] == _HOST and path.is_file() and not process_running(int(match[1])):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 @contextmanager
@@ -27,10 +81,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", durable: bool = True, 
 
     ``durable=False`` skips the fsync: right for caches, whose readers rebuild an entry they cannot load.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, _MODE)
+    fd, tmp = _temp_beside(Path(path))
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
@@ -39,7 +90,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", durable: bool = True, 
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -55,12 +106,12 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 def atomic_write_with(path: str | os.PathLike, writer: Callable[[str], None]) -> None:
     """For libraries that only write to a filename (torch.save, savefig): write to a temp name, then rename.
 
-    The temp name keeps the suffix (some writers pick the format from it) behind a leading dot, so a listing of
-    finished outputs must skip hidden files; prefer ``atomic_open`` where the library can write to a file object.
+    The temp name keeps the suffix behind a leading dot, so a listing of finished outputs must skip hidden files;
+    prefer ``atomic_open`` where the library can write to a file object.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    fd, tmp = _temp_beside(path)
+    os.close(fd)
     try:
         writer(str(tmp))
         with open(tmp, "rb") as fh:  # durable like atomic_open: a rename of unsynced data can survive as 0 bytes

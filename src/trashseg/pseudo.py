@@ -16,7 +16,7 @@ from rich.console import Console
 from trashseg.config import IGNORE_INDEX
 from trashseg.data.extra import MANIFEST
 from trashseg.errors import TrashsegError
-from trashseg.fileio import atomic_write_json
+from trashseg.fileio import atomic_write_json, remove_stale_temps
 from trashseg.infer.folder import PredictionFolder
 from trashseg.infer.predict import progress_bar
 
@@ -46,6 +46,7 @@ def write_pseudo(pred: str | Path, out: str | Path, threshold: float, console: C
         raise TrashsegError(f"{folder.meta_path}: its split {split_path} cannot be read as a COCO file "
                             f"({type(exc).__name__}: {exc})") from None
     labelled = PredictionFolder(out)
+    remove_stale_temps(out)  # what a killed run left half-written
     kept_pixels = total_pixels = 0
     with progress_bar(console) as bar:
         task = bar.add_task(f"pseudo-labels → {out}", total=len(images), rate="-")

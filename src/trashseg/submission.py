@@ -40,7 +40,7 @@ def iter_rows(path: str | Path) -> Iterator[tuple[int, str, str]]:
     if not path.is_file():
         raise TrashsegError(f"{path}: submission file not found")
     with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
+        reader = _utf8_rows(path, fh)
         header = next(reader, None)
         if header != HEADER:
             raise TrashsegError(f"{path}: header must be {','.join(HEADER)}, got {','.join(header or ['(empty)'])}")
@@ -48,6 +48,15 @@ def iter_rows(path: str | Path) -> Iterator[tuple[int, str, str]]:
             if len(row) != 2:
                 raise TrashsegError(f"{path}:{line}: expected 2 columns, got {len(row)}")
             yield line, row[0], row[1]
+
+
+def _utf8_rows(path: Path, fh: Iterable[str]) -> Iterator[list[str]]:
+    """CSV rows; bytes that are not UTF-8 (a file saved as Latin-1, say) are a named error, not a traceback."""
+    try:
+        yield from csv.reader(fh)
+    except UnicodeDecodeError as exc:
+        raise TrashsegError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} is invalid there); "
+                            "save the CSV as UTF-8") from None
 
 
 def decode_row(path: Path, line: int, image_id: str, text: str, num_classes: int) -> np.ndarray:

@@ -111,3 +111,18 @@ def test_crop_size_gives_crops_at_the_full_size_scale():
     out = build_transform(cfg, train=True)(image=image, mask=mask)
     assert out["image"].shape == (32, 32, 3) and out["mask"].shape == (32, 32)
     assert build_transform(cfg, train=False)(image=image, mask=mask)["mask"].shape == (64, 64)
+
+
+def test_object_crops_are_centred_on_labelled_foreground():
+    from trashseg.augment import build_transform
+    from trashseg.config import AugmentConfig
+
+    image = np.zeros((128, 128, 3), np.uint8)
+    mask = np.zeros((128, 128), np.uint8)
+    mask[100:110, 5:15] = 3  # one small object in a corner: a random 32² crop rarely holds it
+    mask[:8, 120:] = 255  # ignored pixels are not objects
+    centred = AugmentConfig(preset="none", image_size=128, crop_size=32, object_crop_prob=1.0)
+    plain = AugmentConfig(preset="none", image_size=128, crop_size=32)
+    hits = [(build_transform(c, train=True)(image=image, mask=mask)["mask"] == 3).any()
+            for c in [centred] * 20 + [plain] * 20]
+    assert all(hits[:20]) and sum(hits[20:]) < 15

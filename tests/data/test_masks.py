@@ -1,11 +1,13 @@
 import json
 
 import numpy as np
+import pytest
 from pycocotools import mask as mask_utils
 
 from tests.conftest import CLASSES, make_coco
 from trashseg.data.coco import load_split
 from trashseg.data.masks import MaskCache, rasterize
+from trashseg.errors import TrashsegError
 
 
 def _split(tmp_path, anns, h=32, w=48):
@@ -97,3 +99,16 @@ def test_cache_reuses_and_invalidates_on_annotation_change(tmp_path, monkeypatch
     path.write_text(json.dumps(data))
     changed = MaskCache(load_split(path, tmp_path, CLASSES), cache_dir).get(image)
     assert changed[5, 5] == 1 and changed[25, 35] == 2
+
+
+def test_rle_counts_that_do_not_add_up_are_a_named_error_and_never_cached(tmp_path):
+    """Issue 16.4: pycocotools would decode a short RLE into uninitialised memory (and cache it), and crash on a
+    long one; the loader names the image and annotation instead."""
+    for counts in ([100, 50], [100, 50, 32 * 48]):
+        ann = {"id": 7, "image_id": 1, "category_id": 1, "segmentation": {"size": [32, 48], "counts": counts}}
+        split = _split(tmp_path, [ann])
+        cache = MaskCache(split, tmp_path / "cache")
+        with pytest.raises(TrashsegError, match=r"train.json image_id=1 ann_id=7: RLE counts cover \d+ pixels, the "
+                                                r"48x32 image has 1536"):
+            cache.get(split.images[0])
+        assert not list((tmp_path / "cache").rglob("*.npy"))

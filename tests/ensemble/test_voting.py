@@ -10,9 +10,9 @@ from trashseg.infer.folder import PredictionFolder
 from trashseg.submission import read_submission, write_submission
 
 
-def _member(root, probs_by_name, classes=("bg", "a", "b"), val_miou=None):
+def _member(root, probs_by_name, classes=("bg", "a", "b"), val_miou=None, split="/d/s.json"):
     f = PredictionFolder(root)
-    f.init({"classes": list(classes), "has_probs": True, "val_miou": val_miou, "split": "s.json", "data_root": "/d"})
+    f.init({"classes": list(classes), "has_probs": True, "val_miou": val_miou, "split": split, "data_root": "/d"})
     for name, probs in probs_by_name.items():
         f.write(name, probs.argmax(0), probs)
     return root
@@ -31,7 +31,7 @@ def test_soft_vote_is_the_weighted_mean(tmp_path):
     np.testing.assert_allclose(e.probs("x.jpg")[:, 0, :], [[0.3, 0.1], [0.7, 0.45], [0, 0.45]], atol=1e-3)
     ensemble_folders([a, b], tmp_path / "w", "soft", weights=[3, 1])
     assert PredictionFolder(tmp_path / "w").mask("x.jpg").tolist() == [[1, 1]]
-    assert PredictionFolder(tmp_path / "e").meta()["split"] == "s.json"  # pseudo-labels need to know
+    assert PredictionFolder(tmp_path / "e").meta()["split"] == "/d/s.json"  # pseudo-labels need to know
 
 
 def test_hard_vote_majority_and_tie_to_best_member(tmp_path):
@@ -135,3 +135,25 @@ def test_csv_voting_quotes_ids_and_refuses_duplicates(tmp_path):
         write_submission(p, [("a.jpg", m), ("a.jpg", m)])
     with pytest.raises(TrashsegError, match="image_id a.jpg appears twice"):
         ensemble_csvs(paths, tmp_path / "w.csv", 3)
+
+
+@pytest.mark.parametrize("weights", ["nan,1", "inf,1", "1,-1", "0,0", "1e308,1e308"])
+def test_nan_infinite_negative_or_zero_weights_are_refused(tmp_path, capsys, weights):
+    a = _member(tmp_path / "a", {"x.jpg": _probs([0, 1, 0])})
+    b = _member(tmp_path / "b", {"x.jpg": _probs([0, 0, 1])})
+    with pytest.raises(TrashsegError, match="--weights .*: must be finite, non-negative numbers, not all zero"):
+        ensemble_folders([a, b], tmp_path / "e", "soft", weights=[float(w) for w in weights.split(",")])
+    code, text = run_cli(["ensemble", a, b, "--out", tmp_path / "e", "--weights", weights], capsys)
+    assert code == 2 and "must be finite, non-negative numbers" in text, text
+    assert not (tmp_path / "e").exists()
+
+
+def test_members_predicted_on_other_splits_are_refused(tmp_path):
+    same_names = {"x.jpg": _probs([0, 1, 0])}
+    val = _member(tmp_path / "val", same_names, split="/d/val.json")
+    test = _member(tmp_path / "test", same_names, split="/d/test.json")
+    with pytest.raises(TrashsegError, match=r"test was predicted on split /d/test.json of /d, .*val on "
+                                            r"/d/val.json of /d \(from their meta.json\): members must predict the "
+                                            r"same split"):
+        ensemble_folders([val, test], tmp_path / "e", "hard")
+    assert not (tmp_path / "e").exists()

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from trashseg import fileio
 from trashseg.errors import TrashsegError
 from trashseg.infer.folder import PredictionFolder
 
@@ -45,3 +46,29 @@ def test_names_skip_a_killed_writes_temp_files(tmp_path):
     f.write("d/1.jpg", np.zeros((2, 2), np.uint8))
     (tmp_path / "masks" / "d" / ".2.jpg.png.77.tmp.png").write_bytes(b"")
     assert f.names() == ["d/1.jpg"] and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_outputs_outside_the_folder_are_refused(tmp_path):
+    """Issue 16.2: `trashseg pseudo` takes file names straight from a split JSON; none may leave the folder."""
+    f = PredictionFolder(tmp_path / "pred")
+    f.init({"classes": ["bg", "a"]})
+    mask = np.zeros((4, 4), np.uint8)
+    for name in ("../../x/secret.jpg", str(tmp_path / "x" / "secret.jpg")):
+        with pytest.raises(TrashsegError, match="is absolute or contains '..'"):
+            f.write(name, mask, mask[None].astype(np.float32))
+    (tmp_path / "pred" / "masks").symlink_to(tmp_path)
+    with pytest.raises(TrashsegError, match="leads through a symbolic link"):
+        f.write("a.jpg", mask)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pred"]
+
+
+def test_resume_removes_the_temporaries_of_a_killed_run(tmp_path):
+    """Issue 16.7: a SIGKILL mid-write leaves a hidden temporary; the rerun of the same job deletes it."""
+    f = PredictionFolder(tmp_path)
+    f.init({"classes": ["bg", "a"]})
+    stale = tmp_path / "masks" / "b" / ".1.jpg.png.k3j4h5g6.999999999@x.tmp.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half")
+    stale.rename(stale.with_name(stale.name.replace("@x", f"@{fileio._HOST}")))
+    f.init({"classes": ["bg", "a"]})
+    assert not list(tmp_path.rglob("*.tmp*"))

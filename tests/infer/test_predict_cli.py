@@ -1,12 +1,14 @@
 """predict / evaluate / submit / export on a really trained model, through the CLI."""
 
 import json
+import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, write_bomb, write_image
 from trashseg.infer.folder import PredictionFolder
 
 
@@ -101,3 +103,56 @@ def test_onnx_export_parity_and_runtime_predict(trained_run, sample_data, tmp_pa
     a, b = PredictionFolder(out_onnx), PredictionFolder(out_torch)
     name = json.loads((sample_data / "val.json").read_text())["images"][0]["file_name"]
     assert (a.mask(name) == b.mask(name)).mean() > 0.999
+
+
+def _hostile_copy(sample_data, tmp_path, *extra: dict) -> Path:
+    """The sample test split (two images) plus `extra` image entries, in a dataset folder of its own."""
+    root = tmp_path / "data"
+    test = json.loads((sample_data / "test.json").read_text())
+    test["images"] = test["images"][:2] + list(extra)
+    for img in test["images"][:2]:
+        (root / img["file_name"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(sample_data / img["file_name"], root / img["file_name"])
+    (root / "test.json").write_text(json.dumps(test))
+    return root
+
+
+def test_predict_refuses_file_names_outside_the_dataset(trained_run, sample_data, tmp_path, capsys):
+    """Issue 16.2: '../x/secret.jpg' is neither read nor written back as masks/../x/secret.jpg.png."""
+    secret = tmp_path / "x" / "secret.jpg"
+    write_image(secret)
+    root = _hostile_copy(sample_data, tmp_path, {"id": 99, "file_name": "../x/secret.jpg", "height": 32, "width": 48})
+    out = tmp_path / "preds" / "p"
+    code, text = run_cli(["predict", trained_run, "--data", root, "--out", out, "--workers", "0"], capsys)
+    assert code == 2 and "image_id=99: '../x/secret.jpg' is absolute or contains '..'" in " ".join(text.split())
+    assert [p.name for p in (tmp_path / "x").iterdir()] == ["secret.jpg"] and not out.exists()
+
+
+def test_predict_refuses_an_image_bomb(trained_run, sample_data, tmp_path, capsys):
+    """Issue 16.3: a 49 MP 1-bit PNG (6 kB) is refused by its header instead of allocating gigabytes."""
+    root = _hostile_copy(sample_data, tmp_path, {"id": 99, "file_name": "bomb.png", "height": 7000, "width": 7000})
+    write_bomb(root / "bomb.png")
+    out = tmp_path / "p"
+    code, text = run_cli(["predict", trained_run, "--data", root, "--out", out], capsys)  # 2 DataLoader workers
+    assert code == 2 and "bomb.png: 7000×7000 is 49.0 MP, over the limit of 40.0 MP" in text, text
+    assert "Traceback" not in text
+    assert not list(out.rglob("*.tmp*"))
+    code, text = run_cli(["predict", trained_run, "--data", root, "--out", out, "--workers", "0",
+                          "--set", "data.max_pixels=1000"], capsys)
+    assert code == 2 and "0.0 MP, over the limit of 0.0 MP" in text and "bomb.png" not in text, text
+
+
+def test_predict_out_that_is_a_file_or_read_only_is_named(trained_run, sample_data, tmp_path, monkeypatch, capsys):
+    """Issue 16.8: a named error instead of FileExistsError / PermissionError tracebacks."""
+    from tests.conftest import make_read_only
+
+    taken = tmp_path / "preds.txt"
+    taken.write_text("notes")
+    code, text = run_cli(["predict", trained_run, "--data", sample_data, "--out", taken, "--workers", "0"], capsys)
+    assert code == 2 and f"cannot create folder {taken}: {taken} is a file" in text, text
+    assert taken.read_text() == "notes"
+    locked = make_read_only(tmp_path / "ro", monkeypatch)
+    code, text = run_cli(["predict", trained_run, "--data", sample_data, "--out", locked, "--workers", "0"], capsys)
+    assert code == 2 and f"cannot write {locked / 'meta.json'}: Permission denied; choose a folder you can write " \
+        "to" in text, text
+    assert "Traceback" not in text

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from trashseg.config import LossConfig, OptimConfig
+from trashseg.errors import TrashsegError
 from trashseg.train.losses import SegmentationLoss, class_weights_from_shares
 from trashseg.train.optim import build_optimizer, build_scheduler, lr_factor
 
@@ -71,7 +72,7 @@ def test_ohem_averages_the_hard_pixels_only():
 
 
 def test_all_zero_weights_rejected():
-    with pytest.raises(ValueError, match="every term has weight 0"):
+    with pytest.raises(TrashsegError, match="every term has weight 0; set at least one of loss.ce, loss.dice"):
         SegmentationLoss(LossConfig(ce=0.0), 255)
 
 

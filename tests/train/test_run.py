@@ -1,9 +1,11 @@
 """End-to-end training on generated data: learnability, exact resume, NaN stop, run folder contents."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -72,6 +74,17 @@ def test_resume_reproduces_the_next_epoch(sample_data, tmp_path):
     assert b[1]["iou"] == a[1]["iou"]
 
 
+def test_resume_with_dataloader_workers_reproduces_the_next_epoch(sample_data, tmp_path):
+    """Lightning builds a resumed run's loader iterator before setting the sampler's epoch, and workers prefetch
+    at once: without SamplerEpoch the resumed epoch would start in epoch 0's order (issue 16.7's kill test)."""
+    extra = ("train.num_workers=2", "train.max_steps_per_epoch=1", "augment.image_size=32", "model.weights=null")
+    train(quick_cfg(sample_data, tmp_path, *extra), tmp_path / "straight")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(quick_cfg(sample_data, tmp_path, *extra), tmp_path / "broken", extra_callbacks=[Crash(at=1)])
+    train(quick_cfg(sample_data, tmp_path, *extra), tmp_path / "broken", resume=True)
+    assert _history(tmp_path / "broken") == _history(tmp_path / "straight")
+
+
 class Worsening(pl.Callback):
     """Makes val mIoU fall every epoch (runs before the checkpoint callbacks, which Lightning always puts last)."""
 
@@ -94,22 +107,74 @@ def test_existing_run_and_missing_resume_are_named(sample_data, tmp_path):
 def test_nan_loss_stops_with_message_and_keeps_checkpoint(sample_data, tmp_path):
     run = tmp_path / "nan"
     cfg = quick_cfg(sample_data, tmp_path, "train.epochs=3", "optim.lr=1e30", "optim.warmup_epochs=0")
-    with pytest.raises(TrashsegError, match=r"loss became (nan|inf).*last good checkpoint"):
+    with pytest.raises(TrashsegError, match=r"loss became (nan|inf).*lower optim.lr.*The run stopped"):
         train(cfg, run)
 
 
-def test_cli_train_and_set_override(sample_data, tmp_path, capsys):
+class PoisonWeights(pl.Callback):
+    """Makes the loss NaN from the start of epoch `at` on."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.at:
+            with torch.no_grad():
+                next(pl_module.model.parameters()).fill_(float("nan"))
+
+
+@pytest.mark.parametrize("at", [0, 1])
+def test_nan_loss_message_names_only_a_checkpoint_that_exists(sample_data, tmp_path, at):
+    run = tmp_path / "nan"
+    with pytest.raises(TrashsegError, match=rf"loss became nan at epoch {at}") as info:
+        train(quick_cfg(sample_data, tmp_path), run, extra_callbacks=[PoisonWeights(at)])
+    last = run / "checkpoints" / "last.ckpt"
+    assert last.exists() == (at == 1)
+    assert (f"its last good checkpoint is kept: {last}" in str(info.value)) == (at == 1)
+    assert ("stopped before its first checkpoint" in str(info.value)) == (at == 0)
+
+
+def test_resume_refuses_a_last_ckpt_with_a_pickled_payload(sample_data, tmp_path, capsys):
+    from tests.train.test_module import Payload
+
+    marker, run = tmp_path / "pwned", tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": {}, "loops": Payload(marker)}, run / "checkpoints" / "last.ckpt")
+    code, text = run_cli(["train", RECIPE, "--data", sample_data, "--out", run, "--resume",
+                          "--set", f"data.cache_dir={tmp_path / 'c'}"], capsys)
+    assert code == 2 and "--resume: " in text and "last.ckpt holds Python objects besides tensors" in text, text
+    assert "Traceback" not in text and not marker.exists()
+
+
+def test_out_that_is_a_file_is_named(sample_data, tmp_path, capsys):
+    out = tmp_path / "run.txt"
+    out.write_text("not a run folder")
+    code, text = run_cli(["train", RECIPE, "--data", sample_data, "--out", out], capsys)
+    assert code == 2 and f"cannot create folder {out}: {out} is a file" in text, text
+
+
+def test_cli_train_and_set_override(sample_data, tmp_path, capsys, caplog):
     out = tmp_path / "cli"
     args = ["train", RECIPE, "--data", sample_data, "--out", out, "--set", f"data.cache_dir={tmp_path / 'c'}"]
     for item in QUICK + ["train.epochs=1"]:
         args += ["--set", item]
-    code, text = run_cli(args, capsys)
+    with caplog.at_level(logging.INFO), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, text = run_cli(args, capsys)
     assert code == 0, text
     assert "mIoU" in text and (out / "metrics.json").exists()
+    assert "GPU available" in caplog.text  # Lightning's own records reach the log...
+    assert "Tip:" not in caplog.text and "estimate number of stepping batches" not in caplog.text  # ...not its noise
+    assert not [w for w in caught if "LeafSpec" in str(w.message)]
     code, text = run_cli(args, capsys)
     assert code == 2 and "already holds a run" in text
     code, text = run_cli(["train", RECIPE, "--data", sample_data, "--set", "train.epoks=1"], capsys)
     assert code == 2 and "train.epoks: unknown key" in text
+
+
+def test_set_help_shows_its_list_example(capsys):
+    code, text = run_cli(["train", "--help"], capsys)
+    assert code == 0 and "data.classes=[a,b]" in " ".join(text.split())
 
 
 @pytest.mark.slow

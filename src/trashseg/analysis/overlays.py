@@ -21,9 +21,10 @@ from torchvision.utils import draw_segmentation_masks
 from trashseg.data.coco import CocoSplit
 from trashseg.data.images import read_image
 from trashseg.data.masks import MaskCache
-from trashseg.fileio import atomic_open
+from trashseg.fileio import atomic_open, remove_stale_temps
 from trashseg.infer.folder import PredictionFolder
 from trashseg.infer.predict import progress_bar
+from trashseg.paths import inside
 
 Color = tuple[int, int, int]
 _FONT, _SCALE, _LINE = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 20
@@ -39,8 +40,8 @@ def class_colors(num_classes: int) -> list[Color]:
 
 
 def _fit(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """A mask of another size (submission-sized, or COCO sizes that disagree with an EXIF-rotated photo) is
-    brought to the image's size; labels stay labels (nearest)."""
+    """A mask of another size (submission-sized, or COCO sizes that disagree with the image) is brought to the
+    image's size; labels stay labels (nearest)."""
     if mask.shape == image.shape[:2]:
         return mask
     return cv2.resize(mask, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
@@ -101,7 +102,7 @@ def overlay_path(out: Path, file_name: str) -> Path:
     """``a/0001.jpg`` → ``out/a/0001.jpg``; other formats keep their name (``x.png`` → ``x.png.jpg``), so two
     images never share a panel."""
     keep = Path(file_name).suffix.lower() in (".jpg", ".jpeg")
-    return out / (file_name if keep else f"{file_name}.jpg")
+    return inside(out, file_name if keep else f"{file_name}.jpg")
 
 
 def write_overlays(pred: str | Path, split: CocoSplit, out: str | Path, limit: int | None = None,
@@ -116,14 +117,15 @@ def write_overlays(pred: str | Path, split: CocoSplit, out: str | Path, limit: i
     classes = folder.classes
     predicted = set(folder.names())
     images = [img for img in split.images if img["file_name"] in predicted][:limit]
+    remove_stale_temps(out)
     todo = [img for img in images if not overlay_path(out, img["file_name"]).exists()]
     truth = MaskCache(split) if split.has_annotations else None
     start = time.perf_counter()
     with progress_bar(console) as bar:
         task = bar.add_task(f"overlays → {out}", total=len(todo), rate="-")
         for i, img in enumerate(todo, start=1):
-            panel = overlay_panel(read_image(split.image_path(img)), folder.mask(img["file_name"]), classes,
-                                  truth.get(img) if truth else None)
+            image = read_image(split.image_path(img), split.max_pixels)
+            panel = overlay_panel(image, folder.mask(img["file_name"]), classes, truth.get(img) if truth else None)
             _, jpeg = cv2.imencode(".jpg", cv2.cvtColor(panel, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
             with atomic_open(overlay_path(out, img["file_name"]), "wb") as fh:
                 fh.write(jpeg.tobytes())

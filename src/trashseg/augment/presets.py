@@ -53,12 +53,21 @@ def build_transform(cfg: AugmentConfig, train: bool, ignore_index: int = IGNORE_
     """The training pipeline of ``cfg.preset``, or for validation/test a plain deterministic resize to S×S.
 
     With ``crop_size`` C < S, training ends with a random C×C crop: objects keep the scale they have at S×S
-    (where validation and inference see them) while a step costs (C/S)² of a full-size one.
+    (where validation and inference see them) while a step costs (C/S)² of a full-size one. With
+    ``object_crop_prob`` p, a share p of the crops is centred on labelled foreground (albumentations'
+    CropNonEmptyMaskIfExists), so mostly-background photos still show the model their objects.
     """
     if not train:
         return A.Compose(_none(cfg.image_size, ignore_index))
     transforms = [A.Resize(cfg.image_size, cfg.image_size)] if cfg.preset != "none" else []
     transforms += PRESETS[cfg.preset](cfg.image_size, ignore_index)
     if cfg.crop_size and cfg.crop_size < cfg.image_size:
-        transforms.append(A.RandomCrop(cfg.crop_size, cfg.crop_size))
+        transforms.append(_crop(cfg.crop_size, cfg.object_crop_prob, ignore_index))
     return A.Compose(transforms)
+
+
+def _crop(size: int, object_prob: float, ignore_index: int) -> A.BasicTransform | A.BaseCompose:
+    if not object_prob:
+        return A.RandomCrop(size, size)
+    on_objects = A.CropNonEmptyMaskIfExists(size, size, ignore_values=[0, ignore_index], p=object_prob)
+    return A.OneOf([on_objects, A.RandomCrop(size, size, p=1 - object_prob)], p=1.0)

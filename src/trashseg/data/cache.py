@@ -14,7 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from trashseg.config import MAX_PIXELS
 from trashseg.data.images import read_image
+from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_open
 
 
@@ -35,8 +37,13 @@ def load_npy(path: Path) -> np.ndarray | None:
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_open(path, "wb", durable=False) as fh:
-        np.save(fh, array)
+    """Store a cache entry; a cache folder that cannot be written is named with the settings that move it."""
+    try:
+        with atomic_open(path, "wb", durable=False) as fh:
+            np.save(fh, array)
+    except TrashsegError as exc:
+        raise TrashsegError(f"{exc} (a cache entry: set data.cache_dir or $TRASHSEG_CACHE to a writable folder)") \
+            from None
 
 
 def presize(array: np.ndarray, size: int | None, nearest: bool = False) -> np.ndarray:
@@ -54,16 +61,17 @@ class ImageCache:
         self.dir = Path(cache_dir) if cache_dir else cache_root() / "images"
         self.size = size
 
-    def get(self, path: str | Path) -> np.ndarray:
+    def get(self, path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+        """The decoded image, from the cache when present; `max_pixels` applies when it has to be decoded."""
         path = Path(path).resolve()
         try:
             st = path.stat()
         except FileNotFoundError:
-            return read_image(path)  # raises the named error
+            return read_image(path, max_pixels)  # raises the named error
         key = hashlib.sha1(f"{path}|{st.st_size}|{st.st_mtime_ns}|{self.size}".encode()).hexdigest()
         entry = entry_path(self.dir, key)
         image = load_npy(entry)
         if image is None:
-            image = presize(read_image(path), self.size)
+            image = presize(read_image(path, max_pixels), self.size)
             save_npy(entry, image)
         return image

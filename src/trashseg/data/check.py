@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from trashseg.config import DataConfig
 from trashseg.data.coco import CocoSplit, Problem, parse_split
+from trashseg.data.images import ImageError, ImageTooLarge, check_pixels
 from trashseg.data.masks import annotation_rle
 from trashseg.errors import TrashsegError
 
@@ -31,32 +34,58 @@ class SplitReport:
 
 
 def _image_problems(split: CocoSplit, image: dict) -> list[Problem]:
-    """Open and fully decode one image; compare it with what the JSON says about it."""
-    path = split.image_path(image)
+    """Check the size from the header, then fully decode one image; compare it with what the JSON says about it."""
+    try:
+        path = split.image_path(image)
+    except TrashsegError:
+        return []  # outside the dataset root: listed by parse_split, and never opened
     where = dict(file=str(path), image_id=image["id"])
     if not path.is_file():
         return [Problem("error", "missing_image", "image file not found", **where)]
     try:
+        check_pixels(path, str(path), split.max_pixels)
         with Image.open(path) as im:
             orientation = im.getexif().get(0x0112, 1)
             mode, (w, h) = im.mode, im.size
             im.load()  # full decode: catches truncated and corrupt files
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except ImageError as exc:
+        code = "too_many_pixels" if isinstance(exc, ImageTooLarge) else "unreadable_image"
+        return [Problem("error", code, exc.detail, **where)]
+    except Exception as exc:  # noqa: BLE001 - Pillow's plugins raise many types on hostile files; list, never crash
         return [Problem("error", "unreadable_image", f"cannot be decoded: {exc}", **where)]
     out = []
-    shown = (h, w) if orientation in _ROTATING_EXIF else (w, h)
     declared = (image["width"], image["height"])
-    if declared != shown:
-        hint = ("; the JSON matches the stored pixels, so the annotations were probably drawn without the EXIF "
-                "rotation the loader applies: strip the EXIF orientation tag") if declared == (w, h) else ""
+    if declared != (w, h):
+        hint = ("; the JSON describes the EXIF-rotated view, but pixels are used as stored (EXIF orientation is "
+                "ignored): save the image rotated (e.g. PIL.ImageOps.exif_transpose) or fix the JSON"
+                if orientation in _ROTATING_EXIF and declared == (h, w) else "")
         out.append(Problem("error", "size_mismatch",
-                           f"JSON says {declared[0]}x{declared[1]}, the image is {shown[0]}x{shown[1]}{hint}", **where))
+                           f"JSON says {declared[0]}x{declared[1]}, the image is {w}x{h}{hint}", **where))
     elif orientation != 1:
-        out.append(Problem("warning", "exif_rotation", f"EXIF orientation {orientation} is applied when loading",
-                           **where))
+        out.append(Problem("warning", "exif_rotation",
+                           f"EXIF orientation {orientation} is ignored: pixels are used as stored", **where))
     if mode in _CONVERTED_MODES:
         out.append(Problem("warning", "image_mode", f"{_CONVERTED_MODES[mode]} image is converted to 8-bit RGB",
                            **where))
+    return out
+
+
+def _geometry_problems(ann: dict, file: str) -> list[Problem]:
+    """Negative area or bbox size: unused by the loader except the area, which orders drawing (largest first)."""
+    where = dict(file=file, image_id=ann["image_id"], ann_id=ann["id"])
+    fix = "recompute it from the segmentation (pycocotools mask.area / mask.toBbox)"
+    out = []
+    if ann.get("area", 0) < 0:
+        out.append(Problem("error", "negative_area", f"area {ann['area']} is negative; {fix}", **where))
+    bbox = ann.get("bbox")
+    if bbox is None:
+        return out
+    numbers = isinstance(bbox, list) and len(bbox) == 4 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
+    if not numbers:
+        out.append(Problem("error", "bad_bbox", f"bbox {bbox!r} is not [x, y, width, height]; {fix}", **where))
+    elif bbox[2] < 0 or bbox[3] < 0:
+        out.append(Problem("error", "negative_bbox", f"bbox {bbox} has a negative width or height; {fix}", **where))
     return out
 
 
@@ -68,6 +97,7 @@ def _annotation_problems(split: CocoSplit) -> list[Problem]:
         if img is None:
             continue  # already reported as a dangling reference
         for ann in anns:
+            out += _geometry_problems(ann, str(split.path))
             out += annotation_rle(ann, img["height"], img["width"], str(split.path))[1]
     if split.has_annotations:
         out += [Problem("warning", "no_annotations", "image has no annotations (all background)", str(split.path),
@@ -75,9 +105,10 @@ def _annotation_problems(split: CocoSplit) -> list[Problem]:
     return out
 
 
-def check_split(path: Path, root: Path, classes: list[str], workers: int = 4) -> SplitReport:
+def check_split(path: Path, data: DataConfig, workers: int = 4) -> SplitReport:
     try:
-        split = parse_split(path, root, classes)
+        split = parse_split(path, data.root_dir(), data.classes, max_pixels=data.max_pixels,
+                            allow_external_links=data.allow_external_links)
     except TrashsegError as exc:
         return SplitReport(str(path), problems=[Problem("error", "unreadable_json", str(exc), str(path))])
     report = SplitReport(str(path), len(split.images), sum(len(a) for a in split.anns_by_image.values()),
@@ -89,16 +120,16 @@ def check_split(path: Path, root: Path, classes: list[str], workers: int = 4) ->
     return report
 
 
-def check_dataset(root: str | Path, classes: list[str], files: list[str] | None = None,
-                  workers: int = 4) -> list[SplitReport]:
-    """Check every split file present under `root` (or the given ones)."""
-    root = Path(root)
+def check_dataset(data: DataConfig, files: list[str] | None = None, workers: int = 4) -> list[SplitReport]:
+    """Check every split file present under the root: the usual names and the configured ones (or `files`)."""
+    root = data.root_dir()
     if not root.is_dir():
         raise TrashsegError(f"{root}: dataset folder not found")
-    names = files or [f for f in SPLIT_FILES if (root / f).exists()]
+    candidates = dict.fromkeys([*SPLIT_FILES, data.train, data.val, data.test])
+    names = files or [f for f in candidates if (root / f).exists()]
     if not names:
-        raise TrashsegError(f"{root}: no COCO split file found (expected one of {', '.join(SPLIT_FILES)})")
-    return [check_split(root / name, root, classes, workers) for name in names]
+        raise TrashsegError(f"{root}: no COCO split file found (expected one of {', '.join(candidates)})")
+    return [check_split(root / name, data, workers) for name in names]
 
 
 def summarize(reports: list[SplitReport]) -> dict:

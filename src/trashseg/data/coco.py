@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trashseg.config import DataConfig
+from trashseg.config import MAX_PIXELS, DataConfig
 from trashseg.errors import TrashsegError
+from trashseg.paths import escape
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,28 @@ class CocoSplit:
     cat_to_class: dict[int, int]
     has_annotations: bool
     problems: list[Problem] = field(default_factory=list)
+    max_pixels: int = MAX_PIXELS  # data.max_pixels: what readers of this split's images pass to read_image
+    allow_external_links: bool = False  # data.allow_external_links
 
     @property
     def name(self) -> str:
         return self.path.name
 
-    def image_path(self, image: dict) -> Path:
-        return self.root / image["file_name"]
+    def path_problem(self, image: dict) -> Problem | None:
+        """An error when the image's file_name leads outside the dataset root (see trashseg.paths)."""
+        found = escape(self.root, image["file_name"], self.allow_external_links)
+        if found is None:
+            return None
+        code, text = found
+        fix = ("; pass --set data.allow_external_links=true if the link is meant" if code == "external_link" else
+               "; file_name must be a path relative to the dataset folder")
+        return Problem("error", code, text + fix, str(self.path), image["id"])
 
-    def by_file_name(self) -> dict[str, dict]:
-        return {img["file_name"]: img for img in self.images}
+    def image_path(self, image: dict) -> Path:
+        """The image's file, refused (TrashsegError) when it is not inside the dataset root."""
+        if problem := self.path_problem(image):
+            raise TrashsegError(str(problem))
+        return self.root / image["file_name"]
 
 
 def _is_int(value: Any) -> bool:
@@ -80,7 +93,7 @@ def _schema_problems(data: Any, file: str, require_annotations: bool) -> list[Pr
             out.append(Problem("error", "schema", f"missing top-level key '{key}'", file))
         elif not isinstance(data[key], list):
             out.append(Problem("error", "schema", f"'{key}' must be a list", file))
-    if "annotations" in data and not isinstance(data["annotations"], list):
+    if not require_annotations and "annotations" in data and not isinstance(data["annotations"], list):
         out.append(Problem("error", "schema", "'annotations' must be a list", file))
     if out:
         return out
@@ -145,7 +158,7 @@ def _reference_problems(data: dict, file: str, classes: list[str]) -> tuple[list
     if unknown:
         out.append(Problem("error", "unknown_category",
                            f"categories {unknown} are not in the configured class list {classes}; "
-                           "give the dataset's classes with --classes or a config's data.classes", file))
+                           "give the dataset's classes in a config's data.classes (-c CONFIG or --set data.classes=[...])", file))
     image_ids = {img["id"] for img in data["images"]}
     cat_ids = {cat["id"] for cat in data["categories"]}
     for ann in data.get("annotations", []):
@@ -169,8 +182,8 @@ def read_json(path: Path) -> Any:
         raise TrashsegError(f"{path}: not valid JSON ({exc})") from None
 
 
-def parse_split(path: str | Path, root: str | Path, classes: list[str],
-                require_annotations: bool = False) -> CocoSplit:
+def parse_split(path: str | Path, root: str | Path, classes: list[str], require_annotations: bool = False,
+                max_pixels: int = MAX_PIXELS, allow_external_links: bool = False) -> CocoSplit:
     """Parse and cross-check a COCO file. Problems are attached, not raised; see :func:`load_split`."""
     path = Path(path)
     data = read_json(path)
@@ -182,15 +195,18 @@ def parse_split(path: str | Path, root: str | Path, classes: list[str],
     anns_by_image: dict[int, list[dict]] = defaultdict(list)
     for ann in data.get("annotations", []):
         anns_by_image[ann["image_id"]].append(ann)
-    return CocoSplit(path=path, root=Path(root), classes=list(classes), images=data["images"],
-                     anns_by_image=dict(anns_by_image), cat_to_class=cat_to_class,
-                     has_annotations="annotations" in data, problems=ref_problems)
+    split = CocoSplit(path=path, root=Path(root), classes=list(classes), images=data["images"],
+                      anns_by_image=dict(anns_by_image), cat_to_class=cat_to_class,
+                      has_annotations="annotations" in data, problems=ref_problems, max_pixels=max_pixels,
+                      allow_external_links=allow_external_links)
+    split.problems += [p for img in split.images if (p := split.path_problem(img))]
+    return split
 
 
-def load_split(path: str | Path, root: str | Path, classes: list[str],
-               require_annotations: bool = False) -> CocoSplit:
+def load_split(path: str | Path, root: str | Path, classes: list[str], require_annotations: bool = False,
+               max_pixels: int = MAX_PIXELS, allow_external_links: bool = False) -> CocoSplit:
     """Parse a split for use: any error-level problem is raised, naming the file and ids."""
-    split = parse_split(path, root, classes, require_annotations)
+    split = parse_split(path, root, classes, require_annotations, max_pixels, allow_external_links)
     errors = [p for p in split.problems if p.severity == "error"]
     if errors:
         more = f"\n  ... and {len(errors) - 10} more (run `trashseg data check`)" if len(errors) > 10 else ""
@@ -200,4 +216,5 @@ def load_split(path: str | Path, root: str | Path, classes: list[str],
 
 def load_named_split(data: DataConfig, split: str, require_annotations: bool = False) -> CocoSplit:
     """The split a config names (``train``/``val``/``test`` or a file under the root), loaded for use."""
-    return load_split(data.split_path(split), data.root_dir(), data.classes, require_annotations)
+    return load_split(data.split_path(split), data.root_dir(), data.classes, require_annotations,
+                      data.max_pixels, data.allow_external_links)

@@ -14,6 +14,7 @@ from trashseg.data.cache import ImageCache
 from trashseg.data.coco import CocoSplit
 from trashseg.data.images import read_image
 from trashseg.data.masks import MaskCache
+from trashseg.errors import TrashsegError
 
 Transform = Callable[..., dict[str, Any]]  # albumentations-style: transform(image=..., mask=...) -> dict
 
@@ -35,8 +36,13 @@ class SegmentationDataset(Dataset):
         """Raw decoded image and mask at the file's own size (copy-paste draws its donors through this)."""
         info = self.split.images[index]
         path = self.split.image_path(info)
-        image = self.image_cache.get(path) if self.image_cache is not None else read_image(path)
+        limit = self.split.max_pixels
+        image = self.image_cache.get(path, limit) if self.image_cache is not None else read_image(path, limit)
         mask = self.cache.get(info) if self.cache is not None else None
+        if mask is not None and mask.shape != image.shape[:2]:
+            raise TrashsegError(f"{path} image_id={info['id']}: decoded as {image.shape[1]}x{image.shape[0]} but "
+                                f"{self.split.path} says {info['width']}x{info['height']} (pixels are used as stored, "
+                                "EXIF orientation ignored); run `trashseg data check` and fix the JSON or the image")
         return image, mask
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:

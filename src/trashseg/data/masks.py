@@ -5,7 +5,8 @@ fixed at the source) while the loader handles them as follows, so that training 
 - a polygon part with fewer than 3 points, or with NaN/inf coordinates, is dropped (the other parts stay);
 - coordinates outside the image are clipped to it (pycocotools does this while rasterising);
 - an annotation that rasterises to zero pixels is skipped;
-- an RLE whose size differs from the image is an error (it cannot be placed).
+- an RLE whose size differs from the image, or whose counts do not add up to height × width, is an error (it cannot
+  be placed; pycocotools would fill a short one with uninitialised memory and crash on a long one).
 Draw order follows the competition baseline: annotations sorted by area, largest first, so small objects stay
 on top of the large ones they lie on.
 """
@@ -26,8 +27,8 @@ from trashseg.errors import TrashsegError
 from trashseg.data.cache import cache_root, entry_path, load_npy, presize, save_npy
 
 log = logging.getLogger(__name__)
-MASK_FORMAT_VERSION = 1
-FATAL_CODES = frozenset({"rle_size"})  # problems the loader cannot work around  # bump when rasterisation changes so old cache entries are not reused
+MASK_FORMAT_VERSION = 2  # bump when rasterisation changes so old cache entries are not reused (2: RLE totals checked)
+FATAL_CODES = frozenset({"rle_size", "rle_counts"})  # problems the loader cannot work around
 
 
 def _polygon_parts(ann: dict, h: int, w: int, file: str, image_id: int) -> tuple[list[list[float]], list[Problem]]:
@@ -54,6 +55,47 @@ def _polygon_parts(ann: dict, h: int, w: int, file: str, image_id: int) -> tuple
     return parts, problems
 
 
+def _string_counts(counts: str | bytes) -> list[int] | None:
+    """The run lengths of a compressed COCO RLE string (pycocotools' rleFrString, which Python cannot call), or None
+    when the string ends inside a number."""
+    data = counts.encode("ascii") if isinstance(counts, str) else counts
+    out: list[int] = []
+    p = 0
+    while p < len(data):
+        x = k = 0
+        more = True
+        while more:
+            if p >= len(data):
+                return None
+            c = data[p] - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p, k = p + 1, k + 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        out.append(x + out[-2] if len(out) > 2 else x)
+    return out
+
+
+def _rle_counts_problem(seg: dict, h: int, w: int) -> str | None:
+    """Why an RLE's counts cannot describe an h×w mask, or None when they add up exactly."""
+    counts = seg.get("counts")
+    if isinstance(counts, (str, bytes)):
+        try:
+            runs = _string_counts(counts)
+        except UnicodeEncodeError:
+            runs = None
+    elif isinstance(counts, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+        runs = counts
+    else:
+        return "RLE counts must be a list of integers or a compressed string"
+    if runs is None or any(r < 0 for r in runs):
+        return "RLE counts are malformed (negative run, or a string cut short)"
+    if sum(runs) != h * w:
+        return f"RLE counts cover {sum(runs)} pixels, the {w}x{h} image has {h * w}; re-encode the mask"
+    return None
+
+
 def annotation_rle(ann: dict, h: int, w: int, file: str = "") -> tuple[dict | None, list[Problem]]:
     """One annotation as a single RLE (parts merged), or None when the policy drops it."""
     image_id = ann["image_id"]
@@ -63,6 +105,8 @@ def annotation_rle(ann: dict, h: int, w: int, file: str = "") -> tuple[dict | No
         if list(size or []) != [h, w]:
             return None, [Problem("error", "rle_size", f"RLE size {size} differs from image size [{h}, {w}]",
                                   file, image_id, ann["id"])]
+        if reason := _rle_counts_problem(seg, h, w):
+            return None, [Problem("error", "rle_counts", reason, file, image_id, ann["id"])]
         counts = seg.get("counts")
         rle = mask_utils.frPyObjects(seg, h, w) if isinstance(counts, list) else dict(seg)
         if isinstance(rle.get("counts"), str):

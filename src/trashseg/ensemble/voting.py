@@ -28,14 +28,18 @@ def check_mode(mode: str) -> None:
 
 
 def normalised_weights(weights: list[float] | None, n: int) -> np.ndarray:
+    """Weights summing to 1; a NaN, infinite or negative weight (or all zero) would vote NaN into every pixel."""
     if weights is None:
         return np.full(n, 1.0 / n)
     if len(weights) != n:
         raise TrashsegError(f"--weights: {len(weights)} value(s) for {n} members")
     w = np.asarray(weights, dtype=np.float64)
-    if (w < 0).any() or w.sum() <= 0:
-        raise TrashsegError("--weights: must be non-negative and not all zero")
-    return w / w.sum()
+    with np.errstate(over="ignore"):
+        total = w.sum()  # NaN or inf when a weight is, or when finite weights overflow
+    if not np.isfinite(total) or (w < 0).any() or total <= 0:
+        raise TrashsegError(f"--weights {','.join(map(str, weights))}: must be finite, non-negative numbers, "
+                            "not all zero, e.g. 2,1,1")
+    return w / total
 
 
 def best_member(metas: list[dict]) -> int:
@@ -55,6 +59,16 @@ def open_members(paths: list[Path]) -> tuple[list[PredictionFolder], list[str]]:
             raise TrashsegError(f"{f.root} predicts {len(f.classes)} classes {f.classes}, {folders[0].root} predicts "
                                 f"{len(classes)} {classes}: members must share one class list")
     return folders, classes
+
+
+def _check_same_split(folders: list[PredictionFolder], metas: list[dict]) -> None:
+    """Members predicted on different splits (or datasets) can share file names: voting them would mix images."""
+    first = (metas[0].get("split"), metas[0].get("data_root"))
+    for folder, meta in zip(folders[1:], metas[1:]):
+        if (meta.get("split"), meta.get("data_root")) != first:
+            raise TrashsegError(f"{folder.root} was predicted on split {meta.get('split')} of {meta.get('data_root')}, "
+                                f"{folders[0].root} on {first[0]} of {first[1]} (from their meta.json): members must "
+                                "predict the same split; predict them again on one split")
 
 
 def _member_names(folders: list[PredictionFolder]) -> list[str]:
@@ -109,6 +123,7 @@ def ensemble_folders(paths: list[Path], out: Path, mode: str, weights: list[floa
         raise TrashsegError("--save-probs needs --mode soft: hard voting makes no probabilities")
     folders, classes = open_members(paths)
     metas = [f.meta() for f in folders]
+    _check_same_split(folders, metas)
     if mode == "soft" and not all(m.get("has_probs") for m in metas):
         lacking = [str(f.root) for f, m in zip(folders, metas) if not m.get("has_probs")]
         raise TrashsegError(f"soft voting needs probabilities; predict these with --save-probs: {lacking}")

@@ -3,7 +3,8 @@
 ``meta.json`` (classes, source, TTA, val mIoU of the source when known), ``masks/<file_name>.png`` (class ids,
 the image's own size) and, optionally, ``probs/<file_name>.npz`` (float16 C×H×W). Keyed by the dataset's
 ``file_name``, so folders from different models line up image by image. Every file is written atomically and
-an image whose outputs exist is skipped by a rerun (resume).
+an image whose outputs exist is skipped by a rerun (resume), which first removes what a killed run left half-written.
+Outputs are refused where a ``file_name`` would put them outside the folder (``../x.jpg``, an absolute path).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import cv2
 import numpy as np
 
 from trashseg.errors import TrashsegError
-from trashseg.fileio import atomic_open, atomic_write_json, jsonable
+from trashseg.fileio import atomic_open, atomic_write_json, jsonable, remove_stale_temps
+from trashseg.paths import inside
 
 
 def _write_npz(fh: BinaryIO, probs: np.ndarray) -> None:
@@ -63,6 +65,7 @@ class PredictionFolder:
                                     f"run has {key}={meta.get(key)!r}. Use another --out, or delete the folder to "
                                     "start over")
             meta["has_probs"] = bool(old.get("has_probs") or meta.get("has_probs"))
+            remove_stale_temps(self.root)
         atomic_write_json(self.meta_path, meta)
         return meta
 
@@ -72,10 +75,10 @@ class PredictionFolder:
 
     # -- per image ----------------------------------------------------------------------------------------------
     def mask_path(self, file_name: str) -> Path:
-        return self.root / "masks" / f"{file_name}.png"
+        return inside(self.root, "masks", f"{file_name}.png")
 
     def probs_path(self, file_name: str) -> Path:
-        return self.root / "probs" / f"{file_name}.npz"
+        return inside(self.root, "probs", f"{file_name}.npz")
 
     def done(self, file_name: str, with_probs: bool) -> bool:
         return self.mask_path(file_name).exists() and (not with_probs or self.probs_path(file_name).exists())

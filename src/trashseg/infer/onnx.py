@@ -30,6 +30,22 @@ def export_onnx(module: torch.nn.Module, path: Path, image_size: int, meta: dict
     atomic_write_json(Path(f"{path}.json"), meta)
 
 
+def _read_meta(path: Path) -> dict[str, Any]:
+    """The classes and input size that `trashseg export` writes beside the model, checked before they are used."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TrashsegError(f"{path}: missing (export with `trashseg export` writes it)") from None
+    except (OSError, ValueError) as exc:
+        raise TrashsegError(f"{path}: cannot read it as JSON ({exc}); export the model again") from None
+    classes, size = (meta.get("classes"), meta.get("image_size")) if isinstance(meta, dict) else (None, None)
+    if not (isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) for c in classes)
+            and isinstance(size, int) and size > 0):
+        raise TrashsegError(f"{path}: needs 'classes' (a list of names) and 'image_size' (a positive integer); "
+                            "export the model again")
+    return meta
+
+
 class OnnxModel:
     """Callable like a SegmentationModule's forward: uint8 B×H×W×3 tensor → logits tensor."""
 
@@ -39,14 +55,13 @@ class OnnxModel:
         self.path = Path(path)
         if not self.path.is_file():
             raise TrashsegError(f"{self.path}: ONNX model not found")
-        meta_path = Path(f"{self.path}.json")
-        try:
-            self.meta: dict[str, Any] = json.loads(meta_path.read_text())
-        except FileNotFoundError:
-            raise TrashsegError(f"{meta_path}: missing (export with `trashseg export` writes it)") from None
+        self.meta = _read_meta(Path(f"{self.path}.json"))
         wanted = ["CUDAExecutionProvider"] if torch.device(device).type == "cuda" else []
         chosen = [p for p in (*wanted, "CPUExecutionProvider") if p in ort.get_available_providers()]
-        self.session = ort.InferenceSession(str(self.path), providers=chosen)
+        try:  # ONNX Runtime runs no code from the file, and refuses external data outside the model's folder
+            self.session = ort.InferenceSession(str(self.path), providers=chosen)
+        except Exception as exc:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
+            raise TrashsegError(f"{self.path}: cannot load as an ONNX model: {exc}") from None
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         batch = np.ascontiguousarray(images.cpu().numpy().astype(np.uint8))

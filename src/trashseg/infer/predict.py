@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from trashseg.infer.folder import PredictionFolder
 from trashseg.infer.predictor import Predictor
 from trashseg.infer.sources import Source
 from trashseg.postprocess.crf import dense_crf_many
+from trashseg.procs import die_with_parent
 
 
 class _Images(Dataset):
@@ -30,12 +33,17 @@ class _Images(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, i: int) -> tuple[str, np.ndarray]:
+    def __getitem__(self, i: int) -> tuple[str, np.ndarray | TrashsegError]:
+        """An image that cannot be used comes back as its error: raised in a worker, torch would wrap the message
+        in a traceback; ``predict_split`` raises it as it is."""
         info = self.images[i]
-        return info["file_name"], read_image(self.split.image_path(info))
+        try:
+            return info["file_name"], read_image(self.split.image_path(info), self.split.max_pixels)
+        except TrashsegError as exc:
+            return info["file_name"], exc
 
 
-def _collate(batch: list[tuple[str, np.ndarray]]) -> tuple[tuple[str, ...], tuple[np.ndarray, ...]]:
+def _collate(batch: list[tuple[str, np.ndarray | TrashsegError]]) -> tuple[tuple[str, ...], tuple]:
     """Images keep their own sizes: a batch is (names, images), resized together by the predictor."""
     names, images = zip(*batch)
     return names, images
@@ -69,11 +77,13 @@ def predict_split(source: Source, split: CocoSplit, out: Path, cfg: InferConfig,
     todo = [img for img in split.images if not folder.done(img["file_name"], save_probs)]
     predictor = Predictor(source.model, source.image_size, cfg, device)
     loader = DataLoader(_Images(split, todo), batch_size=cfg.batch_size, num_workers=workers,
-                        collate_fn=_collate)
+                        collate_fn=_collate, worker_init_fn=partial(die_with_parent, os.getpid()))
     start, done = time.perf_counter(), 0
     with progress_bar(console) as bar:
         task = bar.add_task(f"predict → {out}", total=len(todo), rate="-")
         for names, images in loader:
+            if errors := [image for image in images if isinstance(image, TrashsegError)]:
+                raise errors[0]
             if save_probs or crf is not None:
                 probs = predictor.predict(list(images))
                 if crf is not None:

@@ -17,6 +17,7 @@ from torch import nn
 
 from trashseg.config import ModelConfig
 from trashseg.errors import TrashsegError
+from trashseg.models.pretrained import OFFLINE_WEIGHTS, offline_weights_file, resolve_encoder
 from trashseg.models.registry import ArchConstructor, get_arch
 from trashseg.models.weights import WEIGHT_SUFFIXES, load_weights
 
@@ -33,10 +34,11 @@ _BREAK_LOGITS = ("activation", "aux_params")
 
 def create_model(cfg: ModelConfig, num_classes: int) -> nn.Module:
     """Build ``cfg.arch`` with ``cfg.encoder`` for `num_classes` outputs and initialise it from ``cfg.weights``."""
+    cfg = cfg.model_copy(update={"encoder": resolve_encoder(cfg.encoder)})
     constructor = get_arch(cfg.arch)
     _check_encoder(cfg.encoder)
     _check_params(cfg, constructor)
-    weights_file = _weights_file(cfg.weights)
+    weights_file = _weights_file(cfg.weights) or _offline_file(cfg.encoder, cfg.weights)
     library_weights = None if weights_file is not None else _library_weights(cfg.encoder, cfg.weights)
     model = _build(constructor, cfg, num_classes, library_weights)
     if weights_file is not None:
@@ -94,6 +96,17 @@ def _weights_file(weights: str | None) -> Path | None:
     return path
 
 
+def _offline_file(encoder: str, weights: str | None) -> Path | None:
+    """ImageNet weights that an installed package ships for `encoder` (no download), if any."""
+    return offline_weights_file(encoder) if weights == "imagenet" else None
+
+
+def offline_encoders_hint() -> str:
+    """One sentence naming the encoders whose ImageNet weights work without a network."""
+    names = ", ".join(f"{w.encoder} ({w.alias})" for w in OFFLINE_WEIGHTS.values())
+    return f"Encoders whose `imagenet` weights work offline (from installed packages): {names}."
+
+
 def _library_weights(encoder: str, weights: str | None) -> str | bool | None:
     """What smp's ``encoder_weights`` expects: timm encoders take True (the tag is in the encoder name)."""
     if weights is None:
@@ -128,7 +141,8 @@ def _build(constructor: ArchConstructor, cfg: ModelConfig, num_classes: int,
         raise TrashsegError(
             f"model.weights: could not download the {cfg.weights!r} weights of encoder {cfg.encoder!r} ({reason}). "
             f"Without internet access, download {where} on a connected machine, copy it over and set "
-            f"`model.weights: /path/to/file`, or set `model.weights: null` to start from random weights.") from exc
+            f"`model.weights: /path/to/file`, or set `model.weights: null` to start from random weights. "
+            f"{offline_encoders_hint()}") from exc
     except ValueError as exc:  # the architecture's own checks: output stride, depth, encoder it cannot use
         raise TrashsegError(f"model: {cfg.arch} with encoder {cfg.encoder!r}: {exc}") from exc
 

@@ -12,7 +12,7 @@ import pickle
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from safetensors.torch import load_file
@@ -68,7 +68,7 @@ def load_weights(model: nn.Module, path: Path) -> None:
             f"only {best.encoder_tensors} of its {len(encoder_state)} tensors match by name and shape "
             f"(was the file saved for another encoder?)")
     target = model.get_submodule(best.layout.target)
-    missing = len(target.state_dict()) - len(best.tensors)
+    missing = sum(not key.endswith("num_batches_tracked") and key not in best.tensors for key in target.state_dict())
     target.load_state_dict(best.tensors, strict=False)  # smp's encoders return None here, not the missing keys
     log.info("loaded %d tensors from %s into %s (%d of its keys missing, left at their initialisation)",
              len(best.tensors), path, best.layout.target or "the model", missing)
@@ -102,23 +102,34 @@ def _by_spelling(own: Mapping[str, torch.Tensor]) -> dict[str, str]:
     return {_spelling(key): key for key in own if counts[_spelling(key)] == 1}
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a .safetensors file or a torch.save'd (possibly wrapped) state dict."""
+def load_torch_file(path: Path, key: str, kind: str, resave: str, map_location: str | torch.device = "cpu",
+                    mmap: bool = False) -> Any:
+    """torch.load of tensors and plain Python values only (weights_only): unpickling any other object can run code
+    hidden in the file. Errors name `key` (the setting or option that gave the file) and, for a file holding other
+    objects, say how to `resave` it once the user trusts it."""
     try:
-        if path.suffix == ".safetensors":
-            obj = load_file(path, device="cpu")
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError:
         objects = _pickled_objects(path)
         if not objects:
-            raise TrashsegError(f"model.weights: cannot read {path} as a weights file (corrupt?)") from None
+            raise TrashsegError(f"{key}: cannot read {path} as a {kind} (corrupt?)") from None
         raise TrashsegError(
-            f"model.weights: {path} holds Python objects besides tensors ({', '.join(objects)}), which are only "
-            f"loaded from files you trust. If you do, re-save its weights alone, e.g. "
-            f"torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pth')") from None
-    except Exception as exc:  # corrupt or foreign file: torch and safetensors raise many types
-        raise TrashsegError(f"model.weights: cannot read {path} as a weights file: {exc}") from None
+            f"{key}: {path} holds Python objects besides tensors ({', '.join(objects)}), which are only loaded "
+            f"from files you trust. If you do, {resave}") from None
+    except Exception as exc:  # corrupt or foreign file: torch raises many types
+        raise TrashsegError(f"{key}: cannot read {path} as a {kind}: {exc}") from None
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a .safetensors file or a torch.save'd (possibly wrapped) state dict."""
+    if path.suffix == ".safetensors":
+        try:
+            obj = load_file(path, device="cpu")
+        except Exception as exc:  # corrupt or foreign file: safetensors raises many types
+            raise TrashsegError(f"model.weights: cannot read {path} as a weights file: {exc}") from None
+    else:
+        obj = load_torch_file(path, "model.weights", "weights file", "re-save its weights alone, e.g. "
+                              "torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pth')")
     for key in _WRAPPER_KEYS:
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]

@@ -35,7 +35,7 @@ def crf_folder(pred: str | Path, split: CocoSplit, out: str | Path, cfg: CRFConf
 
     def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for img in todo:
-            yield read_image(split.image_path(img)), src.probs(img["file_name"])
+            yield read_image(split.image_path(img), split.max_pixels), src.probs(img["file_name"])
 
     start = time.perf_counter()
     with progress_bar(console) as bar:

@@ -6,6 +6,7 @@ finer grid before coming back to the image size, which sharpens thin objects at 
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -14,6 +15,7 @@ import cv2
 import numpy as np
 
 from trashseg.config import CRFConfig
+from trashseg.procs import die_with_parent
 
 
 def _resize_probs(probs: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -55,7 +57,7 @@ def dense_crf_many(pairs: Iterable[tuple[np.ndarray, np.ndarray]], cfg: CRFConfi
     if cfg.workers <= 1:
         yield from map(_crf_job, jobs)
         return
-    with ProcessPoolExecutor(cfg.workers) as pool:
+    with ProcessPoolExecutor(cfg.workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         pending: deque[Future[np.ndarray]] = deque()
         for job in jobs:
             pending.append(pool.submit(_crf_job, job))

@@ -8,9 +8,9 @@ already spreads one image over every core, and a lock keeps concurrent uploads f
 from __future__ import annotations
 
 import base64
-import io
 import threading
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -18,29 +18,15 @@ import numpy as np
 import torch
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import HTMLResponse, Response
-from PIL import Image
 
 from trashseg.analysis.overlays import class_colors, overlay_panel
-from trashseg.config import InferConfig
-from trashseg.data.images import decode_image
+from trashseg.config import MAX_PIXELS, InferConfig
+from trashseg.data.images import ImageTooLarge, decode_image
 from trashseg.errors import TrashsegError
 from trashseg.infer.predictor import Predictor
 from trashseg.infer.sources import Source
 
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024  # a 50-megapixel JPEG fits; anything larger is rather a mistake
-MAX_PIXELS = 40_000_000  # a small PNG can hold a huge flat image: probabilities of 11 classes at 40 MP are 1.8 GB
-
-
-def _too_large(data: bytes, name: str) -> str | None:
-    """Refuse by the header's size, before decoding: a 400 kB PNG can decode to gigabytes."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            w, h = im.size
-    except Image.DecompressionBombError:
-        return f"{name}: too many pixels (limit {MAX_PIXELS / 1e6:.0f} MP)"
-    except (OSError, ValueError):
-        return None  # not a format Pillow reads: the decoder says what is wrong
-    return f"{name}: {w}×{h} is {w * h / 1e6:.0f} MP, limit {MAX_PIXELS / 1e6:.0f} MP" if w * h > MAX_PIXELS else None
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -59,13 +45,17 @@ def class_shares(mask: np.ndarray, classes: list[str]) -> list[dict[str, Any]]:
                   key=lambda row: -row["pixels"])
 
 
-def create_app(source: Source, cfg: InferConfig, device: torch.device | str = "cpu") -> FastAPI:
+def create_app(source: Source, cfg: InferConfig, device: torch.device | str = "cpu",
+               max_pixels: int = MAX_PIXELS) -> FastAPI:
+    """`max_pixels` (data.max_pixels) refuses uploads by their header's size, before decoding them."""
     predictor = Predictor(source.model, source.image_size, cfg, device)
     lock = threading.Lock()
     app = FastAPI(title="trashseg", description="Segmentation of recycling waste, pixel by pixel.")
     info = {"classes": source.classes, "image_size": source.image_size, **source.info,
             "tta": {"hflip": cfg.hflip, "vflip": cfg.vflip, "scales": cfg.scales, "mode": cfg.mode},
             "device": str(device)}
+    if "source" in info:  # the file's name only: its absolute path would show every visitor the server's folders
+        info["source"] = Path(info["source"]).name
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
@@ -84,10 +74,10 @@ def create_app(source: Source, cfg: InferConfig, device: torch.device | str = "c
         data = file.file.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
             raise HTTPException(413, f"{name}: larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
-        if problem := _too_large(data, name):
-            raise HTTPException(413, problem)
         try:
-            image = decode_image(data, name)
+            image = decode_image(data, name, max_pixels)
+        except ImageTooLarge as exc:
+            raise HTTPException(413, str(exc)) from None
         except TrashsegError as exc:
             raise HTTPException(400, str(exc)) from None
         with lock:  # the overlay too: one image's worth of memory at a time, however many uploads wait

@@ -46,6 +46,40 @@ class RNGState(pl.Callback):
             torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class SamplerEpoch(pl.Callback):
+    """Restores the training sampler's epoch with the checkpoint, before Lightning builds the loader's iterator.
+
+    On resume Lightning creates that iterator before it calls ``set_epoch``, and DataLoader workers draw their first
+    batches right then: without this, a resumed epoch would start with batches in epoch 0's order.
+    """
+
+    def __init__(self, sampler: Any):
+        self.sampler = sampler  # anything with set_epoch (trashseg.train.sampling.EpochSampler)
+        self.trainer: pl.Trainer | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.trainer = trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        """The epoch Lightning will pass to set_epoch when it resumes from this checkpoint."""
+        return {"epoch": self.trainer.fit_loop.epoch_progress.current.processed if self.trainer else 0}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sampler.set_epoch(state["epoch"])
+
+
+class FreezeEncoder(pl.Callback):
+    """The first ``train.freeze_encoder_epochs`` epochs train only the new decoder on the pretrained encoder, so
+    the decoder's first random gradients do not wreck the pretrained features. Decided from the epoch number
+    alone, so a resumed run freezes exactly as an uninterrupted one."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        pl_module.set_encoder_frozen(trainer.current_epoch < self.epochs)
+
+
 class Throughput(pl.Callback):
     """Images per second on the progress bar (Lightning's bar already shows the ETA)."""
 

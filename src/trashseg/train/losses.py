@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trashseg.config import LossConfig
+from trashseg.errors import TrashsegError
 
 
 def class_weights_from_shares(shares: np.ndarray, mode: str) -> torch.Tensor | None:
@@ -70,7 +71,8 @@ class SegmentationLoss(nn.Module):
         }
         self.weights = {name: getattr(cfg, name) for name in factories if getattr(cfg, name) > 0}
         if not self.weights:
-            raise ValueError(f"loss: every term has weight 0; set at least one of {', '.join(factories)} > 0")
+            raise TrashsegError(f"loss: every term has weight 0; set at least one of "
+                                f"{', '.join('loss.' + name for name in factories)} > 0")
         self.terms = nn.ModuleDict({name: factories[name]() for name in self.weights})
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

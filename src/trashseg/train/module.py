@@ -9,19 +9,26 @@ import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
 
 from trashseg.config import Config
 from trashseg.metrics import ConfusionMeter, SegScores
 from trashseg.models import create_model
+from trashseg.models.pretrained import IMAGENET_MEAN, IMAGENET_STD, resolve_normalization
+from trashseg.models.weights import load_torch_file
 from trashseg.train.losses import SegmentationLoss
-from trashseg.train.optim import build_optimizer, build_scheduler
+from trashseg.train.optim import build_optimizer, build_scheduler, param_groups
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# How a user who trusts a checkpoint holding other objects than tensors and plain values turns it into one that
+# loads safely: a trashseg checkpoint needs only its weights and its config.
+RESAVE_CHECKPOINT = ("keep only its weights and config: c = torch.load(path, weights_only=False); "
+                     "torch.save({'state_dict': c['state_dict'], 'hyper_parameters': c['hyper_parameters']}, "
+                     "'clean.ckpt')")
 
 
 class NonFiniteLossError(RuntimeError):
-    """Raised from a training step whose loss is NaN/inf; the run stops and keeps its last good checkpoint."""
+    """Raised from a training step whose loss is NaN/inf; the run stops and keeps its last good checkpoint, if any."""
 
 
 def split_outputs(out: torch.Tensor | tuple | list) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -35,14 +42,33 @@ class SegmentationModule(pl.LightningModule):
     def __init__(self, cfg: Config, class_weights: torch.Tensor | None = None):
         super().__init__()
         self.cfg = cfg
+        self.encoder_frozen = False
         self.num_classes = cfg.data.num_classes
         self.model = create_model(cfg.model, self.num_classes)
         self.criterion = SegmentationLoss(cfg.loss, cfg.data.ignore_index, class_weights)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255, persistent=False)
+        resolve_normalization(cfg.model)
+        self.register_buffer("mean", torch.tensor(cfg.model.mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.model.std).view(1, 3, 1, 1) * 255, persistent=False)
         self.val_meter: ConfusionMeter | None = None
         self.last_scores: SegScores | None = None
         self.save_hyperparameters({"config": cfg.model_dump(mode="json")})
+
+    def set_encoder_frozen(self, frozen: bool) -> None:
+        """Freeze (or release) the encoder's weights; a frozen encoder's BatchNorm statistics stay fixed too."""
+        self.encoder_frozen = frozen
+        self.model.encoder.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> SegmentationModule:
+        """As nn.Module.train, but the encoder's BatchNorm stays in eval mode with ``train.freeze_bn`` or while
+        the encoder is frozen (mmseg's ``norm_eval``): batch statistics of a few images would overwrite the
+        pretrained running statistics. Lightning calls this at every switch between training and validation."""
+        super().train(mode)
+        if mode and (self.cfg.train.freeze_bn or self.encoder_frozen):
+            for layer in self.model.encoder.modules():
+                if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                    layer.eval()
+        return self
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """B×H×W×3 uint8 → normalised float N×C×H×W; the permute makes it channels_last for free."""
@@ -62,9 +88,8 @@ class SegmentationModule(pl.LightningModule):
             loss = loss + self.cfg.model.aux_loss_weight * self.criterion(extra, target)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
-                f"loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; the run stopped "
-                "and its last good checkpoint is kept (checkpoints/last.ckpt). Lower optim.lr, set train.grad_clip, "
-                "or use train.precision=32 / bf16-mixed instead of 16-mixed.")
+                f"loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}: lower optim.lr, "
+                "set train.grad_clip, or use train.precision=32 / bf16-mixed instead of 16-mixed")
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(target))
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
@@ -92,7 +117,7 @@ class SegmentationModule(pl.LightningModule):
                 self.log(f"val_iou/{name}", iou, sync_dist=False)
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.cfg.optim, self.parameters())
+        optimizer = build_optimizer(self.cfg.optim, param_groups(self.cfg.optim, self.model))
         total = int(self.trainer.estimated_stepping_batches)
         per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
         scheduler = build_scheduler(self.cfg.optim, optimizer, total, per_epoch)
@@ -107,11 +132,13 @@ def load_module(checkpoint: str | Path, map_location: str | torch.device = "cpu"
     path = Path(checkpoint)
     if not path.is_file():
         raise TrashsegError(f"{path}: checkpoint not found")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    ckpt = load_torch_file(path, "checkpoint", "checkpoint", RESAVE_CHECKPOINT, map_location)
     try:
         cfg = validate(ckpt["hyper_parameters"]["config"], str(path))
-    except KeyError:
+    except (KeyError, TypeError):
         raise TrashsegError(f"{path}: not a trashseg checkpoint (no config inside)") from None
+    if ckpt["hyper_parameters"]["config"].get("model", {}).get("mean") is None:  # saved before it was stored
+        cfg.model.mean, cfg.model.std = IMAGENET_MEAN, IMAGENET_STD
     cfg.model.weights = None  # the checkpoint holds the trained weights; never fetch pretrained ones again
     state = ckpt["state_dict"]
     module = SegmentationModule(cfg, class_weights=state.get("criterion.terms.ce.weight"))

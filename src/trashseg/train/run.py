@@ -8,33 +8,45 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.fabric.utilities.seed import pl_worker_init_function
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 from rich.console import Console
 from torch.utils.data import DataLoader, Dataset
 
 from trashseg.augment import CopyPasteDataset, build_transform
 from trashseg.config import Config, dump_config, load_config
-from trashseg.data.cache import ImageCache
+from trashseg.data.cache import ImageCache, cache_root
 from trashseg.data.coco import CocoSplit, load_named_split
 from trashseg.data.dataset import SegmentationDataset, SeededConcat
 from trashseg.data.extra import PngMasks, load_extra
 from trashseg.data.masks import MaskCache
 from trashseg.data.stats import balanced_image_weights, class_stats
 from trashseg.errors import TrashsegError
-from trashseg.fileio import atomic_write_text
-from trashseg.train.callbacks import AtomicCheckpointIO, RNGState, Throughput, ValidationReport
+from trashseg.fileio import atomic_write_text, make_folder, remove_stale_temps
+from trashseg.models.pretrained import IMAGENET_MEAN, IMAGENET_STD, resolve_normalization
+from trashseg.models.weights import load_torch_file
+from trashseg.procs import die_with_parent
+from trashseg.train.callbacks import (AtomicCheckpointIO, FreezeEncoder, RNGState, SamplerEpoch, Throughput,
+                                      ValidationReport)
 from trashseg.train.losses import class_weights_from_shares
 from trashseg.train.module import NonFiniteLossError, SegmentationModule
 from trashseg.train.sampling import EpochSampler, ShardSampler
 
 log = logging.getLogger(__name__)
+
+# What a user who trusts a last.ckpt holding other objects than tensors and plain values can still do with it.
+RESAVE_RESUME = ("start a new run from its weights: torch.save(torch.load(path, weights_only=False)['state_dict'], "
+                 "'weights.pth'), then train with --set model.weights=weights.pth and another --out")
 
 
 @dataclass
@@ -77,11 +89,18 @@ def _mix_extra(cfg: Config, train: Dataset, sampling: np.ndarray | None,
     """Append pseudo-label datasets; each epoch draws `extra_ratio` of its samples from them."""
     transform = build_transform(cfg.augment, True, cfg.data.ignore_index)
     extras = [SegmentationDataset(split, PngMasks(path, cfg.data.cache_size), transform, images)
-              for path in cfg.data.extra for split in [load_extra(path, cfg.data.classes)]]
+              for path in cfg.data.extra for split in [load_extra(path, cfg.data)]]
     base = sampling if sampling is not None else np.full(len(train), 1.0 / len(train))
     n_extra = sum(len(e) for e in extras)
     weights = np.concatenate([base * (1 - cfg.data.extra_ratio), np.full(n_extra, cfg.data.extra_ratio / n_extra)])
     return SeededConcat([train, *extras]), weights
+
+
+def _init_worker(parent_pid: int, worker_id: int) -> None:
+    """DataLoader workers die with the trainer (trashseg.procs); setting our own worker_init_fn stops Lightning
+    adding its seeding one, so it is called here."""
+    die_with_parent(parent_pid)
+    pl_worker_init_function(worker_id)
 
 
 def build_loaders(cfg: Config, data: TrainData) -> tuple[DataLoader, DataLoader]:
@@ -91,7 +110,7 @@ def build_loaders(cfg: Config, data: TrainData) -> tuple[DataLoader, DataLoader]
     num_samples = min(base, t.max_steps_per_epoch * t.batch_size) if t.max_steps_per_epoch else base
     sampler = EpochSampler(n, t.seed, weights=data.sampling_weights, num_samples=num_samples)
     common = dict(num_workers=t.num_workers, pin_memory=torch.cuda.is_available(),
-                  persistent_workers=t.num_workers > 0)
+                  persistent_workers=t.num_workers > 0, worker_init_fn=partial(_init_worker, os.getpid()))
     train = DataLoader(data.train, batch_size=t.batch_size, sampler=sampler,
                        drop_last=num_samples > t.batch_size, **common)
     val = DataLoader(data.val, batch_size=t.batch_size, sampler=ShardSampler(len(data.val)), **common)
@@ -121,7 +140,26 @@ def _loggers(cfg: Config, run_dir: Path) -> list:
     return out
 
 
+class _LightningNoise(logging.Filter):
+    """Lightning's advertising tips and its note on loading the train loader early say nothing about this run."""
+
+    NOISE = ("💡 Tip:", "Loading `train_dataloader` to estimate")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.NOISE)
+
+
+def _quiet_lightning() -> None:
+    """What a user sees before the first epoch should be ours and useful (idempotent)."""
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _LightningNoise) for f in rank_zero.filters):
+        rank_zero.addFilter(_LightningNoise())
+    # Raised inside Lightning's own pytree helper with torch >= 2.10; nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
 def build_trainer(cfg: Config, run_dir: Path, console: Console, extra_callbacks: list | None = None) -> pl.Trainer:
+    _quiet_lightning()
     t = cfg.train
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/mIoU", mode="max",
                            save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False)
@@ -134,7 +172,9 @@ def build_trainer(cfg: Config, run_dir: Path, console: Console, extra_callbacks:
         callbacks.append(EarlyStopping(monitor="val/mIoU", mode="max", patience=t.early_stopping))
     if t.ema_decay:
         callbacks.append(EMAWeightAveraging(decay=t.ema_decay))
-    multi = t.num_nodes > 1 or (t.devices not in (1, "1", "auto") and t.devices != [0])
+    if t.freeze_encoder_epochs:
+        callbacks.append(FreezeEncoder(t.freeze_encoder_epochs))
+    multi = t.num_nodes > 1 or t.devices not in (1, "1", "auto")
     return pl.Trainer(
         default_root_dir=run_dir, max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices,
         num_nodes=t.num_nodes, strategy="ddp" if multi else "auto", precision=t.precision,
@@ -148,19 +188,35 @@ def build_trainer(cfg: Config, run_dir: Path, console: Console, extra_callbacks:
 
 def prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> Path | None:
     """Write the resolved config; on resume return last.ckpt (which must exist) and refuse a changed config."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(run_dir)
     saved = run_dir / "config.yaml"
     last = run_dir / "checkpoints" / "last.ckpt"
     if resume:
         if not last.exists():
             raise TrashsegError(f"--resume: {last} not found; start the run without --resume")
-        if saved.exists() and load_config(saved).model != cfg.model:
+        load_torch_file(last, "--resume", "checkpoint", RESAVE_RESUME, mmap=True)  # fail now, not after data prep
+        before = load_config(saved).model if saved.exists() else None
+        if before is not None and before.mean is None:  # saved before runs stored it: trained with ImageNet's
+            before.mean, before.std = IMAGENET_MEAN, IMAGENET_STD
+            if cfg.model.mean is None:
+                cfg.model.mean, cfg.model.std = IMAGENET_MEAN, IMAGENET_STD
+        resolve_normalization(cfg.model)
+        if before is not None and before != cfg.model:
             raise TrashsegError(f"--resume: the model section differs from {saved}; resume with the same config")
         return last
     if last.exists():
         raise TrashsegError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    resolve_normalization(cfg.model)  # recorded in config.yaml: predict, export and serve use the same
     atomic_write_text(saved, dump_config(cfg))
     return None
+
+
+def _stopped(run_dir: Path) -> str:
+    """What a run that stopped early leaves to resume from, as it is on disk."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if last.exists():
+        return f"The run stopped; its last good checkpoint is kept: {last}"
+    return "The run stopped before its first checkpoint, so there is nothing to resume from"
 
 
 def train(cfg: Config, run_dir: str | Path, resume: bool = False, console: Console | None = None,
@@ -169,6 +225,8 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, console: Conso
     console = console or Console()
     run_dir = Path(run_dir)
     ckpt = prepare_run_dir(cfg, run_dir, resume)
+    for folder in (run_dir, cfg.data.cache_dir or cache_root()):  # what a killed launch of this job left
+        remove_stale_temps(folder)
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     data = build_data(cfg)
     train_loader, val_loader = build_loaders(cfg, data)
@@ -177,10 +235,10 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, console: Conso
         module.to(memory_format=torch.channels_last)
     if cfg.train.compile:
         module.model.compile()  # in place: state_dict keys stay as they are, so checkpoints load uncompiled
-    trainer = build_trainer(cfg, run_dir, console, extra_callbacks)
+    trainer = build_trainer(cfg, run_dir, console, [SamplerEpoch(train_loader.sampler), *(extra_callbacks or [])])
     try:
-        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt)
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)
     except NonFiniteLossError as exc:
-        raise TrashsegError(str(exc)) from None
+        raise TrashsegError(f"{exc}. {_stopped(run_dir)}") from None
     metrics = run_dir / "metrics.json"
     return json.loads(metrics.read_text())["best"] if metrics.exists() else {}

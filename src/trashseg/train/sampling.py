@@ -58,11 +58,13 @@ class ShardSampler(Sampler[int]):
     def __init__(self, size: int):
         self.size = size
 
-    def __iter__(self):
+    def _shard(self) -> range:
         rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() \
             else (0, 1)
-        return iter(range(rank, self.size, world))
+        return range(rank, self.size, world)
+
+    def __iter__(self):
+        return iter(self._shard())
 
     def __len__(self) -> int:
-        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-        return len(range(0, self.size, world))
+        return len(self._shard())  # this rank's count: ranks after the first may hold one image fewer

@@ -1,0 +1,39 @@
+"""Errors raised in DataLoader worker processes reach the user as their own message (issue 16.8)."""
+
+import json
+
+import pytest
+from torch.utils.data import DataLoader, Dataset
+
+from tests.conftest import CLASSES, make_coco, run_cli
+from trashseg.errors import TrashsegError, user_message
+
+
+class _Broken(Dataset):
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: int):
+        raise TrashsegError("a.png: cannot be decoded\nsecond line")
+
+
+def test_worker_error_is_unwrapped_to_its_own_message():
+    with pytest.raises(TrashsegError) as info:
+        next(iter(DataLoader(_Broken(), num_workers=1)))
+    assert str(info.value).startswith("Caught TrashsegError in DataLoader worker process 0")  # what torch gives
+    assert user_message(info.value) == "a.png: cannot be decoded\nsecond line"
+    assert user_message(TrashsegError("plain")) == "plain"
+
+
+def test_cli_shows_a_training_workers_error_without_its_traceback(tmp_path, capsys):
+    make_coco(tmp_path)
+    (tmp_path / "val.json").write_text((tmp_path / "train.json").read_text())
+    (tmp_path / "batch_01" / "0001.png").write_bytes(b"not a png")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(json.dumps({"data": {"classes": CLASSES, "cache_images": False},
+                                  "model": {"encoder": "resnet18", "weights": None},
+                                  "augment": {"image_size": 32, "preset": "none"},
+                                  "train": {"epochs": 1, "batch_size": 2, "num_workers": 1, "loggers": ["csv"]}}))
+    code, text = run_cli(["train", recipe, "--data", tmp_path, "--out", tmp_path / "run"], capsys)
+    assert code == 2 and "0001.png: cannot be decoded" in text, text
+    assert "Caught" not in text and "Traceback" not in text
