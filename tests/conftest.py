@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -87,6 +88,12 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     out = capsys.readouterr()
     return code, out.out + out.err
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture) -> Callable[[list], tuple[int, str]]:
+    """`run_cli` as a fixture (bound to this test's capsys): ``code, text = cli(["split", data])``."""
+    return lambda args: run_cli(args, capsys)
 
 
 @pytest.fixture(scope="session")
