@@ -195,6 +195,9 @@ def train(config: Annotated[Path, typer.Argument(help="Recipe YAML under configs
         if k is not None:
             fold_cfg.data.train = f"{cfg.data.folds_dir}/fold{k}_train.json"
             fold_cfg.data.val = f"{cfg.data.folds_dir}/fold{k}_val.json"
+            if not fold_cfg.data.split_path("train").exists():
+                raise TrashsegError(f"{fold_cfg.data.split_path('train')}: not found; make the folds first with "
+                                    f"`trashseg split {cfg.data.root_dir()} --folds K`")
         target = run_dir / f"fold{k}" if all_folds else run_dir
         best = run_train(fold_cfg, target, resume=resume, console=console)
         if best:

@@ -67,5 +67,5 @@ def test_all_folds_before_split_names_the_missing_fold_file(data: Path, tmp_path
     code, text = cli(["train", RECIPE, "--data", data, "--all-folds", "2", "--out", tmp_path / "runs",
                       *_settings(tmp_path)])
     assert code == 2, text
-    assert "fold0_train.json" in " ".join(text.split())
+    assert "fold0_train.json: not found; make the folds first with `trashseg split" in " ".join(text.split())
     assert not (tmp_path / "runs" / "fold0" / "checkpoints").exists()
