@@ -31,13 +31,13 @@ from trashseg.config import load_config  # noqa: E402
 from trashseg.data.coco import load_split  # noqa: E402
 from trashseg.data.images import read_image  # noqa: E402
 from trashseg.infer.predictor import Predictor  # noqa: E402
-from trashseg.train.module import SegmentationModule  # noqa: E402
+from trashseg.models.segmenter import Segmenter  # noqa: E402
 
 RECIPE, SIZE = "configs/upernet_swin_b.yaml", 512
 FIXED_SHAPE = ("none", "hflip", "hflip+vflip")  # the settings that compile once
 
 
-def rate(module: SegmentationModule, images: list, tta: str, masks_only: bool = False) -> float:
+def rate(module: Segmenter, images: list, tta: str, masks_only: bool = False) -> float:
     infer = TTA[tta].model_copy(update={"precision": "bf16", "batch_size": gpu_train.BATCH})
     return throughput(Predictor(module, SIZE, infer, device=gpu_train.DEVICE), images, batch=gpu_train.BATCH,
                       masks_only=masks_only)
@@ -55,12 +55,12 @@ def main() -> None:
     images = [read_image(split.image_path(img)) for img in split.images] * 4  # 256 images (8 in --smoke)
     cfg = load_config(RECIPE, ["model.weights=null", "data.classes=" + json.dumps(classes),
                                f"augment.image_size={SIZE}"])
-    module = SegmentationModule(cfg).to(gpu_train.DEVICE, memory_format=torch.channels_last).eval()
+    module = Segmenter.from_config(cfg).to(gpu_train.DEVICE, memory_format=torch.channels_last).eval()
     eager = {tta: gpu_train.measured(f"{tta} eager", rate, module, images, tta) for tta in TTA}
     masks = {tta: gpu_train.measured(f"{tta} masks only, eager", rate, module, images, tta, True)
              for tta in ("none", "hflip")}
     if gpu_train.DEVICE == "cuda":
-        module.model.compile()
+        module.net.compile()
     compiled = {tta: gpu_train.measured(f"{tta} compiled", rate, module, images, tta) for tta in FIXED_SHAPE}
     device = torch.cuda.get_device_name() if gpu_train.DEVICE == "cuda" else "CPU smoke run"
     rows = [f"| {tta} | {gpu_train.cell(eager[tta])} | {gpu_train.cell(masks[tta]) if tta in masks else '–'} | "

@@ -29,7 +29,7 @@ from trashseg.data.masks import MaskCache  # noqa: E402
 from trashseg.ensemble.voting import ensemble_folders  # noqa: E402
 from trashseg.evaluate import evaluate  # noqa: E402
 from trashseg.infer.predict import predict_split  # noqa: E402
-from trashseg.infer.sources import load_source  # noqa: E402
+from trashseg.models.segmenter import load_model  # noqa: E402
 from trashseg.postprocess.apply import crf_folder  # noqa: E402
 from trashseg.pseudo import write_pseudo  # noqa: E402
 from trashseg.train.run import train  # noqa: E402
@@ -54,7 +54,7 @@ def main() -> None:
 
     def predict(name: str, run: Path, infer: InferConfig, probs: bool = False) -> Path:
         out = args.out / name
-        stats = predict_split(load_source(run), val, out, infer, save_probs=probs, workers=1, console=console)
+        stats = predict_split(load_model(run), val, out, infer, save_probs=probs, workers=1, console=console)
         score = evaluate(out, val, gt).miou
         rows.append((name, score, stats["img_per_s"] or float("nan")))
         return out

@@ -28,10 +28,10 @@ from trashseg.config import CRFConfig, InferConfig, load_config  # noqa: E402
 from trashseg.data.coco import load_split  # noqa: E402
 from trashseg.data.images import read_image  # noqa: E402
 from trashseg.infer.folder import PredictionFolder  # noqa: E402
-from trashseg.infer.onnx import OnnxModel, export_onnx  # noqa: E402
 from trashseg.infer.predictor import Predictor  # noqa: E402
+from trashseg.models.onnx import OnnxSegmenter, export_onnx  # noqa: E402
+from trashseg.models.segmenter import Segmenter  # noqa: E402
 from trashseg.postprocess.crf import dense_crf  # noqa: E402
-from trashseg.train.module import SegmentationModule  # noqa: E402
 
 SIZE = 512
 TTA = {"none": InferConfig(), "hflip": InferConfig(hflip=True), "hflip+vflip": InferConfig(hflip=True, vflip=True),
@@ -52,10 +52,10 @@ def throughput(predictor: Predictor, images: list[np.ndarray], batch: int = 4, m
 
 def speed_rows(images: list[np.ndarray], tmp: Path) -> tuple[list[str], np.ndarray]:
     cfg = load_config("configs/small_cpu.yaml", [f"augment.image_size={SIZE}"])
-    module = SegmentationModule(cfg).eval()
+    module = Segmenter.from_config(cfg).eval()
     onnx_path = tmp / "model.onnx"
-    export_onnx(module, onnx_path, SIZE, {"classes": cfg.data.classes, "image_size": SIZE})
-    onnx = OnnxModel(onnx_path)
+    export_onnx(module, onnx_path, image_size=SIZE, meta={"classes": cfg.data.classes, "image_size": SIZE})
+    onnx = OnnxSegmenter(onnx_path)
     rows = []
     for name, infer in TTA.items():
         rate = throughput(Predictor(module, SIZE, infer), images)

@@ -46,7 +46,7 @@ from trashseg.infer.predictor import Predictor  # noqa: E402
 from trashseg.metrics import ConfusionMeter  # noqa: E402
 from trashseg.models import create_model  # noqa: E402
 from trashseg.models.pretrained import encoder_normalization  # noqa: E402
-from trashseg.train.module import load_module  # noqa: E402
+from trashseg.models.segmenter import Segmenter  # noqa: E402
 from trashseg.train.run import train  # noqa: E402
 
 EVAL_SIZE = 256
@@ -117,8 +117,8 @@ def run_ours(cfg: Config, args: argparse.Namespace, val: DataLoader) -> dict:
            "run": str(run)}
     for which in ("last", "best"):
         ckpt = run / "checkpoints" / f"{which}.ckpt"
-        module = load_module(ckpt if ckpt.exists() else run / "checkpoints" / "last.ckpt")
-        predictor = Predictor(module, module.cfg.augment.image_size, InferConfig(batch_size=16))
+        model = Segmenter.load(ckpt if ckpt.exists() else run / "checkpoints" / "last.ckpt")
+        predictor = Predictor(model, model.image_size, InferConfig(batch_size=16))
         predict = lambda x: torch.from_numpy(np.stack(predictor.predict(list(x.numpy()))))  # noqa: E731
         out[which] = score(predict, val, len(cfg.data.classes))
     return out

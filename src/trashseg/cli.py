@@ -247,10 +247,10 @@ def predict(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file 
             workers: int = 2, config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Predict a split into a prediction folder: masks/, optional probs/, meta.json."""
     from trashseg.infer.predict import predict_split
-    from trashseg.infer.sources import load_source
+    from trashseg.models.segmenter import load_model
 
     dev = _device(device)
-    src = load_source(source, dev)
+    src = load_model(source, dev)
     cfg = _config(config, set_, data, src.classes)
     _infer_cfg(cfg, hflip, vflip, scales)
     stats = predict_split(src, _load(cfg, split), out, cfg.infer, save_probs, cfg.crf if crf else None, dev,
@@ -332,9 +332,9 @@ def kfold(root: Annotated[Path, typer.Argument(help="Folder of fold runs (train 
           device: Optional[str] = None, config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Predict with every fold's model and vote, in one command."""
     from trashseg.ensemble.kfold import fold_runs, kfold_predict
-    from trashseg.infer.sources import load_source
+    from trashseg.models.segmenter import load_model
 
-    cfg = _config(config, set_, data, load_source(fold_runs(root)[0]).classes)
+    cfg = _config(config, set_, data, load_model(fold_runs(root)[0]).classes)
     _infer_cfg(cfg, hflip, None, None)
     console.print(kfold_predict(root, _load(cfg, split), out, cfg.infer, mode, _device(device), console))
 
@@ -385,11 +385,11 @@ def serve(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file or
     """Web demo: upload a photo, see its segmentation and class shares (also a JSON / PNG API at /predict)."""
     import uvicorn
 
-    from trashseg.infer.sources import load_source
+    from trashseg.models.segmenter import load_model
     from trashseg.serve.app import create_app
 
     dev = _device(device)
-    src = load_source(source, dev)
+    src = load_model(source, dev)
     cfg = _config(config, set_, None, src.classes)
     _infer_cfg(cfg, hflip, vflip, scales)
     console.print(f"trashseg serving {source} on http://{host}:{port}/  (API docs: /docs)")

@@ -27,7 +27,7 @@ from trashseg.evaluate import evaluate
 from trashseg.fileio import atomic_write_json
 from trashseg.infer.export import export_run
 from trashseg.infer.predict import predict_split
-from trashseg.infer.sources import load_source
+from trashseg.models.segmenter import load_model
 from trashseg.infer.submit import submit
 from trashseg.postprocess.apply import crf_folder
 from trashseg.pseudo import write_pseudo
@@ -90,9 +90,9 @@ def run_demo(out: Path, console: Console) -> None:
     infer = cfg.infer.model_copy(update={"hflip": True})
     scores = {}
     for name, run in runs.items():
-        source = load_source(run)
+        model = load_model(run)
         for split, tag in ((val, "val"), (test, "test")):
-            predict_split(source, split, out / "preds" / f"{name}_{tag}", infer, save_probs=True, workers=0,
+            predict_split(model, split, out / "preds" / f"{name}_{tag}", infer, save_probs=True, workers=0,
                           console=console)
         scores[f"{name} + flip TTA"] = evaluate(out / "preds" / f"{name}_val", val, masks).miou
     first = next(iter(runs))

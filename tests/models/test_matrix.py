@@ -19,9 +19,9 @@ from torch import nn
 from torch.onnx import OnnxExporterError
 
 from trashseg.config import ModelConfig, load_config
-from trashseg.infer.onnx import OnnxModel, export_onnx
 from trashseg.models import create_model, list_archs
-from trashseg.train.module import SegmentationModule
+from trashseg.models.onnx import OnnxSegmenter, export_onnx
+from trashseg.models.segmenter import Segmenter
 
 CLASS_NAMES = ["background", "paper", "metal"]
 CLASSES = len(CLASS_NAMES)
@@ -95,12 +95,12 @@ def test_onnx_export_matches_pytorch_at_two_sizes(arch: str, tmp_path: Path) -> 
     config = load_config(None, [f"data.classes={CLASS_NAMES}"])
     config.model = cfg
     torch.manual_seed(0)
-    module = SegmentationModule(config).eval()
+    module = Segmenter.from_config(config).eval()
     sizes = SIZES.get(arch, DEFAULT_SIZES)
     path = tmp_path / "model.onnx"
 
-    export_onnx(module, path, sizes[0], {"classes": config.data.classes, "image_size": sizes[0]})
-    onnx_model = OnnxModel(path)
+    export_onnx(module, path, image_size=sizes[0], meta={"classes": config.data.classes, "image_size": sizes[0]})
+    onnx_model = OnnxSegmenter(path)
 
     rng = np.random.default_rng(0)
     for size in sizes:

@@ -154,6 +154,11 @@ def _save_lightning(model: nn.Module, path: Path) -> None:
     torch.save({"epoch": 3, "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, path)
 
 
+def _save_checkpoint(model: nn.Module, path: Path) -> None:
+    """A trashseg checkpoint: the network under the LightningModule's Segmenter."""
+    torch.save({"epoch": 3, "state_dict": {f"segmenter.net.{k}": v for k, v in model.state_dict().items()}}, path)
+
+
 def _save_encoder(model: nn.Module, path: Path) -> None:
     save_file({k: v.contiguous() for k, v in model.encoder.state_dict().items()}, path)
 
@@ -161,9 +166,11 @@ def _save_encoder(model: nn.Module, path: Path) -> None:
 @pytest.mark.parametrize(("save", "filename", "arch"), [
     (_save_full, "full.pth", "Unet"),
     (_save_lightning, "last.ckpt", "Unet"),
+    (_save_checkpoint, "best.ckpt", "Unet"),
+    (_save_checkpoint, "best.ckpt", "FCN"),  # its encoder part
     (_save_encoder, "encoder.safetensors", "FCN"),
     (_save_full, "unet.pth", "FCN"),  # another architecture's full state dict: its encoder part
-], ids=["full", "lightning", "encoder-only", "other-arch"])
+], ids=["full", "lightning", "trashseg-ckpt", "trashseg-ckpt-other-arch", "encoder-only", "other-arch"])
 def test_local_weights_file_initialises_the_encoder(source: nn.Module, tmp_path: Path, save, filename: str,
                                                     arch: str, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / filename

@@ -10,13 +10,13 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import write_bomb
 from trashseg.config import InferConfig
-from trashseg.infer.sources import load_source
+from trashseg.models.segmenter import load_model
 from trashseg.serve.app import create_app
 
 
 @pytest.fixture(scope="module")
 def client(trained_run):
-    return TestClient(create_app(load_source(trained_run), InferConfig(hflip=True)))
+    return TestClient(create_app(load_model(trained_run), InferConfig(hflip=True)))
 
 
 def _upload(sample_data):
@@ -86,7 +86,7 @@ def test_too_many_pixels_are_refused_before_decoding(client, trained_run, sample
     cv2.imwrite(str(hdr), np.ones((8, 8, 3), np.float32))
     out = client.post("/predict", files={"file": ("x.hdr", hdr.read_bytes(), "image/vnd.radiance")})
     assert out.status_code == 400 and "format whose size cannot be checked" in out.json()["detail"]
-    small = TestClient(create_app(load_source(trained_run), InferConfig(), max_pixels=1000))
+    small = TestClient(create_app(load_model(trained_run), InferConfig(), max_pixels=1000))
     name, data = _upload(sample_data)
     out = small.post("/predict", files={"file": (name, data, "image/jpeg")})
     assert out.status_code == 413 and "128×128 is 0.0 MP, over the limit of 0.0 MP" in out.json()["detail"]

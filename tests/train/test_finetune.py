@@ -14,7 +14,8 @@ from torch import nn
 from tests.train.test_run import quick_cfg
 from trashseg.config import OptimConfig
 from trashseg.models.pretrained import IMAGENET_MEAN
-from trashseg.train.module import SegmentationModule, load_module
+from trashseg.models.segmenter import Segmenter
+from trashseg.train.module import SegmentationModule
 from trashseg.train.optim import build_optimizer, param_groups
 from trashseg.train.run import train
 
@@ -24,24 +25,24 @@ def _module(data: Path, tmp: Path, *extra: str) -> SegmentationModule:
 
 
 def _batchnorms(module: SegmentationModule) -> list[nn.Module]:
-    return [m for m in module.model.encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    return [m for m in module.segmenter.net.encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 def test_encoder_learning_rate_multiplier(sample_data: Path, tmp_path: Path) -> None:
     module = _module(sample_data, tmp_path)
     cfg = OptimConfig(lr=1e-3, encoder_lr_mult=0.1)
-    optimizer = build_optimizer(cfg, param_groups(cfg, module.model))
+    optimizer = build_optimizer(cfg, param_groups(cfg, module.segmenter.net))
     decoder, encoder = optimizer.param_groups
     assert decoder["lr"] == pytest.approx(1e-3) and encoder["lr"] == pytest.approx(1e-4)
-    assert {id(p) for p in encoder["params"]} == {id(p) for p in module.model.encoder.parameters()}
-    assert len(decoder["params"]) + len(encoder["params"]) == len(list(module.model.parameters()))
+    assert {id(p) for p in encoder["params"]} == {id(p) for p in module.segmenter.net.encoder.parameters()}
+    assert len(decoder["params"]) + len(encoder["params"]) == len(list(module.segmenter.net.parameters()))
 
 
 def test_freeze_bn_keeps_pretrained_statistics(sample_data: Path, tmp_path: Path) -> None:
     module = _module(sample_data, tmp_path, "train.freeze_bn=true").train()
     before = [bn.running_mean.clone() for bn in _batchnorms(module)]
     module(torch.randint(0, 255, (2, 64, 64, 3), dtype=torch.uint8))
-    assert all(not bn.training for bn in _batchnorms(module)) and module.model.decoder.training
+    assert all(not bn.training for bn in _batchnorms(module)) and module.segmenter.net.decoder.training
     assert all(torch.equal(b, bn.running_mean) for b, bn in zip(before, _batchnorms(module)))
 
 
@@ -52,7 +53,7 @@ class Snapshots(pl.Callback):
         self.states: list[dict[str, dict[str, torch.Tensor]]] = []
 
     def _take(self, module: SegmentationModule) -> None:
-        self.states.append({part: copy.deepcopy(getattr(module.model, part).state_dict())
+        self.states.append({part: copy.deepcopy(getattr(module.segmenter.net, part).state_dict())
                             for part in ("encoder", "decoder")})
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: SegmentationModule) -> None:
@@ -80,9 +81,9 @@ def test_run_stores_the_encoders_normalisation_and_loads_it(sample_data: Path, t
     cfg = quick_cfg(sample_data, tmp_path, "train.epochs=1")
     train(cfg, tmp_path / "run")
     assert "mean:\n  - 0.5" in (tmp_path / "run" / "config.yaml").read_text()
-    module = load_module(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    model = Segmenter.load(tmp_path / "run" / "checkpoints" / "last.ckpt")
     white = torch.full((1, 2, 2, 3), 255, dtype=torch.uint8)
-    assert torch.allclose(module.normalize(white), torch.ones(1, 3, 2, 2))  # (1 - 0.5) / 0.5
+    assert torch.allclose(model.normalize(white), torch.ones(1, 3, 2, 2))  # (1 - 0.5) / 0.5
 
 
 def test_checkpoint_from_before_normalisation_was_stored_loads_with_imagenets(sample_data: Path,
@@ -94,6 +95,6 @@ def test_checkpoint_from_before_normalisation_was_stored_loads_with_imagenets(sa
     for key in ("mean", "std"):
         del ckpt["hyper_parameters"]["config"]["model"][key]
     torch.save(ckpt, tmp_path / "old.ckpt")
-    module = load_module(tmp_path / "old.ckpt")
-    assert module.cfg.model.mean == pytest.approx(IMAGENET_MEAN)
-    assert torch.allclose(module.mean.flatten(), torch.tensor(IMAGENET_MEAN) * 255)
+    model = Segmenter.load(tmp_path / "old.ckpt")
+    assert model.config.model.mean == pytest.approx(IMAGENET_MEAN)
+    assert torch.allclose(model.mean.flatten(), torch.tensor(IMAGENET_MEAN) * 255)

@@ -11,7 +11,7 @@ from trashseg.data.coco import CocoSplit
 from trashseg.ensemble.voting import check_mode, ensemble_folders
 from trashseg.errors import TrashsegError
 from trashseg.infer.predict import predict_split
-from trashseg.infer.sources import load_source
+from trashseg.models.segmenter import load_model
 
 
 def fold_runs(root: Path) -> list[Path]:
@@ -28,7 +28,7 @@ def kfold_predict(root: Path, split: CocoSplit, out: Path, cfg: InferConfig, mod
     members = []
     for run in fold_runs(root):
         member = out / "folds" / run.name
-        predict_split(load_source(run, device), split, member, cfg, save_probs=mode == "soft", device=device,
+        predict_split(load_model(run, device), split, member, cfg, save_probs=mode == "soft", device=device,
                       console=console)
         members.append(member)
     if len(members) == 1:

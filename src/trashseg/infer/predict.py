@@ -19,7 +19,7 @@ from trashseg.data.images import read_image
 from trashseg.errors import TrashsegError
 from trashseg.infer.folder import PredictionFolder
 from trashseg.infer.predictor import Predictor
-from trashseg.infer.sources import Source
+from trashseg.models.segmenter import InferenceModel
 from trashseg.postprocess.crf import dense_crf_many
 from trashseg.procs import die_with_parent
 
@@ -55,27 +55,27 @@ def progress_bar(console: Console) -> Progress:
                     TextColumn("{task.fields[rate]} img/s"), TimeRemainingColumn(), console=console)
 
 
-def check_classes(source: Source, split: CocoSplit) -> None:
-    if source.classes != split.classes:
-        raise TrashsegError(f"the model predicts classes {source.classes} but the dataset config has "
+def check_classes(model: InferenceModel, split: CocoSplit) -> None:
+    if model.classes != split.classes:
+        raise TrashsegError(f"the model predicts classes {model.classes} but the dataset config has "
                             f"{split.classes}; give the matching class list (-c / --set data.classes=...)")
 
 
-def predict_split(source: Source, split: CocoSplit, out: Path, cfg: InferConfig, save_probs: bool = False,
+def predict_split(model: InferenceModel, split: CocoSplit, out: Path, cfg: InferConfig, save_probs: bool = False,
                   crf: CRFConfig | None = None, device: str | torch.device = "cpu", workers: int = 2,
                   console: Console | None = None) -> dict:
     """Predict every image of `split` not already in `out`; returns counts and throughput."""
     console = console or Console()
-    check_classes(source, split)
+    check_classes(model, split)
     folder = PredictionFolder(out)
-    meta = folder.init({"classes": source.classes, **source.info, "split": str(split.path.resolve()),
+    meta = folder.init({"classes": model.classes, **model.info, "split": str(split.path.resolve()),
                         "data_root": str(split.root.resolve()),
                         "tta": {"hflip": cfg.hflip, "vflip": cfg.vflip, "scales": cfg.scales, "mode": cfg.mode},
-                        "crf": crf.model_dump() if crf else None, "image_size": source.image_size,
+                        "crf": crf.model_dump() if crf else None, "image_size": model.image_size,
                         "has_probs": save_probs})
     save_probs = meta["has_probs"]  # a resumed folder with probabilities keeps writing them
     todo = [img for img in split.images if not folder.done(img["file_name"], save_probs)]
-    predictor = Predictor(source.model, source.image_size, cfg, device)
+    predictor = Predictor(model, model.image_size, cfg, device)
     loader = DataLoader(_Images(split, todo), batch_size=cfg.batch_size, num_workers=workers,
                         collate_fn=_collate, worker_init_fn=partial(die_with_parent, os.getpid()))
     start, done = time.perf_counter(), 0

@@ -8,7 +8,7 @@ every shape is checked, and the result is cached as a timm-keyed safetensors fil
 ``models.weights.load_weights`` loads like any local backbone file.
 
 Also here: the input normalisation an encoder's pretrained weights expect (timm's pretrained config, smp's
-pretrained settings), which the training module stores with the model.
+pretrained settings), which the Segmenter stores with the model, and the rule for checkpoints saved before it did.
 """
 
 from __future__ import annotations
@@ -151,3 +151,10 @@ def resolve_normalization(cfg: ModelConfig) -> None:
         mean, std = encoder_normalization(cfg.encoder, cfg.weights)
         cfg.mean = cfg.mean or tuple(mean)
         cfg.std = cfg.std or tuple(std)
+
+
+def fill_legacy_normalization(cfg: ModelConfig) -> None:
+    """A model section saved before runs stored ``model.mean``/``model.std`` (a checkpoint's config, a run's
+    config.yaml) was trained with ImageNet's: fill them in place, where they are missing."""
+    if cfg.mean is None or cfg.std is None:
+        cfg.mean, cfg.std = IMAGENET_MEAN, IMAGENET_STD

@@ -29,6 +29,12 @@ WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 _WRAPPER_KEYS = ("state_dict", "model")
 
 
+# Where a trashseg checkpoint keeps the network's tensors: the LightningModule holds a Segmenter as `segmenter`,
+# whose network is `net`. Checkpoints written before the Segmenter held the network directly as `model`.
+CHECKPOINT_PREFIX = "segmenter.net."
+LEGACY_CHECKPOINT_PREFIX = "model."
+
+
 class _Layout(NamedTuple):
     """Load keys starting with `strip` (removed, then `add` prepended) into the submodule `target`."""
 
@@ -39,11 +45,13 @@ class _Layout(NamedTuple):
 
 _LAYOUTS = (
     _Layout("", "", ""),  # our own model's state dict
-    _Layout("", "model.", ""),  # Lightning checkpoint of a module that holds the model as `self.model`
+    _Layout("", CHECKPOINT_PREFIX, ""),  # a trashseg checkpoint
+    _Layout("", LEGACY_CHECKPOINT_PREFIX, ""),  # ... from before the Segmenter, or another module's `self.model`
     _Layout("encoder", "", ""),  # encoder-only state dict, or a torchvision/smp backbone
     _Layout("encoder", "", "model."),  # plain timm backbone into smp's TimmUniversalEncoder (`encoder.model`)
     _Layout("encoder", "encoder.", ""),  # the encoder part of another architecture's state dict
-    _Layout("encoder", "model.encoder.", ""),  # ... or of its Lightning checkpoint
+    _Layout("encoder", f"{CHECKPOINT_PREFIX}encoder.", ""),  # ... or of its trashseg checkpoint
+    _Layout("encoder", f"{LEGACY_CHECKPOINT_PREFIX}encoder.", ""),  # ... or of an older or other Lightning one
 )
 
 

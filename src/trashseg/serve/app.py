@@ -24,7 +24,7 @@ from trashseg.config import MAX_PIXELS, InferConfig
 from trashseg.data.images import ImageTooLarge, decode_image
 from trashseg.errors import TrashsegError
 from trashseg.infer.predictor import Predictor
-from trashseg.infer.sources import Source
+from trashseg.models.segmenter import InferenceModel
 
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024  # a 50-megapixel JPEG fits; anything larger is rather a mistake
 
@@ -45,13 +45,13 @@ def class_shares(mask: np.ndarray, classes: list[str]) -> list[dict[str, Any]]:
                   key=lambda row: -row["pixels"])
 
 
-def create_app(source: Source, cfg: InferConfig, device: torch.device | str = "cpu",
+def create_app(model: InferenceModel, cfg: InferConfig, device: torch.device | str = "cpu",
                max_pixels: int = MAX_PIXELS) -> FastAPI:
     """`max_pixels` (data.max_pixels) refuses uploads by their header's size, before decoding them."""
-    predictor = Predictor(source.model, source.image_size, cfg, device)
+    predictor = Predictor(model, model.image_size, cfg, device)
     lock = threading.Lock()
     app = FastAPI(title="trashseg", description="Segmentation of recycling waste, pixel by pixel.")
-    info = {"classes": source.classes, "image_size": source.image_size, **source.info,
+    info = {"classes": model.classes, "image_size": model.image_size, **model.info,
             "tta": {"hflip": cfg.hflip, "vflip": cfg.vflip, "scales": cfg.scales, "mode": cfg.mode},
             "device": str(device)}
     if "source" in info:  # the file's name only: its absolute path would show every visitor the server's folders
@@ -82,13 +82,13 @@ def create_app(source: Source, cfg: InferConfig, device: torch.device | str = "c
             raise HTTPException(400, str(exc)) from None
         with lock:  # the overlay too: one image's worth of memory at a time, however many uploads wait
             mask = predictor.predict_masks([image])[0]
-            overlay = overlay_panel(image, mask, source.classes) if format != "mask" else None
+            overlay = overlay_panel(image, mask, model.classes) if format != "mask" else None
         if format == "mask":
             return Response(_png(mask), media_type="image/png")
         if format == "overlay":
             return Response(_png(overlay), media_type="image/png")
         return {"file": name, "height": int(mask.shape[0]), "width": int(mask.shape[1]),
-                "classes": class_shares(mask, source.classes),
+                "classes": class_shares(mask, model.classes),
                 "overlay_png": base64.b64encode(_png(overlay)).decode(),
                 "mask_png": base64.b64encode(_png(mask)).decode()}
 

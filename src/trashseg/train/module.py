@@ -1,9 +1,8 @@
-"""The LightningModule: uint8 batches normalised on the device, weighted losses with auxiliary heads, and the
-competition's confusion-matrix mIoU accumulated on the device over the whole validation split."""
+"""The LightningModule: training around a ``Segmenter`` (which normalises uint8 batches on the device), weighted
+losses with auxiliary heads, and the competition's confusion-matrix mIoU accumulated on the device over the whole
+validation split."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
@@ -13,29 +12,13 @@ from torch import nn
 
 from trashseg.config import Config
 from trashseg.metrics import ConfusionMeter, SegScores
-from trashseg.models import create_model
-from trashseg.models.pretrained import IMAGENET_MEAN, IMAGENET_STD, resolve_normalization
-from trashseg.models.weights import load_torch_file
+from trashseg.models.segmenter import Segmenter, upgrade_state_dict
 from trashseg.train.losses import SegmentationLoss
 from trashseg.train.optim import build_optimizer, build_scheduler, param_groups
 
 
-# How a user who trusts a checkpoint holding other objects than tensors and plain values turns it into one that
-# loads safely: a trashseg checkpoint needs only its weights and its config.
-RESAVE_CHECKPOINT = ("keep only its weights and config: c = torch.load(path, weights_only=False); "
-                     "torch.save({'state_dict': c['state_dict'], 'hyper_parameters': c['hyper_parameters']}, "
-                     "'clean.ckpt')")
-
-
 class NonFiniteLossError(RuntimeError):
     """Raised from a training step whose loss is NaN/inf; the run stops and keeps its last good checkpoint, if any."""
-
-
-def split_outputs(out: torch.Tensor | tuple | list) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Models return logits, or (logits, *aux_logits) in training mode when they have auxiliary heads."""
-    if isinstance(out, (tuple, list)):
-        return out[0], list(out[1:])
-    return out, []
 
 
 class SegmentationModule(pl.LightningModule):
@@ -44,11 +27,8 @@ class SegmentationModule(pl.LightningModule):
         self.cfg = cfg
         self.encoder_frozen = False
         self.num_classes = cfg.data.num_classes
-        self.model = create_model(cfg.model, self.num_classes)
+        self.segmenter = Segmenter.from_config(cfg)
         self.criterion = SegmentationLoss(cfg.loss, cfg.data.ignore_index, class_weights)
-        resolve_normalization(cfg.model)
-        self.register_buffer("mean", torch.tensor(cfg.model.mean).view(1, 3, 1, 1) * 255, persistent=False)
-        self.register_buffer("std", torch.tensor(cfg.model.std).view(1, 3, 1, 1) * 255, persistent=False)
         self.val_meter: ConfusionMeter | None = None
         self.last_scores: SegScores | None = None
         self.save_hyperparameters({"config": cfg.model_dump(mode="json")})
@@ -56,7 +36,7 @@ class SegmentationModule(pl.LightningModule):
     def set_encoder_frozen(self, frozen: bool) -> None:
         """Freeze (or release) the encoder's weights; a frozen encoder's BatchNorm statistics stay fixed too."""
         self.encoder_frozen = frozen
-        self.model.encoder.requires_grad_(not frozen)
+        self.segmenter.net.encoder.requires_grad_(not frozen)
         self.train(self.training)
 
     def train(self, mode: bool = True) -> SegmentationModule:
@@ -65,23 +45,25 @@ class SegmentationModule(pl.LightningModule):
         pretrained running statistics. Lightning calls this at every switch between training and validation."""
         super().train(mode)
         if mode and (self.cfg.train.freeze_bn or self.encoder_frozen):
-            for layer in self.model.encoder.modules():
+            for layer in self.segmenter.net.encoder.modules():
                 if isinstance(layer, nn.modules.batchnorm._BatchNorm):
                     layer.eval()
         return self
 
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """B×H×W×3 uint8 → normalised float N×C×H×W; the permute makes it channels_last for free."""
-        x = images.permute(0, 3, 1, 2).float()
-        x = (x - self.mean) / self.std
-        return x.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else x.contiguous()
-
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits at the input size (for inference: eval mode, no auxiliary outputs)."""
-        return split_outputs(self.model(self.normalize(images)))[0]
+        return self.segmenter(images)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Checkpoints from before the Segmenter keep the network under ``model.*``: rename to today's keys before
+        Lightning loads them. The EMA callback keeps the raw weights under ``current_model_state`` (the averaged
+        ones under ``state_dict``): both are renamed, since it loads the former into this module itself."""
+        for key in ("state_dict", "current_model_state"):
+            if key in checkpoint:
+                checkpoint[key] = upgrade_state_dict(checkpoint[key])
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        logits, aux = split_outputs(self.model(self.normalize(batch["image"])))
+        logits, aux = self.segmenter.outputs(batch["image"])
         target = batch["mask"]
         loss = self.criterion(logits, target)
         for extra in aux:
@@ -117,30 +99,9 @@ class SegmentationModule(pl.LightningModule):
                 self.log(f"val_iou/{name}", iou, sync_dist=False)
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.cfg.optim, param_groups(self.cfg.optim, self.model))
+        optimizer = build_optimizer(self.cfg.optim, param_groups(self.cfg.optim, self.segmenter.net))
         total = int(self.trainer.estimated_stepping_batches)
         per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
         scheduler = build_scheduler(self.cfg.optim, optimizer, total, per_epoch)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-
-def load_module(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> SegmentationModule:
-    """Rebuild a trained module from its checkpoint alone (the resolved config travels inside it)."""
-    from trashseg.config import validate
-    from trashseg.errors import TrashsegError
-
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise TrashsegError(f"{path}: checkpoint not found")
-    ckpt = load_torch_file(path, "checkpoint", "checkpoint", RESAVE_CHECKPOINT, map_location)
-    try:
-        cfg = validate(ckpt["hyper_parameters"]["config"], str(path))
-    except (KeyError, TypeError):
-        raise TrashsegError(f"{path}: not a trashseg checkpoint (no config inside)") from None
-    if ckpt["hyper_parameters"]["config"].get("model", {}).get("mean") is None:  # saved before it was stored
-        cfg.model.mean, cfg.model.std = IMAGENET_MEAN, IMAGENET_STD
-    cfg.model.weights = None  # the checkpoint holds the trained weights; never fetch pretrained ones again
-    state = ckpt["state_dict"]
-    module = SegmentationModule(cfg, class_weights=state.get("criterion.terms.ce.weight"))
-    module.load_state_dict(state)
-    return module.eval()

@@ -33,7 +33,7 @@ from trashseg.data.masks import MaskCache
 from trashseg.data.stats import balanced_image_weights, class_stats
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_write_text, make_folder, remove_stale_temps
-from trashseg.models.pretrained import IMAGENET_MEAN, IMAGENET_STD, resolve_normalization
+from trashseg.models.pretrained import fill_legacy_normalization, resolve_normalization
 from trashseg.models.weights import load_torch_file
 from trashseg.procs import die_with_parent
 from trashseg.train.callbacks import (AtomicCheckpointIO, FreezeEncoder, RNGState, SamplerEpoch, Throughput,
@@ -197,9 +197,8 @@ def prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> Path | None:
         load_torch_file(last, "--resume", "checkpoint", RESAVE_RESUME, mmap=True)  # fail now, not after data prep
         before = load_config(saved).model if saved.exists() else None
         if before is not None and before.mean is None:  # saved before runs stored it: trained with ImageNet's
-            before.mean, before.std = IMAGENET_MEAN, IMAGENET_STD
-            if cfg.model.mean is None:
-                cfg.model.mean, cfg.model.std = IMAGENET_MEAN, IMAGENET_STD
+            for model in (before, cfg.model):
+                fill_legacy_normalization(model)
         resolve_normalization(cfg.model)
         if before is not None and before != cfg.model:
             raise TrashsegError(f"--resume: the model section differs from {saved}; resume with the same config")
@@ -234,7 +233,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, console: Conso
     if cfg.train.channels_last:  # weights too, not only the inputs: no layout copy per conv (CPU step +12%)
         module.to(memory_format=torch.channels_last)
     if cfg.train.compile:
-        module.model.compile()  # in place: state_dict keys stay as they are, so checkpoints load uncompiled
+        module.segmenter.net.compile()  # in place: state_dict keys stay as they are, so checkpoints load uncompiled
     trainer = build_trainer(cfg, run_dir, console, [SamplerEpoch(train_loader.sampler), *(extra_callbacks or [])])
     try:
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)

@@ -7,7 +7,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from trashseg.errors import TrashsegError
-from trashseg.infer.onnx import OnnxModel
+from trashseg.models.onnx import OnnxSegmenter
 
 META = {"classes": ["bg", "a"], "image_size": 8}
 
@@ -31,7 +31,7 @@ def test_external_data_outside_the_models_folder_is_refused(tmp_path, location):
     (tmp_path / "m" / "link.bin").symlink_to(secret)
     _model_reading(tmp_path / "m" / "model.onnx", location.format(secret=secret))
     with pytest.raises(TrashsegError, match=r"model.onnx: cannot load as an ONNX model: .*External data path"):
-        OnnxModel(tmp_path / "m" / "model.onnx")
+        OnnxSegmenter(tmp_path / "m" / "model.onnx")
 
 
 @pytest.mark.parametrize("meta, error", [
@@ -45,4 +45,4 @@ def test_unusable_model_or_meta_is_named(tmp_path, meta, error):
     path.write_bytes(b"not an onnx model")
     path.with_name("model.onnx.json").write_text(meta or json.dumps(META))
     with pytest.raises(TrashsegError, match=error):
-        OnnxModel(path)
+        OnnxSegmenter(path)

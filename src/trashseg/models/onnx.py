@@ -1,4 +1,5 @@
-"""ONNX export of a trained model (normalisation included, dynamic batch and size) and its ONNX Runtime path."""
+"""ONNX export of a Segmenter (normalisation included, dynamic batch and size) and the ONNX Runtime model that
+stands in for it at inference: the same call (uint8 images → logits), classes, image size and info."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_write_json, atomic_write_with
 
 
-def export_onnx(module: torch.nn.Module, path: Path, image_size: int, meta: dict[str, Any],
+def export_onnx(module: torch.nn.Module, path: Path, *, image_size: int, meta: dict[str, Any],
                 opset: int = 17) -> None:
     """Input: uint8 N×H×W×3 RGB (``images``); output: float logits N×C×H×W (``logits``). Batch, height and width
     are dynamic. ``<path>.json`` beside it carries the classes and sizes that predict needs."""
@@ -46,8 +47,10 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
-class OnnxModel:
-    """Callable like a SegmentationModule's forward: uint8 B×H×W×3 tensor → logits tensor."""
+class OnnxSegmenter:
+    """An exported model on ONNX Runtime, used like a ``Segmenter``: called on a uint8 B×H×W×3 tensor it returns
+    logits; ``classes``, ``image_size`` and ``info`` (for a prediction folder's meta.json) come from the JSON that
+    ``trashseg export`` writes beside it."""
 
     def __init__(self, path: str | Path, device: torch.device | str = "cpu"):
         import onnxruntime as ort
@@ -62,6 +65,10 @@ class OnnxModel:
             self.session = ort.InferenceSession(str(self.path), providers=chosen)
         except Exception as exc:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
             raise TrashsegError(f"{self.path}: cannot load as an ONNX model: {exc}") from None
+        self.classes: list[str] = self.meta["classes"]
+        self.image_size: int = self.meta["image_size"]
+        self.info: dict[str, Any] = {"source": str(self.path.resolve()), "runtime": "onnxruntime",
+                                     "val_miou": self.meta.get("val_miou")}
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         batch = np.ascontiguousarray(images.cpu().numpy().astype(np.uint8))

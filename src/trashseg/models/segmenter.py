@@ -1,0 +1,151 @@
+"""What a trained model is: the network, the input normalisation it was trained with, its class names, and the
+resolved config it was built from. Predict, serve and export need this alone, not the trainer (nor Lightning).
+
+``load_model(path)`` opens what those commands accept: a run folder (its best checkpoint, else its last), a
+``.ckpt``, or an exported ``.onnx`` (as ``OnnxSegmenter``, which is called and described the same way).
+Checkpoints are read as data, never run as code (``models.weights.load_torch_file``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from trashseg.config import Config, validate
+from trashseg.errors import TrashsegError
+from trashseg.models.factory import create_model
+from trashseg.models.onnx import OnnxSegmenter
+from trashseg.models.pretrained import fill_legacy_normalization, resolve_normalization
+from trashseg.models.weights import CHECKPOINT_PREFIX, LEGACY_CHECKPOINT_PREFIX, load_torch_file
+
+# How a user who trusts a checkpoint holding other objects than tensors and plain values turns it into one that
+# loads safely: a trashseg checkpoint needs only its weights and its config.
+RESAVE_CHECKPOINT = ("keep only its weights and config: c = torch.load(path, weights_only=False); "
+                     "torch.save({'state_dict': c['state_dict'], 'hyper_parameters': c['hyper_parameters']}, "
+                     "'clean.ckpt')")
+
+
+class InferenceModel(Protocol):
+    """What the predictor, predict, serve and k-fold use: a ``Segmenter`` or an ``OnnxSegmenter``."""
+
+    classes: list[str]
+    image_size: int
+    info: dict[str, Any]  # where it came from, for a prediction folder's meta.json
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+def split_outputs(out: torch.Tensor | tuple | list) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Networks return logits, or (logits, *aux_logits) in training mode when they have auxiliary heads."""
+    if isinstance(out, (tuple, list)):
+        return out[0], list(out[1:])
+    return out, []
+
+
+class Segmenter(nn.Module):
+    """uint8 B×H×W×3 RGB images in, logits B×C×H×W out: the normalisation travels with the network."""
+
+    def __init__(self, net: nn.Module, config: Config):
+        super().__init__()
+        model = config.model
+        if model.mean is None or model.std is None:
+            raise ValueError("Segmenter needs model.mean and model.std resolved (Segmenter.from_config does it)")
+        self.net = net
+        self.config = config
+        self.info: dict[str, Any] = {}
+        self.register_buffer("mean", torch.tensor(model.mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(model.std).view(1, 3, 1, 1) * 255, persistent=False)
+
+    @classmethod
+    def from_config(cls, config: Config) -> Segmenter:
+        """A new network for ``config`` (initialised from ``model.weights``), with the normalisation its encoder's
+        weights expect filled into ``config.model`` when the recipe leaves it null."""
+        net = create_model(config.model, config.data.num_classes)
+        resolve_normalization(config.model)
+        return cls(net, config)
+
+    @classmethod
+    def load(cls, run_or_ckpt: str | Path, device: torch.device | str = "cpu") -> Segmenter:
+        """The trained model of a run folder or checkpoint, in eval mode on `device`."""
+        path = checkpoint_of(Path(run_or_ckpt))
+        if not path.is_file():
+            raise TrashsegError(f"{path}: checkpoint not found")
+        ckpt = load_torch_file(path, "checkpoint", "checkpoint", RESAVE_CHECKPOINT, device)
+        try:
+            config = validate(ckpt["hyper_parameters"]["config"], str(path))
+            state = ckpt["state_dict"]
+        except (KeyError, TypeError):
+            raise TrashsegError(f"{path}: not a trashseg checkpoint (no config inside)") from None
+        fill_legacy_normalization(config.model)
+        config.model.weights = None  # the checkpoint holds the trained weights; never fetch pretrained ones again
+        segmenter = cls.from_config(config)
+        segmenter.net.load_state_dict(network_state(state))
+        segmenter.info = {"source": str(path.resolve()), "runtime": "torch", "val_miou": _run_val_miou(path),
+                          "arch": config.model.arch, "encoder": config.model.encoder}
+        return segmenter.eval().to(device)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.config.data.classes
+
+    @property
+    def image_size(self) -> int:
+        """The side the network was trained at (the predictor resizes to multiples of it)."""
+        return self.config.augment.image_size
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """B×H×W×3 uint8 → normalised float N×C×H×W; the permute makes it channels_last for free."""
+        x = images.permute(0, 3, 1, 2).float()
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.config.train.channels_last else x.contiguous()
+
+    def outputs(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits and, in training mode, the auxiliary heads' logits (what the training loss weighs)."""
+        return split_outputs(self.net(self.normalize(images)))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits at the input size."""
+        return self.outputs(images)[0]
+
+
+def upgrade_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A training checkpoint's state dict with the network's keys as today's (``model.*`` → ``segmenter.net.*``)."""
+    return {CHECKPOINT_PREFIX + key[len(LEGACY_CHECKPOINT_PREFIX):] if key.startswith(LEGACY_CHECKPOINT_PREFIX)
+            else key: value for key, value in state.items()}
+
+
+def network_state(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The network's tensors of a checkpoint's state dict (either layout), keyed as the network's own."""
+    return {key[len(CHECKPOINT_PREFIX):]: value for key, value in upgrade_state_dict(state).items()
+            if key.startswith(CHECKPOINT_PREFIX)}
+
+
+def checkpoint_of(run_or_ckpt: Path) -> Path:
+    """A run folder's best checkpoint (last if no validation ran), or the checkpoint given."""
+    if run_or_ckpt.is_dir():
+        for name in ("best.ckpt", "last.ckpt"):
+            if (run_or_ckpt / "checkpoints" / name).exists():
+                return run_or_ckpt / "checkpoints" / name
+        raise TrashsegError(f"{run_or_ckpt}: no checkpoints/best.ckpt or last.ckpt (is it a trashseg run folder?)")
+    return run_or_ckpt
+
+
+def _run_val_miou(ckpt: Path) -> float | None:
+    """The best validation mIoU of the run a checkpoint belongs to (``<run>/checkpoints/x.ckpt``), when known."""
+    path = ckpt.parent.parent / "metrics.json"
+    return json.loads(path.read_text())["best"]["miou"] if path.exists() else None
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> Segmenter | OnnxSegmenter:
+    """A run folder, a checkpoint or an exported ONNX model, ready to predict on `device`."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        return OnnxSegmenter(path, device)
+    if not path.exists():
+        raise TrashsegError(f"{path}: no such run folder, checkpoint or ONNX file")
+    return Segmenter.load(path, device)
