@@ -18,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import update_section  # noqa: E402
@@ -46,7 +45,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench_infer_quality"))
     parser.add_argument("--pseudo-minutes", type=float, default=10.0, help="0 skips the pseudo-label row")
     args = parser.parse_args()
-    console = Console()
     cfg = load_config("configs/data/trashcan.yaml", [f"data.root={args.data}"])
     val = load_split(args.data / "val.json", args.data, cfg.data.classes)
     gt = MaskCache(val, args.out / "cache" / "masks")
@@ -54,7 +52,7 @@ def main() -> None:
 
     def predict(name: str, run: Path, infer: InferConfig, probs: bool = False) -> Path:
         out = args.out / name
-        stats = predict_split(load_model(run), val, out, infer, save_probs=probs, workers=1, console=console)
+        stats = predict_split(load_model(run), val, out, cfg=infer, save_probs=probs, workers=1)
         score = evaluate(out, val, gt).miou
         rows.append((name, score, stats["img_per_s"] or float("nan")))
         return out
@@ -64,22 +62,22 @@ def main() -> None:
     flip = predict("+ flip TTA", first, InferConfig(hflip=True), probs=True)
     predict(f"+ flip + scales {'/'.join(f'{s:g}' for s in SCALES)}", first, InferConfig(hflip=True, scales=SCALES))
     start = time.perf_counter()
-    crf_folder(flip, val, args.out / "+ flip TTA + dense CRF", CRFConfig(iterations=5), console=console)
+    crf_folder(flip, val, args.out / "+ flip TTA + dense CRF", cfg=CRFConfig(iterations=5))
     rows.append(("+ flip TTA + dense CRF (5 it.)", evaluate(args.out / "+ flip TTA + dense CRF", val, gt).miou,
                  len(val.images) / (time.perf_counter() - start)))
     members = [flip] + [predict(f"model {k + 2} + flip TTA", run, InferConfig(hflip=True), probs=True)
                         for k, run in enumerate(args.runs[1:])]
     ensemble = args.out / "soft ensemble"
     if len(members) > 1:
-        ensemble_folders(members, ensemble, "soft", save_probs=True, console=console)
+        ensemble_folders(members, ensemble, "soft", save_probs=True)
         rows.append((f"soft ensemble of {len(members)} (flip TTA)", evaluate(ensemble, val, gt).miou, float("nan")))
     if args.pseudo_minutes > 0:
         source = ensemble if len(members) > 1 else flip
-        summary = write_pseudo(source, args.out / "pseudo", 0.9, console)
+        summary = write_pseudo(source, args.out / "pseudo", 0.9)
         run_cfg = load_config(first / "config.yaml", [f"data.extra=[{args.out / 'pseudo'}]", "data.extra_ratio=0.3",
                                                       f"train.time_limit_minutes={args.pseudo_minutes}"])
         pseudo_run = args.out / f"pseudo_run_{time.strftime('%H%M%S')}"
-        train(run_cfg, pseudo_run, console=console)
+        train(run_cfg, pseudo_run)
         predict(f"retrained with pseudo-labels ({summary['kept_pixel_share']:.0%} of val pixels) + flip",
                 pseudo_run, InferConfig(hflip=True))
     base = rows[0][1]

@@ -199,7 +199,7 @@ def train(config: Annotated[Path, typer.Argument(help="Recipe YAML under configs
                 raise TrashsegError(f"{fold_cfg.data.split_path('train')}: not found; make the folds first with "
                                     f"`trashseg split {cfg.data.root_dir()} --folds K`")
         target = run_dir / f"fold{k}" if all_folds else run_dir
-        best = run_train(fold_cfg, target, resume=resume, console=console)
+        best = run_train(fold_cfg, target, resume=resume)
         if best:
             from trashseg.metrics import SegScores
 
@@ -248,13 +248,14 @@ def predict(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file 
     """Predict a split into a prediction folder: masks/, optional probs/, meta.json."""
     from trashseg.infer.predict import predict_split
     from trashseg.models.segmenter import load_model
+    from trashseg.postprocess.crf import DenseCRF
 
     dev = _device(device)
-    src = load_model(source, dev)
-    cfg = _config(config, set_, data, src.classes)
+    model = load_model(source, dev)
+    cfg = _config(config, set_, data, model.classes)
     _infer_cfg(cfg, hflip, vflip, scales)
-    stats = predict_split(src, _load(cfg, split), out, cfg.infer, save_probs, cfg.crf if crf else None, dev,
-                          workers, console)
+    stats = predict_split(model, _load(cfg, split), out, cfg=cfg.infer, save_probs=save_probs,
+                          refine=DenseCRF(cfg.crf) if crf else None, device=dev, workers=workers)
     console.print(f"{out}: {stats}")
 
 
@@ -281,7 +282,7 @@ def crf_cmd(pred: Annotated[Path, typer.Argument(help="Prediction folder with pr
     from trashseg.postprocess.apply import crf_folder
 
     cfg, images = _folder_split(pred, config, set_, data, split)
-    console.print(crf_folder(pred, images, out, cfg.crf, save_probs, console))
+    console.print(crf_folder(pred, images, out, cfg=cfg.crf, save_probs=save_probs))
 
 
 @app.command()
@@ -295,7 +296,7 @@ def overlay(pred: Annotated[Path, typer.Argument(help="Prediction folder (predic
     from trashseg.analysis.overlays import write_overlays
 
     _, images = _folder_split(pred, config, set_, data, split)
-    console.print(write_overlays(pred, images, out or pred / "overlays", limit, console))
+    console.print(write_overlays(pred, images, out or pred / "overlays", limit=limit))
 
 
 def _folder_classes(pred: Path) -> list[str]:
@@ -319,9 +320,9 @@ def ensemble(members: Annotated[list[Path], typer.Argument(help="Prediction fold
     if all(m.suffix == ".csv" for m in members):
         if mode != "hard":
             raise TrashsegError("submission CSVs hold no probabilities: use --mode hard")
-        console.print(f"{out}: {ensemble_csvs(members, out, num_classes, w)} rows")
+        console.print(f"{out}: {ensemble_csvs(members, out, num_classes, weights=w)} rows")
         return
-    console.print(ensemble_folders(members, out, mode, w, save_probs, console))
+    console.print(ensemble_folders(members, out, mode, weights=w, save_probs=save_probs))
 
 
 @app.command()
@@ -336,7 +337,7 @@ def kfold(root: Annotated[Path, typer.Argument(help="Folder of fold runs (train 
 
     cfg = _config(config, set_, data, load_model(fold_runs(root)[0]).classes)
     _infer_cfg(cfg, hflip, None, None)
-    console.print(kfold_predict(root, _load(cfg, split), out, cfg.infer, mode, _device(device), console))
+    console.print(kfold_predict(root, _load(cfg, split), out, cfg=cfg.infer, mode=mode, device=_device(device)))
 
 
 @app.command()
@@ -347,7 +348,7 @@ def pseudo(pred: Annotated[Path, typer.Argument(help="Prediction folder with pro
     """Confident pixels → a dataset for `trashseg train --extra-data OUT`."""
     from trashseg.pseudo import write_pseudo
 
-    console.print(write_pseudo(pred, out, threshold, console))
+    console.print(write_pseudo(pred, out, threshold))
 
 
 @app.command()
@@ -389,11 +390,11 @@ def serve(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file or
     from trashseg.serve.app import create_app
 
     dev = _device(device)
-    src = load_model(source, dev)
-    cfg = _config(config, set_, None, src.classes)
+    model = load_model(source, dev)
+    cfg = _config(config, set_, None, model.classes)
     _infer_cfg(cfg, hflip, vflip, scales)
     console.print(f"trashseg serving {source} on http://{host}:{port}/  (API docs: /docs)")
-    uvicorn.run(create_app(src, cfg.infer, dev, cfg.data.max_pixels), host=host, port=port)
+    uvicorn.run(create_app(model, cfg.infer, device=dev, max_pixels=cfg.data.max_pixels), host=host, port=port)
 
 
 @app.command()

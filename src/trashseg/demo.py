@@ -80,7 +80,7 @@ def run_demo(out: Path, console: Console) -> None:
     for step, (name, extra) in enumerate(MODELS.items(), start=4):
         console.rule(f"{step}. train {name}")
         runs[name] = out / "runs" / name
-        best = train(load_config(RECIPE, base + extra), runs[name], console=console)
+        best = train(load_config(RECIPE, base + extra), runs[name])
         console.print(f"{name}: best val mIoU {best['miou']:.4f} (epoch {best['epoch']})")
 
     console.rule("6. predict val and test (flip TTA), evaluate, CRF, ensemble")
@@ -92,15 +92,14 @@ def run_demo(out: Path, console: Console) -> None:
     for name, run in runs.items():
         model = load_model(run)
         for split, tag in ((val, "val"), (test, "test")):
-            predict_split(model, split, out / "preds" / f"{name}_{tag}", infer, save_probs=True, workers=0,
-                          console=console)
+            predict_split(model, split, out / "preds" / f"{name}_{tag}", cfg=infer, save_probs=True, workers=0)
         scores[f"{name} + flip TTA"] = evaluate(out / "preds" / f"{name}_val", val, masks).miou
     first = next(iter(runs))
-    crf_folder(out / "preds" / f"{first}_val", val, out / "preds" / f"{first}_val_crf", cfg.crf, console=console)
+    crf_folder(out / "preds" / f"{first}_val", val, out / "preds" / f"{first}_val_crf", cfg=cfg.crf)
     scores[f"{first} + flip TTA + CRF"] = evaluate(out / "preds" / f"{first}_val_crf", val, masks).miou
     for tag in ("val", "test"):
         ensemble_folders([out / "preds" / f"{n}_{tag}" for n in runs], out / "preds" / f"ensemble_{tag}", "soft",
-                         save_probs=True, console=console)
+                         save_probs=True)
     scores["soft ensemble of both"] = evaluate(out / "preds" / "ensemble_val", val, masks).miou
     table = Table(title="val mIoU (competition metric, 256×256)")
     table.add_column("predictions")
@@ -108,15 +107,14 @@ def run_demo(out: Path, console: Console) -> None:
     for name, value in scores.items():
         table.add_row(name, f"{value:.4f}")
     console.print(table)
-    console.print("overlays:", write_overlays(out / "preds" / "ensemble_val", val, out / "overlays", limit=8,
-                                              console=console))
+    console.print("overlays:", write_overlays(out / "preds" / "ensemble_val", val, out / "overlays", limit=8))
 
     console.rule("7. submission, pseudo-labels, ONNX")
     csv = out / "submission.csv"
     submit(out / "preds" / "ensemble_test", test, csv)
     problems = check_submission(csv, test)
     console.print(f"{csv}: {len(test.images)} rows, submission check: {'OK' if not problems else problems}")
-    console.print("pseudo-labels:", write_pseudo(out / "preds" / "ensemble_test", out / "pseudo", 0.9, console))
+    console.print("pseudo-labels:", write_pseudo(out / "preds" / "ensemble_test", out / "pseudo", 0.9))
     console.print("ONNX:", export_run(runs[first]))
     console.rule(f"done in {time.perf_counter() - start:.0f} s — everything is under {out}")
     console.print(f"Overlays: {out / 'overlays'}. Web demo of the first model: trashseg serve {runs[first]}")

@@ -11,14 +11,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
 
 from trashseg.config import IGNORE_INDEX
 from trashseg.data.extra import MANIFEST
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_write_json, remove_stale_temps
 from trashseg.infer.folder import PredictionFolder
-from trashseg.infer.predict import progress_bar
+from trashseg.progress import for_each_pending
 
 
 def confident_labels(probs: np.ndarray, threshold: float, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
@@ -28,8 +27,7 @@ def confident_labels(probs: np.ndarray, threshold: float, ignore_index: int = IG
     return labels
 
 
-def write_pseudo(pred: str | Path, out: str | Path, threshold: float, console: Console | None = None) -> dict:
-    console = console or Console()
+def write_pseudo(pred: str | Path, out: str | Path, threshold: float) -> dict:
     folder, out = PredictionFolder(pred), Path(out)
     meta = folder.meta()
     if not meta.get("has_probs"):
@@ -48,14 +46,16 @@ def write_pseudo(pred: str | Path, out: str | Path, threshold: float, console: C
     labelled = PredictionFolder(out)
     remove_stale_temps(out)  # what a killed run left half-written
     kept_pixels = total_pixels = 0
-    with progress_bar(console) as bar:
-        task = bar.add_task(f"pseudo-labels → {out}", total=len(images), rate="-")
-        for image in images:
-            labels = confident_labels(folder.probs(image["file_name"]), threshold)
-            kept_pixels += int((labels != IGNORE_INDEX).sum())
-            total_pixels += labels.size
-            labelled.write(image["file_name"], labels)  # same masks/<file_name>.png layout as predictions
-            bar.update(task, advance=1, rate="-")
+
+    def write(image: dict, labels: np.ndarray) -> None:
+        nonlocal kept_pixels, total_pixels
+        kept_pixels += int((labels != IGNORE_INDEX).sum())
+        total_pixels += labels.size
+        labelled.write(image["file_name"], labels)  # same masks/<file_name>.png layout as predictions
+
+    # every image again on a rerun (finished: never): the summary counts the pixels of all of them
+    for_each_pending(images, label=f"pseudo-labels → {out}", finished=lambda image: False, write=write,
+                     compute=lambda todo: (confident_labels(folder.probs(i["file_name"]), threshold) for i in todo))
     summary = {"images": len(images), "kept_pixel_share": kept_pixels / max(1, total_pixels),
                "threshold": threshold}
     atomic_write_json(out / MANIFEST, {"classes": meta["classes"], "root": meta["data_root"], "source": str(pred),

@@ -38,10 +38,11 @@ def test_hard_vote_majority_and_tie_to_best_member(tmp_path):
     masks = [np.array([[1, 2]]), np.array([[1, 0]]), np.array([[2, 1]])]
     # first pixel: 2 votes for class 1; second pixel: a 3-way tie, decided by the best member
     roots = [Path("a"), Path("b"), Path("c")]
-    assert hard_vote(masks, np.ones(3) / 3, 2, 3, "x.jpg", roots).tolist() == [[1, 1]]
-    assert hard_vote(masks, np.ones(3) / 3, 0, 3, "x.jpg", roots).tolist() == [[1, 2]]
+    assert hard_vote(masks, np.ones(3) / 3, best=2, num_classes=3, name="x.jpg", roots=roots).tolist() == [[1, 1]]
+    assert hard_vote(masks, np.ones(3) / 3, best=0, num_classes=3, name="x.jpg", roots=roots).tolist() == [[1, 2]]
     # a zero-weight member does not switch the tie-break off
-    assert hard_vote(masks, np.array([0.5, 0.0, 0.5]), 2, 3, "x.jpg", roots).tolist() == [[2, 1]]
+    assert hard_vote(masks, np.array([0.5, 0.0, 0.5]),
+                     best=2, num_classes=3, name="x.jpg", roots=roots).tolist() == [[2, 1]]
     a = _member(tmp_path / "a", {"x.jpg": _probs([0, 1, 0])}, val_miou=0.5)
     b = _member(tmp_path / "b", {"x.jpg": _probs([0, 0, 1])}, val_miou=0.7)
     info = ensemble_folders([a, b], tmp_path / "h", "hard")
@@ -68,7 +69,7 @@ def test_csv_hard_voting_via_cli(tmp_path, capsys):
     out = tmp_path / "vote.csv"
     code, text = run_cli(["ensemble", *paths, "--out", out, "--mode", "hard", "--num-classes", "3"], capsys)
     assert code == 0, text
-    expected = hard_vote(masks, np.ones(3) / 3, 0, 3, "b.jpg", paths)
+    expected = hard_vote(masks, np.ones(3) / 3, best=0, num_classes=3, name="b.jpg", roots=paths)
     assert np.array_equal(read_submission(out, 3)["b.jpg"], expected)
     code, text = run_cli(["ensemble", *paths, "--out", out, "--mode", "soft"], capsys)
     assert code == 2 and "use --mode hard" in text
@@ -77,15 +78,18 @@ def test_csv_hard_voting_via_cli(tmp_path, capsys):
 def test_hard_vote_tie_break_never_outvotes_a_weighted_majority():
     masks = [np.array([[1]]), np.array([[2]]), np.array([[2]])]
     roots = [Path("a"), Path("b"), Path("c")]
-    assert hard_vote(masks, np.array([0.5, 0.3, 0.2001]), 0, 3, "x.jpg", roots).tolist() == [[2]]
+    assert hard_vote(masks, np.array([0.5, 0.3, 0.2001]),
+                     best=0, num_classes=3, name="x.jpg", roots=roots).tolist() == [[2]]
 
 
 def test_hard_vote_refuses_masks_that_do_not_line_up():
     roots = [Path("a"), Path("b")]
     with pytest.raises(TrashsegError, match=r"image x.jpg: mask shapes differ \(a: \(2, 2\), b: \(4, 1\)\)"):
-        hard_vote([np.zeros((2, 2), np.uint8), np.zeros((4, 1), np.uint8)], np.ones(2) / 2, 0, 3, "x.jpg", roots)
+        hard_vote([np.zeros((2, 2), np.uint8), np.zeros((4, 1), np.uint8)], np.ones(2) / 2,
+                  best=0, num_classes=3, name="x.jpg", roots=roots)
     with pytest.raises(TrashsegError, match="image x.jpg: b has class id 7, beyond the 3 classes"):
-        hard_vote([np.zeros((2, 2), np.uint8), np.full((2, 2), 7, np.uint8)], np.ones(2) / 2, 0, 3, "x.jpg", roots)
+        hard_vote([np.zeros((2, 2), np.uint8), np.full((2, 2), 7, np.uint8)], np.ones(2) / 2,
+                  best=0, num_classes=3, name="x.jpg", roots=roots)
 
 
 def test_members_must_cover_the_same_images(tmp_path):

@@ -8,14 +8,12 @@ millisecond per image where a matplotlib figure would cost a hundred.
 from __future__ import annotations
 
 import colorsys
-import time
 from pathlib import Path
 
 import cv2
 import matplotlib
 import numpy as np
 import torch
-from rich.console import Console
 from torchvision.utils import draw_segmentation_masks
 
 from trashseg.data.coco import CocoSplit
@@ -23,8 +21,8 @@ from trashseg.data.images import read_image
 from trashseg.data.masks import MaskCache
 from trashseg.fileio import atomic_open, remove_stale_temps
 from trashseg.infer.folder import PredictionFolder
-from trashseg.infer.predict import progress_bar
 from trashseg.paths import inside
+from trashseg.progress import for_each_pending
 
 Color = tuple[int, int, int]
 _FONT, _SCALE, _LINE = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 20
@@ -105,30 +103,28 @@ def overlay_path(out: Path, file_name: str) -> Path:
     return inside(out, file_name if keep else f"{file_name}.jpg")
 
 
-def write_overlays(pred: str | Path, split: CocoSplit, out: str | Path, limit: int | None = None,
-                   console: Console | None = None) -> dict:
+def write_overlays(pred: str | Path, split: CocoSplit, out: str | Path, *, limit: int | None = None) -> dict:
     """A JPEG panel per predicted image of `split` (the first `limit`), ground truth beside it when annotated.
 
     Written atomically under ``out/<file_name>`` (as JPEG, see ``overlay_path``); a rerun skips panels already
     there.
     """
-    console = console or Console()
     folder, out = PredictionFolder(pred), Path(out)
     classes = folder.classes
     predicted = set(folder.names())
     images = [img for img in split.images if img["file_name"] in predicted][:limit]
     remove_stale_temps(out)
-    todo = [img for img in images if not overlay_path(out, img["file_name"]).exists()]
     truth = MaskCache(split) if split.has_annotations else None
-    start = time.perf_counter()
-    with progress_bar(console) as bar:
-        task = bar.add_task(f"overlays → {out}", total=len(todo), rate="-")
-        for i, img in enumerate(todo, start=1):
-            image = read_image(split.image_path(img), split.max_pixels)
-            panel = overlay_panel(image, folder.mask(img["file_name"]), classes, truth.get(img) if truth else None)
-            _, jpeg = cv2.imencode(".jpg", cv2.cvtColor(panel, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
-            with atomic_open(overlay_path(out, img["file_name"]), "wb") as fh:
-                fh.write(jpeg.tobytes())
-            bar.update(task, advance=1, rate=f"{i / (time.perf_counter() - start):.1f}")
-    return {"written": len(todo), "skipped": len(images) - len(todo), "ground_truth": truth is not None,
-            "out": str(out)}
+
+    def panel(img: dict) -> np.ndarray:
+        image = read_image(split.image_path(img), split.max_pixels)
+        return overlay_panel(image, folder.mask(img["file_name"]), classes, truth.get(img) if truth else None)
+
+    def write(img: dict, rgb: np.ndarray) -> None:
+        _, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        with atomic_open(overlay_path(out, img["file_name"]), "wb") as fh:
+            fh.write(jpeg.tobytes())
+
+    stats = for_each_pending(images, label=f"overlays → {out}", compute=lambda todo: map(panel, todo), write=write,
+                             finished=lambda img: overlay_path(out, img["file_name"]).exists())
+    return {"written": stats.done, "skipped": stats.skipped, "ground_truth": truth is not None, "out": str(out)}

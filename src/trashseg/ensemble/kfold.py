@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.console import Console
-
 from trashseg.config import InferConfig
 from trashseg.data.coco import CocoSplit
 from trashseg.ensemble.voting import check_mode, ensemble_folders
@@ -21,16 +19,14 @@ def fold_runs(root: Path) -> list[Path]:
     return runs
 
 
-def kfold_predict(root: Path, split: CocoSplit, out: Path, cfg: InferConfig, mode: str = "soft",
-                  device: str = "cpu", console: Console | None = None) -> dict:
-    console = console or Console()
+def kfold_predict(root: Path, split: CocoSplit, out: Path, *, cfg: InferConfig, mode: str = "soft",
+                  device: str = "cpu") -> dict:
     check_mode(mode)
     members = []
     for run in fold_runs(root):
         member = out / "folds" / run.name
-        predict_split(load_model(run, device), split, member, cfg, save_probs=mode == "soft", device=device,
-                      console=console)
+        predict_split(load_model(run, device), split, member, cfg=cfg, save_probs=mode == "soft", device=device)
         members.append(member)
     if len(members) == 1:
         raise TrashsegError(f"{root}: only one fold run; nothing to vote")
-    return ensemble_folders(members, out, mode, console=console)
+    return ensemble_folders(members, out, mode)

@@ -6,17 +6,15 @@ to the best member (highest validation mIoU stored in its meta.json; the first g
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from itertools import zip_longest
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
 
 from trashseg.errors import TrashsegError
 from trashseg.infer.folder import PredictionFolder
-from trashseg.infer.predict import progress_bar
+from trashseg.progress import for_each_pending
 from trashseg.submission import decode_row, iter_rows, write_submission
 
 MODES = ("soft", "hard")
@@ -91,12 +89,12 @@ def _check_shapes(arrays: list[np.ndarray], name: str, roots: list[Path], what: 
                             "and image size")
 
 
-def soft_vote(probs: list[np.ndarray], weights: np.ndarray, name: str, roots: list[Path]) -> np.ndarray:
+def soft_vote(probs: list[np.ndarray], weights: np.ndarray, *, name: str, roots: list[Path]) -> np.ndarray:
     _check_shapes(probs, name, roots, "probability")
     return np.tensordot(weights.astype(np.float32), np.stack(probs), axes=1)
 
 
-def hard_vote(masks: list[np.ndarray], weights: np.ndarray, best: int, num_classes: int, name: str,
+def hard_vote(masks: list[np.ndarray], weights: np.ndarray, *, best: int, num_classes: int, name: str,
               roots: list[Path]) -> np.ndarray:
     """Weighted majority per pixel; where the top vote is tied, the best member's label wins if it is among
     the tied classes (otherwise the lowest tied class id, as argmax does)."""
@@ -115,9 +113,8 @@ def hard_vote(masks: list[np.ndarray], weights: np.ndarray, best: int, num_class
     return np.where(tied, favourite, winner).astype(np.uint8).reshape(shape)
 
 
-def ensemble_folders(paths: list[Path], out: Path, mode: str, weights: list[float] | None = None,
-                     save_probs: bool = False, console: Console | None = None) -> dict:
-    console = console or Console()
+def ensemble_folders(paths: list[Path], out: Path, mode: str, *, weights: list[float] | None = None,
+                     save_probs: bool = False) -> dict:
     check_mode(mode)
     if save_probs and mode == "hard":
         raise TrashsegError("--save-probs needs --mode soft: hard voting makes no probabilities")
@@ -136,18 +133,22 @@ def ensemble_folders(paths: list[Path], out: Path, mode: str, weights: list[floa
             "tie_break": resolved[best], "has_probs": save_probs, "val_miou": None}
     save_probs = result.init(meta)["has_probs"]
     names = _member_names(folders)
-    todo = [n for n in names if not result.done(n, save_probs)]
-    start = time.perf_counter()
-    with progress_bar(console) as bar:
-        task = bar.add_task(f"{mode} vote → {out}", total=len(todo), rate="-")
-        for i, name in enumerate(todo, start=1):
-            if mode == "soft":
-                probs = soft_vote([f.probs(name) for f in folders], w, name, paths)
-                result.write(name, probs.argmax(0).astype(np.uint8), probs if save_probs else None)
-            else:
-                result.write(name, hard_vote([f.mask(name) for f in folders], w, best, len(classes), name, paths))
-            bar.update(task, advance=1, rate=f"{i / (time.perf_counter() - start):.1f}")
-    return {"images": len(names), "voted": len(todo), "tie_break": resolved[best]}
+
+    def vote(name: str) -> np.ndarray:
+        if mode == "soft":
+            return soft_vote([f.probs(name) for f in folders], w, name=name, roots=paths)
+        return hard_vote([f.mask(name) for f in folders], w, best=best, num_classes=len(classes), name=name,
+                         roots=paths)
+
+    def write(name: str, voted: np.ndarray) -> None:
+        if mode == "soft":
+            result.write_probs(name, voted, save_probs)
+        else:
+            result.write(name, voted)
+
+    stats = for_each_pending(names, label=f"{mode} vote → {out}", compute=lambda todo: map(vote, todo), write=write,
+                             finished=lambda name: result.done(name, save_probs))
+    return {"images": len(names), "voted": stats.done, "tie_break": resolved[best]}
 
 
 def _rows_in_lockstep(paths: list[Path], num_classes: int) -> Iterator[tuple[str, list[np.ndarray]]]:
@@ -166,10 +167,11 @@ def _rows_in_lockstep(paths: list[Path], num_classes: int) -> Iterator[tuple[str
         yield rows[0][1], [decode_row(p, line, i, text, num_classes) for p, (line, i, text) in zip(paths, rows)]
 
 
-def ensemble_csvs(paths: list[Path], out: Path, num_classes: int, weights: list[float] | None = None) -> int:
+def ensemble_csvs(paths: list[Path], out: Path, num_classes: int, *, weights: list[float] | None = None) -> int:
     """Hard voting over submission CSVs (no probabilities there); ties go to the first CSV given."""
     if len(paths) < 2:
         raise TrashsegError("an ensemble needs at least 2 submission CSVs")
     w = normalised_weights(weights, len(paths))
-    return write_submission(out, ((image_id, hard_vote(masks, w, 0, num_classes, image_id, paths))
+    return write_submission(out, ((image_id, hard_vote(masks, w, best=0, num_classes=num_classes, name=image_id,
+                                                       roots=paths))
                                   for image_id, masks in _rows_in_lockstep(paths, num_classes)))

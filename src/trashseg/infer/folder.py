@@ -95,6 +95,10 @@ class PredictionFolder:
         with atomic_open(self.mask_path(file_name), "wb") as fh:  # the mask last and synced: it marks "done"
             fh.write(png.tobytes())
 
+    def write_probs(self, file_name: str, probs: np.ndarray, keep: bool) -> None:
+        """The mask as the argmax of `probs` (C×H×W), and the probabilities themselves when `keep`."""
+        self.write(file_name, probs.argmax(0).astype(np.uint8), probs if keep else None)
+
     def names(self) -> list[str]:
         """File names of the images with a finished mask, sorted; hidden files (a killed write's temp) skipped."""
         masks = self.root / "masks"

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import os
-import time
+from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Dataset
 
-from trashseg.config import CRFConfig, InferConfig
+from trashseg.config import InferConfig
 from trashseg.data.coco import CocoSplit
 from trashseg.data.images import read_image
 from trashseg.errors import TrashsegError
 from trashseg.infer.folder import PredictionFolder
 from trashseg.infer.predictor import Predictor
 from trashseg.models.segmenter import InferenceModel
-from trashseg.postprocess.crf import dense_crf_many
 from trashseg.procs import die_with_parent
+from trashseg.progress import for_each_pending
 
 
 class _Images(Dataset):
@@ -49,10 +48,13 @@ def _collate(batch: list[tuple[str, np.ndarray | TrashsegError]]) -> tuple[tuple
     return names, images
 
 
-def progress_bar(console: Console) -> Progress:
-    """Shared look for long loops: count, img/s and ETA."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]} img/s"), TimeRemainingColumn(), console=console)
+class Refiner(Protocol):
+    """Refines probabilities with their image (``postprocess.crf.DenseCRF`` for ``predict --crf``). Passed in by
+    the caller, so that inference does not import a later stage."""
+
+    settings: dict[str, Any]  # recorded in meta.json as "crf"
+
+    def __call__(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]: ...
 
 
 def check_classes(model: InferenceModel, split: CocoSplit) -> None:
@@ -61,40 +63,38 @@ def check_classes(model: InferenceModel, split: CocoSplit) -> None:
                             f"{split.classes}; give the matching class list (-c / --set data.classes=...)")
 
 
-def predict_split(model: InferenceModel, split: CocoSplit, out: Path, cfg: InferConfig, save_probs: bool = False,
-                  crf: CRFConfig | None = None, device: str | torch.device = "cpu", workers: int = 2,
-                  console: Console | None = None) -> dict:
+def predict_split(model: InferenceModel, split: CocoSplit, out: Path, *, cfg: InferConfig, save_probs: bool = False,
+                  refine: Refiner | None = None, device: str | torch.device = "cpu", workers: int = 2) -> dict:
     """Predict every image of `split` not already in `out`; returns counts and throughput."""
-    console = console or Console()
     check_classes(model, split)
     folder = PredictionFolder(out)
     meta = folder.init({"classes": model.classes, **model.info, "split": str(split.path.resolve()),
                         "data_root": str(split.root.resolve()),
                         "tta": {"hflip": cfg.hflip, "vflip": cfg.vflip, "scales": cfg.scales, "mode": cfg.mode},
-                        "crf": crf.model_dump() if crf else None, "image_size": model.image_size,
+                        "crf": refine.settings if refine else None, "image_size": model.image_size,
                         "has_probs": save_probs})
     save_probs = meta["has_probs"]  # a resumed folder with probabilities keeps writing them
-    todo = [img for img in split.images if not folder.done(img["file_name"], save_probs)]
-    predictor = Predictor(model, model.image_size, cfg, device)
-    loader = DataLoader(_Images(split, todo), batch_size=cfg.batch_size, num_workers=workers,
-                        collate_fn=_collate, worker_init_fn=partial(die_with_parent, os.getpid()))
-    start, done = time.perf_counter(), 0
-    with progress_bar(console) as bar:
-        task = bar.add_task(f"predict → {out}", total=len(todo), rate="-")
-        for names, images in loader:
+    predictor = Predictor(model, model.image_size, cfg, device=device)
+
+    def compute(todo: list[dict]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        loader = DataLoader(_Images(split, todo), batch_size=cfg.batch_size, num_workers=workers,
+                            collate_fn=_collate, worker_init_fn=partial(die_with_parent, os.getpid()))
+        for _, images in loader:
             if errors := [image for image in images if isinstance(image, TrashsegError)]:
                 raise errors[0]
-            if save_probs or crf is not None:
+            if save_probs or refine is not None:
                 probs = predictor.predict(list(images))
-                if crf is not None:
-                    probs = list(dense_crf_many(zip(images, probs), crf))
-                masks = [p.argmax(0).astype(np.uint8) for p in probs]
+                if refine is not None:
+                    probs = list(refine(zip(images, probs)))
+                yield from ((p.argmax(0).astype(np.uint8), p) for p in probs)
             else:  # masks only: the argmax happens where the probabilities are (the GPU's memory, say)
-                probs, masks = [None] * len(names), predictor.predict_masks(list(images))
-            for name, mask, p in zip(names, masks, probs):
-                folder.write(name, mask, p if save_probs else None)
-            done += len(names)
-            bar.update(task, advance=len(names), rate=f"{done / (time.perf_counter() - start):.1f}")
-    elapsed = time.perf_counter() - start
-    return {"predicted": done, "skipped": len(split.images) - len(todo), "seconds": elapsed,
-            "img_per_s": done / elapsed if elapsed and done else None}
+                yield from ((mask, None) for mask in predictor.predict_masks(list(images)))
+
+    def write(image: dict, result: tuple[np.ndarray, np.ndarray | None]) -> None:
+        mask, probs = result
+        folder.write(image["file_name"], mask, probs if save_probs else None)
+
+    stats = for_each_pending(split.images, label=f"predict → {out}", compute=compute, write=write,
+                             finished=lambda image: folder.done(image["file_name"], save_probs))
+    return {"predicted": stats.done, "skipped": stats.skipped, "seconds": stats.seconds,
+            "img_per_s": stats.per_second}

@@ -1,7 +1,7 @@
 """Batched inference with flip and multi-scale TTA, by whole-image resize or sliding windows.
 
 The model is any callable taking a uint8 B×H×W×3 tensor and returning logits B×C×h×w (a trained
-SegmentationModule, or the ONNX Runtime wrapper): normalisation lives inside it, so the same predictor drives both.
+Segmenter, or the ONNX Runtime OnnxSegmenter): normalisation lives inside it, so the same predictor drives both.
 Probabilities (softmax) are averaged over every flip and scale at the image's own size, which is where the
 competition and the ensembles compare them.
 """
@@ -30,7 +30,7 @@ def _multiple_of_32(x: float) -> int:
 
 
 class Predictor:
-    def __init__(self, model: Model, image_size: int, cfg: InferConfig, device: torch.device | str = "cpu"):
+    def __init__(self, model: Model, image_size: int, cfg: InferConfig, *, device: torch.device | str = "cpu"):
         self.model, self.size, self.cfg = model, image_size, cfg
         self.device = torch.device(device)
         sides = [self._side(s) for s in cfg.scales]

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
 
 from trashseg.config import CRFConfig
 from trashseg.data.coco import CocoSplit
 from trashseg.data.images import read_image
 from trashseg.errors import TrashsegError
 from trashseg.infer.folder import PredictionFolder
-from trashseg.infer.predict import progress_bar
 from trashseg.postprocess.crf import dense_crf_many
+from trashseg.progress import for_each_pending
 
 
-def crf_folder(pred: str | Path, split: CocoSplit, out: str | Path, cfg: CRFConfig, save_probs: bool = False,
-               console: Console | None = None) -> dict:
-    console = console or Console()
+def crf_folder(pred: str | Path, split: CocoSplit, out: str | Path, *, cfg: CRFConfig, save_probs: bool = False) -> dict:
     src, dst = PredictionFolder(pred), PredictionFolder(out)
     meta = src.meta()
     if not meta.get("has_probs"):
@@ -31,17 +27,12 @@ def crf_folder(pred: str | Path, split: CocoSplit, out: str | Path, cfg: CRFConf
                             f"{recorded.name})")
     save_probs = dst.init({**meta, "source": str(Path(pred).resolve()), "crf": cfg.model_dump(),
                            "has_probs": save_probs})["has_probs"]
-    todo = [img for img in split.images if not dst.done(img["file_name"], save_probs)]
 
-    def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for img in todo:
-            yield read_image(split.image_path(img), split.max_pixels), src.probs(img["file_name"])
+    def refined(todo: list[dict]) -> Iterator[np.ndarray]:
+        pairs = ((read_image(split.image_path(img), split.max_pixels), src.probs(img["file_name"])) for img in todo)
+        return dense_crf_many(pairs, cfg)
 
-    start = time.perf_counter()
-    with progress_bar(console) as bar:
-        task = bar.add_task(f"dense CRF → {out}", total=len(todo), rate="-")
-        for i, (img, refined) in enumerate(zip(todo, dense_crf_many(pairs(), cfg)), start=1):
-            dst.write(img["file_name"], refined.argmax(0).astype(np.uint8), refined if save_probs else None)
-            bar.update(task, advance=1, rate=f"{i / (time.perf_counter() - start):.2f}")
-    elapsed = time.perf_counter() - start
-    return {"refined": len(todo), "seconds_per_image": elapsed / len(todo) if todo else None}
+    stats = for_each_pending(split.images, label=f"dense CRF → {out}", compute=refined,
+                             finished=lambda img: dst.done(img["file_name"], save_probs),
+                             write=lambda img, probs: dst.write_probs(img["file_name"], probs, save_probs))
+    return {"refined": stats.done, "seconds_per_image": stats.seconds / stats.done if stats.done else None}

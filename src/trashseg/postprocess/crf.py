@@ -10,6 +10,8 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -65,3 +67,17 @@ def dense_crf_many(pairs: Iterable[tuple[np.ndarray, np.ndarray]], cfg: CRFConfi
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+@dataclass(frozen=True)
+class DenseCRF:
+    """The CRF as a refiner for ``infer.predict.predict_split`` (``predict --crf``)."""
+
+    cfg: CRFConfig
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.cfg.model_dump()
+
+    def __call__(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]:
+        return dense_crf_many(pairs, self.cfg)

@@ -45,10 +45,10 @@ def class_shares(mask: np.ndarray, classes: list[str]) -> list[dict[str, Any]]:
                   key=lambda row: -row["pixels"])
 
 
-def create_app(model: InferenceModel, cfg: InferConfig, device: torch.device | str = "cpu",
+def create_app(model: InferenceModel, cfg: InferConfig, *, device: torch.device | str = "cpu",
                max_pixels: int = MAX_PIXELS) -> FastAPI:
     """`max_pixels` (data.max_pixels) refuses uploads by their header's size, before decoding them."""
-    predictor = Predictor(model, model.image_size, cfg, device)
+    predictor = Predictor(model, model.image_size, cfg, device=device)
     lock = threading.Lock()
     app = FastAPI(title="trashseg", description="Segmentation of recycling waste, pixel by pixel.")
     info = {"classes": model.classes, "image_size": model.image_size, **model.info,

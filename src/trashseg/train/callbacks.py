@@ -12,7 +12,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from rich.console import Console
+from rich import get_console
 from rich.table import Table
 
 from trashseg.analysis.plots import plot_confusion
@@ -99,10 +99,9 @@ class Throughput(pl.Callback):
 class ValidationReport(pl.Callback):
     """After each validation: per-class IoU table, confusion-matrix image, and metrics.json for the best epoch."""
 
-    def __init__(self, run_dir: Path, classes: list[str], console: Console | None = None):
+    def __init__(self, run_dir: Path, classes: list[str]):
         self.run_dir = Path(run_dir)
         self.classes = classes
-        self.console = console or Console()
         self.best = -1.0
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -118,7 +117,7 @@ class ValidationReport(pl.Callback):
         table.add_column("IoU", justify="right")
         for name, iou in zip(self.classes, scores.iou):
             table.add_row(name, "—" if iou != iou else f"{iou:.4f}")
-        self.console.print(table)
+        get_console().print(table)  # rich's console, beside Lightning's progress bar
         record = {"epoch": epoch, "step": trainer.global_step, **scores.to_dict(self.classes)}
         self._append_history(record)
         if scores.miou == scores.miou and scores.miou > self.best:

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
-from rich.console import Console
 from torch.utils.data import DataLoader, Dataset
 
 from trashseg.augment import CopyPasteDataset, build_transform
@@ -158,7 +157,7 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
-def build_trainer(cfg: Config, run_dir: Path, console: Console, extra_callbacks: list | None = None) -> pl.Trainer:
+def build_trainer(cfg: Config, run_dir: Path, extra_callbacks: list | None = None) -> pl.Trainer:
     _quiet_lightning()
     t = cfg.train
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/mIoU", mode="max",
@@ -167,7 +166,7 @@ def build_trainer(cfg: Config, run_dir: Path, console: Console, extra_callbacks:
     # run whose val mIoU stopped improving would resume (and report "last") from its best epoch instead.
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
                            save_on_train_epoch_end=True, enable_version_counter=False)
-    callbacks = [best, last, RNGState(), Throughput(), ValidationReport(run_dir, cfg.data.classes, console)]
+    callbacks = [best, last, RNGState(), Throughput(), ValidationReport(run_dir, cfg.data.classes)]
     if t.early_stopping:
         callbacks.append(EarlyStopping(monitor="val/mIoU", mode="max", patience=t.early_stopping))
     if t.ema_decay:
@@ -218,10 +217,8 @@ def _stopped(run_dir: Path) -> str:
     return "The run stopped before its first checkpoint, so there is nothing to resume from"
 
 
-def train(cfg: Config, run_dir: str | Path, resume: bool = False, console: Console | None = None,
-          extra_callbacks: list | None = None) -> dict:
+def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, extra_callbacks: list | None = None) -> dict:
     """Train one model; returns the best validation record (also in run_dir/metrics.json)."""
-    console = console or Console()
     run_dir = Path(run_dir)
     ckpt = prepare_run_dir(cfg, run_dir, resume)
     for folder in (run_dir, cfg.data.cache_dir or cache_root()):  # what a killed launch of this job left
@@ -234,7 +231,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, console: Conso
         module.to(memory_format=torch.channels_last)
     if cfg.train.compile:
         module.segmenter.net.compile()  # in place: state_dict keys stay as they are, so checkpoints load uncompiled
-    trainer = build_trainer(cfg, run_dir, console, [SamplerEpoch(train_loader.sampler), *(extra_callbacks or [])])
+    trainer = build_trainer(cfg, run_dir, [SamplerEpoch(train_loader.sampler), *(extra_callbacks or [])])
     try:
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt, weights_only=True)
     except NonFiniteLossError as exc:

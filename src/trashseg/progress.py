@@ -1,0 +1,52 @@
+"""The resumable per-image loop that every stage writing a folder of results repeats (predict, CRF, ensembles,
+overlays, pseudo-labels): list what is left, compute it, write each result (atomically, by the caller's writer),
+and show progress. Stages open their output folder first (``PredictionFolder.init`` or ``remove_stale_temps``), so
+that what a killed run left half-written is gone before "what is left" is decided.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def progress_bar() -> Progress:
+    """Shared look for long loops: count, img/s and ETA (on rich's console, which the CLI prints to as well)."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]} img/s"), TimeRemainingColumn())
+
+
+@dataclass(frozen=True)
+class LoopStats:
+    done: int  # items computed and written by this call
+    skipped: int  # items already finished by an earlier run
+    seconds: float
+
+    @property
+    def per_second(self) -> float | None:
+        return self.done / self.seconds if self.done and self.seconds else None
+
+
+def for_each_pending(items: Sequence[Item], *, label: str, finished: Callable[[Item], bool],
+                     compute: Callable[[list[Item]], Iterable[Result]],
+                     write: Callable[[Item, Result], None]) -> LoopStats:
+    """Write ``compute(todo)``'s results, in order, for the `items` not `finished` yet.
+
+    `compute` receives the whole list at once and yields one result per item, so it may batch (predict) or
+    pipeline over worker processes (CRF) as it likes; `write` stores one result, atomically.
+    """
+    todo = [item for item in items if not finished(item)]
+    start = time.perf_counter()
+    with progress_bar() as bar:
+        task = bar.add_task(label, total=len(todo), rate="-")
+        for count, (item, result) in enumerate(zip(todo, compute(todo)), start=1):
+            write(item, result)
+            bar.update(task, advance=1, rate=f"{count / (time.perf_counter() - start):.1f}")
+    return LoopStats(done=len(todo), skipped=len(items) - len(todo), seconds=time.perf_counter() - start)
