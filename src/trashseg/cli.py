@@ -124,13 +124,13 @@ def evaluate(pred: Annotated[Path, typer.Argument(help="Submission CSV or predic
              size: Annotated[int, typer.Option(help="Score at size×size (competition: 256); 0 = native.")] = 256,
              out: Annotated[Optional[Path], typer.Option(help="Write scores as JSON here.")] = None) -> None:
     """Score predictions with the competition's mIoU and print per-class IoU."""
-    from trashseg.data.masks import MaskCache
+    from trashseg.data.masks import mask_cache
     from trashseg.evaluate import evaluate as run_evaluate
     from trashseg.fileio import atomic_write_json
 
     cfg = _config(config, set_, data, _folder_classes(pred) if pred.is_dir() else None)
     split_obj = _load(cfg, split, require_annotations=True)
-    scores = run_evaluate(pred, split_obj, MaskCache(split_obj, cfg.data.cache_dir), size)
+    scores = run_evaluate(pred, split_obj, mask_cache(split_obj, cfg.data), size)
     console.print(_scores_table(scores, cfg.data.classes, f"{pred} on {split_obj.name}"))
     if out:
         atomic_write_json(out, scores.to_dict(cfg.data.classes))
@@ -146,13 +146,13 @@ def split(data: Annotated[Path, typer.Argument(help="Dataset root.")],
           out: Annotated[Optional[Path], typer.Option(help="Folder for the fold JSONs (default DATA/folds).")] = None,
           seed: int = 0, config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Multilabel-stratified, grouped k-fold split; prints per-fold class balance."""
-    from trashseg.data.masks import MaskCache
+    from trashseg.data.masks import mask_cache
     from trashseg.data.splits import DEFAULT_GROUP, image_groups, make_folds, write_folds
     from trashseg.data.stats import class_stats
 
     cfg = _config(config, set_, data)
     src = _load(cfg, source, require_annotations=True)
-    stats = class_stats(src, MaskCache(src, cfg.data.cache_dir / "masks" if cfg.data.cache_dir else None))
+    stats = class_stats(src, mask_cache(src, cfg.data))
     groups = image_groups(src, DEFAULT_GROUP if group_by is None else group_by)
     fold_list = make_folds(stats, groups, folds, seed)
     out = out or cfg.data.root_dir() / cfg.data.folds_dir
@@ -295,8 +295,8 @@ def overlay(pred: Annotated[Path, typer.Argument(help="Prediction folder (predic
     """Each image with its prediction drawn over it, beside the ground truth when the split has it."""
     from trashseg.analysis.overlays import write_overlays
 
-    _, images = _folder_split(pred, config, set_, data, split)
-    console.print(write_overlays(pred, images, out or pred / "overlays", limit=limit))
+    cfg, images = _folder_split(pred, config, set_, data, split)
+    console.print(write_overlays(pred, images, out or pred / "overlays", data=cfg.data, limit=limit))
 
 
 def _folder_classes(pred: Path) -> list[str]:

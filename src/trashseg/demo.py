@@ -17,7 +17,7 @@ from trashseg.analysis.overlays import write_overlays
 from trashseg.config import load_config
 from trashseg.data.check import check_dataset, summarize
 from trashseg.data.coco import load_split
-from trashseg.data.masks import MaskCache
+from trashseg.data.masks import mask_cache
 from trashseg.data.sample import write_sample_dataset
 from trashseg.data.splits import image_groups, make_folds, write_folds
 from trashseg.data.stats import class_stats
@@ -71,7 +71,7 @@ def run_demo(out: Path, console: Console) -> None:
 
     console.rule("3. grouped, stratified folds")
     train_split = load_split(data / "train.json", data, cfg.data.classes)
-    stats = class_stats(train_split, MaskCache(train_split, out / "cache" / "masks"))
+    stats = class_stats(train_split, mask_cache(train_split, cfg.data))
     folds = make_folds(stats, image_groups(train_split, r"^(.*)/"), 3)
     write_folds(train_split, folds, data / "folds")
     console.print(f"3 folds by batch folder → {data / 'folds'}; val sizes {[len(f.val) for f in folds]}")
@@ -86,7 +86,7 @@ def run_demo(out: Path, console: Console) -> None:
     console.rule("6. predict val and test (flip TTA), evaluate, CRF, ensemble")
     val = load_split(data / "val.json", data, cfg.data.classes)
     test = load_split(data / "test.json", data, cfg.data.classes)
-    masks = MaskCache(val, out / "cache" / "masks")
+    masks = mask_cache(val, cfg.data)
     infer = cfg.infer.model_copy(update={"hflip": True})
     scores = {}
     for name, run in runs.items():
@@ -107,7 +107,8 @@ def run_demo(out: Path, console: Console) -> None:
     for name, value in scores.items():
         table.add_row(name, f"{value:.4f}")
     console.print(table)
-    console.print("overlays:", write_overlays(out / "preds" / "ensemble_val", val, out / "overlays", limit=8))
+    console.print("overlays:", write_overlays(out / "preds" / "ensemble_val", val, out / "overlays", data=cfg.data,
+                                              limit=8))
 
     console.rule("7. submission, pseudo-labels, ONNX")
     csv = out / "submission.csv"

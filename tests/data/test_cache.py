@@ -13,3 +13,23 @@ def test_read_only_cache_folder_is_named_with_the_settings_that_move_it(tmp_path
     with pytest.raises(TrashsegError, match=r"cannot create folder .*cache/[0-9a-f]{2}: Permission denied; .*"
                                             r"set data.cache_dir or \$TRASHSEG_CACHE to a writable folder"):
         cache.get(tmp_path / "a.png")
+
+
+def test_one_cache_layout_decided_from_the_config(tiny, tmp_path, monkeypatch):
+    """Every stage that reads masks or cached images finds them where `data.cache_dir` says (issue 15.3)."""
+    from trashseg.config import DataConfig
+    from trashseg.data.cache import image_cache
+    from trashseg.data.coco import load_split
+    from trashseg.data.masks import mask_cache
+
+    classes = ["Background", "Paper", "Metal", "Battery"]
+    split = load_split(tiny / "train.json", tiny, classes)
+    data = DataConfig(root=tiny, classes=classes, cache_dir=tmp_path / "c", cache_size=16)
+    plain, presized = mask_cache(split, data), mask_cache(split, data, presized=True)
+    assert plain.dir == presized.dir == tmp_path / "c" / "masks"
+    assert plain.size is None and presized.size == 16  # scoring reads masks at their own size
+    assert plain.get(split.images[0]).shape == (32, 48) and presized.get(split.images[0]).shape == (16, 16)
+    assert image_cache(data).dir == tmp_path / "c" / "images" and image_cache(data).size == 16
+    assert image_cache(data.model_copy(update={"cache_images": False})) is None
+    monkeypatch.setenv("TRASHSEG_CACHE", str(tmp_path / "env"))
+    assert mask_cache(split, DataConfig(classes=classes)).dir == tmp_path / "env" / "masks"

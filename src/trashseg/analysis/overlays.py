@@ -18,7 +18,8 @@ from torchvision.utils import draw_segmentation_masks
 
 from trashseg.data.coco import CocoSplit
 from trashseg.data.images import read_image
-from trashseg.data.masks import MaskCache
+from trashseg.config import DataConfig
+from trashseg.data.masks import mask_cache
 from trashseg.fileio import atomic_open, remove_stale_temps
 from trashseg.infer.folder import PredictionFolder
 from trashseg.paths import inside
@@ -103,7 +104,8 @@ def overlay_path(out: Path, file_name: str) -> Path:
     return inside(out, file_name if keep else f"{file_name}.jpg")
 
 
-def write_overlays(pred: str | Path, split: CocoSplit, out: str | Path, *, limit: int | None = None) -> dict:
+def write_overlays(pred: str | Path, split: CocoSplit, out: str | Path, *, data: DataConfig,
+                   limit: int | None = None) -> dict:
     """A JPEG panel per predicted image of `split` (the first `limit`), ground truth beside it when annotated.
 
     Written atomically under ``out/<file_name>`` (as JPEG, see ``overlay_path``); a rerun skips panels already
@@ -114,7 +116,7 @@ def write_overlays(pred: str | Path, split: CocoSplit, out: str | Path, *, limit
     predicted = set(folder.names())
     images = [img for img in split.images if img["file_name"] in predicted][:limit]
     remove_stale_temps(out)
-    truth = MaskCache(split) if split.has_annotations else None
+    truth = mask_cache(split, data) if split.has_annotations else None
 
     def panel(img: dict) -> np.ndarray:
         image = read_image(split.image_path(img), split.max_pixels)

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from trashseg.config import MAX_PIXELS
+from trashseg.config import MAX_PIXELS, DataConfig
 from trashseg.data.images import read_image
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_open
@@ -23,6 +23,16 @@ from trashseg.fileio import atomic_open
 def cache_root() -> Path:
     """``$TRASHSEG_CACHE`` or ``~/.cache/trashseg``: outside the dataset, which may be read-only."""
     return Path(os.environ.get("TRASHSEG_CACHE", Path.home() / ".cache" / "trashseg"))
+
+
+def cache_folder(data: DataConfig, *kind: str) -> Path:
+    """The one cache layout: ``<data.cache_dir or cache_root()>/<kind>`` (``images``, ``masks``)."""
+    return (data.cache_dir or cache_root()).joinpath(*kind)
+
+
+def image_cache(data: DataConfig) -> ImageCache | None:
+    """Decoded training images, presized to ``data.cache_size``; None when ``data.cache_images`` is off."""
+    return ImageCache(cache_folder(data, "images"), data.cache_size) if data.cache_images else None
 
 
 def entry_path(folder: Path, key: str) -> Path:
@@ -57,8 +67,8 @@ def presize(array: np.ndarray, size: int | None, nearest: bool = False) -> np.nd
 class ImageCache:
     """Decoded uint8 RGB images keyed by (absolute path, size, mtime, presize): replacing a file invalidates it."""
 
-    def __init__(self, cache_dir: str | Path | None = None, size: int | None = None):
-        self.dir = Path(cache_dir) if cache_dir else cache_root() / "images"
+    def __init__(self, cache_dir: str | Path, size: int | None = None):
+        self.dir = Path(cache_dir)
         self.size = size
 
     def get(self, path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -25,7 +25,7 @@ class SegmentationDataset(Dataset):
     def __init__(self, split: CocoSplit, cache: MaskCache | None = None, transform: Transform | None = None,
                  image_cache: ImageCache | None = None):
         self.split = split
-        self.cache = cache if cache is not None else (MaskCache(split) if split.has_annotations else None)
+        self.cache = cache  # where the masks come from (data.masks.mask_cache); None: images only
         self.transform = transform
         self.image_cache = image_cache
 

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from trashseg.config import DataConfig
+from trashseg.data.cache import cache_folder, entry_path, load_npy, presize, save_npy
 from trashseg.data.coco import CocoSplit, Problem
 from trashseg.errors import TrashsegError
-from trashseg.data.cache import cache_root, entry_path, load_npy, presize, save_npy
 
 log = logging.getLogger(__name__)
 MASK_FORMAT_VERSION = 2  # bump when rasterisation changes so old cache entries are not reused (2: RLE totals checked)
@@ -148,10 +149,10 @@ class MaskCache:
     annotation or the class list re-rasterises exactly the images it touches; nothing needs to be cleared by hand.
     """
 
-    def __init__(self, split: CocoSplit, cache_dir: str | Path | None = None, size: int | None = None):
+    def __init__(self, split: CocoSplit, cache_dir: str | Path, size: int | None = None):
         self.split = split
         self.size = size  # presize (see trashseg.data.cache.presize); None keeps the image's own size
-        self.dir = Path(cache_dir) if cache_dir else cache_root() / "masks"
+        self.dir = Path(cache_dir)
         self._mapping = sorted(split.cat_to_class.items())
         self._keys: dict[int, str] = {}  # hashing polygons costs more than reading the PNG: do it once per image
 
@@ -188,3 +189,9 @@ class MaskCache:
         save_npy(path, mask)
         return mask
 
+
+
+def mask_cache(split: CocoSplit, data: DataConfig, *, presized: bool = False) -> MaskCache:
+    """`split`'s masks in the configured cache (``data.cache_dir``, see ``cache_folder``). Training reads them
+    `presized` to ``data.cache_size``; scoring, statistics and drawing at the image's own size."""
+    return MaskCache(split, cache_folder(data, "masks"), data.cache_size if presized else None)

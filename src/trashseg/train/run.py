@@ -24,11 +24,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from trashseg.augment import CopyPasteDataset, build_transform
 from trashseg.config import Config, dump_config, load_config
-from trashseg.data.cache import ImageCache, cache_root
+from trashseg.data.cache import ImageCache, cache_folder, image_cache
 from trashseg.data.coco import CocoSplit, load_named_split
 from trashseg.data.dataset import SegmentationDataset, SeededConcat
 from trashseg.data.extra import PngMasks, load_extra
-from trashseg.data.masks import MaskCache
+from trashseg.data.masks import mask_cache
 from trashseg.data.stats import balanced_image_weights, class_stats
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_write_text, make_folder, remove_stale_temps
@@ -60,14 +60,10 @@ class TrainData:
 def build_data(cfg: Config) -> TrainData:
     """Datasets for training (augmented, optionally copy-paste/cutmix) and validation (resized only)."""
     train_split, val_split = (load_named_split(cfg.data, name, require_annotations=True) for name in ("train", "val"))
-    cache_dir = cfg.data.cache_dir
-    images = ImageCache(cache_dir / "images" if cache_dir else None, cfg.data.cache_size) \
-        if cfg.data.cache_images else None
-    masks = lambda split: MaskCache(split, cache_dir / "masks" if cache_dir else None, cfg.data.cache_size)  # noqa
-    train = SegmentationDataset(train_split, masks(train_split), build_transform(cfg.augment, True,
-                                                                                   cfg.data.ignore_index), images)
-    val = SegmentationDataset(val_split, masks(val_split), build_transform(cfg.augment, False,
-                                                                           cfg.data.ignore_index), images)
+    images = image_cache(cfg.data)
+    train, val = (SegmentationDataset(split, mask_cache(split, cfg.data, presized=True),
+                                      build_transform(cfg.augment, training, cfg.data.ignore_index), images)
+                  for split, training in ((train_split, True), (val_split, False)))
     pastes_rarest = cfg.augment.copy_paste.prob > 0 and cfg.augment.copy_paste.classes is None
     needs_stats = cfg.loss.class_weights != "none" or cfg.train.balanced_sampling > 0 or pastes_rarest
     stats = class_stats(train_split, train.cache) if needs_stats else None  # one pass over the masks serves all
@@ -221,7 +217,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, extra_callb
     """Train one model; returns the best validation record (also in run_dir/metrics.json)."""
     run_dir = Path(run_dir)
     ckpt = prepare_run_dir(cfg, run_dir, resume)
-    for folder in (run_dir, cfg.data.cache_dir or cache_root()):  # what a killed launch of this job left
+    for folder in (run_dir, cache_folder(cfg.data)):  # what a killed launch of this job left
         remove_stale_temps(folder)
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     data = build_data(cfg)
