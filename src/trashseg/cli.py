@@ -130,7 +130,7 @@ def evaluate(pred: Annotated[Path, typer.Argument(help="Submission CSV or predic
 
     cfg = _config(config, set_, data, _folder_classes(pred) if pred.is_dir() else None)
     split_obj = _load(cfg, split, require_annotations=True)
-    scores = run_evaluate(pred, split_obj, mask_cache(split_obj, cfg.data), size)
+    scores = run_evaluate(pred, split_obj, mask_cache(split_obj, cfg.data), size=size)
     console.print(_scores_table(scores, cfg.data.classes, f"{pred} on {split_obj.name}"))
     if out:
         atomic_write_json(out, scores.to_dict(cfg.data.classes))
@@ -154,7 +154,7 @@ def split(data: Annotated[Path, typer.Argument(help="Dataset root.")],
     src = _load(cfg, source, require_annotations=True)
     stats = class_stats(src, mask_cache(src, cfg.data))
     groups = image_groups(src, DEFAULT_GROUP if group_by is None else group_by)
-    fold_list = make_folds(stats, groups, folds, seed)
+    fold_list = make_folds(stats, groups, folds, seed=seed)
     out = out or cfg.data.root_dir() / cfg.data.folds_dir
     write_folds(src, fold_list, out)
     table = Table(title=f"{folds} folds of {src.name} ({len(set(groups))} groups) → {out}")

@@ -14,7 +14,7 @@ from trashseg.metrics import COMPETITION_SIZE, ConfusionMeter, SegScores, resize
 from trashseg.submission import read_submission
 
 
-def evaluate(pred: str | Path, split: CocoSplit, cache: MaskCache, size: int = COMPETITION_SIZE) -> SegScores:
+def evaluate(pred: str | Path, split: CocoSplit, cache: MaskCache, *, size: int = COMPETITION_SIZE) -> SegScores:
     """mIoU and friends over the whole split; `size` > 0 scores at size×size like the competition (nearest),
     0 scores at each image's own resolution."""
     if not split.has_annotations:

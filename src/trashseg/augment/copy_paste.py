@@ -91,7 +91,7 @@ class CopyPasteDataset(Dataset):
     in the main process instead of once per worker. Pass `stats` when the caller already scanned the masks.
     """
 
-    def __init__(self, dataset: SegmentationDataset, cfg: CopyPasteConfig, class_names: list[str], seed: int = 0,
+    def __init__(self, dataset: SegmentationDataset, cfg: CopyPasteConfig, class_names: list[str], *, seed: int = 0,
                  cutmix_prob: float = 0.0, stats: ClassStats | None = None):
         _require_masks(dataset)
         self.dataset, self.cfg, self.class_names = dataset, cfg, list(class_names)

@@ -182,7 +182,7 @@ def read_json(path: Path) -> Any:
         raise TrashsegError(f"{path}: not valid JSON ({exc})") from None
 
 
-def parse_split(path: str | Path, root: str | Path, classes: list[str], require_annotations: bool = False,
+def parse_split(path: str | Path, root: str | Path, classes: list[str], *, require_annotations: bool = False,
                 max_pixels: int = MAX_PIXELS, allow_external_links: bool = False) -> CocoSplit:
     """Parse and cross-check a COCO file. Problems are attached, not raised; see :func:`load_split`."""
     path = Path(path)
@@ -203,10 +203,11 @@ def parse_split(path: str | Path, root: str | Path, classes: list[str], require_
     return split
 
 
-def load_split(path: str | Path, root: str | Path, classes: list[str], require_annotations: bool = False,
+def load_split(path: str | Path, root: str | Path, classes: list[str], *, require_annotations: bool = False,
                max_pixels: int = MAX_PIXELS, allow_external_links: bool = False) -> CocoSplit:
     """Parse a split for use: any error-level problem is raised, naming the file and ids."""
-    split = parse_split(path, root, classes, require_annotations, max_pixels, allow_external_links)
+    split = parse_split(path, root, classes, require_annotations=require_annotations, max_pixels=max_pixels,
+                        allow_external_links=allow_external_links)
     errors = [p for p in split.problems if p.severity == "error"]
     if errors:
         more = f"\n  ... and {len(errors) - 10} more (run `trashseg data check`)" if len(errors) > 10 else ""
@@ -216,5 +217,5 @@ def load_split(path: str | Path, root: str | Path, classes: list[str], require_a
 
 def load_named_split(data: DataConfig, split: str, require_annotations: bool = False) -> CocoSplit:
     """The split a config names (``train``/``val``/``test`` or a file under the root), loaded for use."""
-    return load_split(data.split_path(split), data.root_dir(), data.classes, require_annotations,
-                      data.max_pixels, data.allow_external_links)
+    return load_split(data.split_path(split), data.root_dir(), data.classes, require_annotations=require_annotations,
+                      max_pixels=data.max_pixels, allow_external_links=data.allow_external_links)

@@ -633,7 +633,7 @@ def _write_json(path: Path, doc: dict) -> None:
     atomic_write_text(path, json.dumps(doc, indent=None, sort_keys=True) + "\n")
 
 
-def write_sample_dataset(out_dir: str | Path, n_train: int = 48, n_val: int = 16, n_test: int = 16,
+def write_sample_dataset(out_dir: str | Path, *, n_train: int = 48, n_val: int = 16, n_test: int = 16,
                          size: int = 256, seed: int = 0) -> dict[str, int]:
     """Write train/val/test/train_all COCO files and JPEGs under `out_dir`; return the image and annotation counts.
 

@@ -42,7 +42,7 @@ def image_groups(split: CocoSplit, pattern: str | None) -> list[str]:
     return groups
 
 
-def make_folds(stats: ClassStats, groups: list[str], n_folds: int, seed: int = 0) -> list[Fold]:
+def make_folds(stats: ClassStats, groups: list[str], n_folds: int, *, seed: int = 0) -> list[Fold]:
     """Stratify groups by the classes they contain, then expand groups back to images."""
     keys = sorted(set(groups))
     if len(keys) < n_folds:

@@ -75,7 +75,8 @@ class Segmenter(nn.Module):
         path = checkpoint_of(Path(run_or_ckpt))
         if not path.is_file():
             raise TrashsegError(f"{path}: checkpoint not found")
-        ckpt = load_torch_file(path, "checkpoint", "checkpoint", RESAVE_CHECKPOINT, device)
+        ckpt = load_torch_file(path, key="checkpoint", kind="checkpoint", resave=RESAVE_CHECKPOINT,
+                               map_location=device)
         try:
             config = validate(ckpt["hyper_parameters"]["config"], str(path))
             state = ckpt["state_dict"]

@@ -110,7 +110,7 @@ def _by_spelling(own: Mapping[str, torch.Tensor]) -> dict[str, str]:
     return {_spelling(key): key for key in own if counts[_spelling(key)] == 1}
 
 
-def load_torch_file(path: Path, key: str, kind: str, resave: str, map_location: str | torch.device = "cpu",
+def load_torch_file(path: Path, *, key: str, kind: str, resave: str, map_location: str | torch.device = "cpu",
                     mmap: bool = False) -> Any:
     """torch.load of tensors and plain Python values only (weights_only): unpickling any other object can run code
     hidden in the file. Errors name `key` (the setting or option that gave the file) and, for a file holding other
@@ -136,8 +136,8 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         except Exception as exc:  # corrupt or foreign file: safetensors raises many types
             raise TrashsegError(f"model.weights: cannot read {path} as a weights file: {exc}") from None
     else:
-        obj = load_torch_file(path, "model.weights", "weights file", "re-save its weights alone, e.g. "
-                              "torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pth')")
+        obj = load_torch_file(path, key="model.weights", kind="weights file", resave="re-save its weights alone, "
+                              "e.g. torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pth')")
     for key in _WRAPPER_KEYS:
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]

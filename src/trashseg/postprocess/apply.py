@@ -16,7 +16,8 @@ from trashseg.postprocess.crf import dense_crf_many
 from trashseg.progress import for_each_pending
 
 
-def crf_folder(pred: str | Path, split: CocoSplit, out: str | Path, *, cfg: CRFConfig, save_probs: bool = False) -> dict:
+def crf_folder(pred: str | Path, split: CocoSplit, out: str | Path, *, cfg: CRFConfig,
+               save_probs: bool = False) -> dict:
     src, dst = PredictionFolder(pred), PredictionFolder(out)
     meta = src.meta()
     if not meta.get("has_probs"):

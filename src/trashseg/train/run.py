@@ -189,7 +189,8 @@ def prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> Path | None:
     if resume:
         if not last.exists():
             raise TrashsegError(f"--resume: {last} not found; start the run without --resume")
-        load_torch_file(last, "--resume", "checkpoint", RESAVE_RESUME, mmap=True)  # fail now, not after data prep
+        # fail now, not after data prep
+        load_torch_file(last, key="--resume", kind="checkpoint", resave=RESAVE_RESUME, mmap=True)
         before = load_config(saved).model if saved.exists() else None
         if before is not None and before.mean is None:  # saved before runs stored it: trained with ImageNet's
             for model in (before, cfg.model):

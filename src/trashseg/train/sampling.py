@@ -11,15 +11,15 @@ from torch.utils.data import Sampler
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
-    """Yields ``(index, sample_seed)``; weighted (with replacement) when `weights` is given, else a permutation.
+    """Yields ``(index, sample_seed)``; weighted (with replacement) when `weights` is given, else a permutation
+    (its first `num_samples`).
 
     Under DDP each rank takes every world_size-th item of the same global order (no separate
     DistributedSampler, so Lightning must be told ``use_distributed_sampler=False``).
     """
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True, weights: np.ndarray | None = None,
-                 num_samples: int | None = None):
-        self.size, self.seed, self.shuffle = size, seed, shuffle
+    def __init__(self, size: int, seed: int, *, weights: np.ndarray | None = None, num_samples: int | None = None):
+        self.size, self.seed = size, seed
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         self.num_samples = num_samples or size
         self.epoch = 0
@@ -36,10 +36,8 @@ class EpochSampler(Sampler[tuple[int, int]]):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         if self.weights is not None:
             order = torch.multinomial(self.weights, self.num_samples, replacement=True, generator=g)
-        elif self.shuffle:
-            order = torch.randperm(self.size, generator=g)[: self.num_samples]
         else:
-            order = torch.arange(self.size)[: self.num_samples]
+            order = torch.randperm(self.size, generator=g)[: self.num_samples]
         seeds = torch.randint(0, 2**31 - 1, (len(order),), generator=g)
         rank, world = self._world()
         total = -(-len(order) // world) * world  # pad so every rank gets the same count
