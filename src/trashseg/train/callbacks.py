@@ -15,7 +15,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from rich import get_console
 from rich.table import Table
 
-from trashseg.analysis.plots import plot_confusion
+from trashseg.train.plots import plot_confusion
 from trashseg.fileio import atomic_write_json, atomic_write_text, atomic_write_with
 
 
