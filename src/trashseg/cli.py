@@ -23,6 +23,7 @@ app.add_typer(submission_app, name="submission")
 console = Console()
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Recipe YAML (e.g. configs/data/trashcan.yaml).")]
+DEMO_OUT = Path("demo_out")  # where `trashseg demo` writes by default, and `trashseg serve` looks without a model
 # `\\[` keeps rich from reading "[a,b]" as markup and dropping it from the help text.
 SetOpt = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Override a config key: --set data.classes=\\[a,b] (value parsed as YAML).")]
@@ -376,25 +377,49 @@ def export(run: Annotated[Path, typer.Argument(help="Run folder or checkpoint.")
 
 
 @app.command()
-def serve(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file or exported .onnx model.")],
+def serve(source: Annotated[Optional[Path], typer.Argument(
+              help="Run folder, .ckpt file or exported .onnx model (default: the best model of `trashseg demo`).",
+              show_default=False)] = None,
           host: Annotated[str, typer.Option(help="0.0.0.0 to reach it from other machines.")] = "127.0.0.1",
           port: int = 8000, hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip")] = None,
           vflip: Annotated[Optional[bool], typer.Option("--vflip/--no-vflip")] = None,
           scales: Annotated[Optional[str], typer.Option(help="TTA scales, e.g. 0.75,1.0,1.25,1.5")] = None,
+          workers: Annotated[Optional[int], typer.Option(help="Inferences at once (serve.workers).")] = None,
+          queue: Annotated[Optional[int], typer.Option(help="Requests waiting; more get 503 (serve.queue).")] = None,
+          timeout: Annotated[Optional[float], typer.Option(help="Seconds before 504 (serve.timeout).")] = None,
           device: Annotated[Optional[str], typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
           config: ConfigOpt = None, set_: SetOpt = None) -> None:
-    """Web demo: upload a photo, see its segmentation and class shares (also a JSON / PNG API at /predict)."""
+    """Web demo: upload a photo, see its segmentation and class shares (also a JSON / PNG API at /predict,
+    /health and /ready for probes). The model loads once the server listens."""
     import uvicorn
 
-    from trashseg.models.segmenter import load_model
+    from trashseg.models.segmenter import checkpoint_of, load_model
     from trashseg.serve.app import create_app
 
+    source = source or _demo_model()
+    if not source.exists():  # a wrong path fails here, by name, rather than after the server started
+        raise TrashsegError(f"{source}: no such run folder, checkpoint or ONNX file")
+    checkpoint_of(source)
     dev = _device(device)
-    model = load_model(source, dev)
-    cfg = _config(config, set_, None, model.classes)
+    cfg = _config(config, set_)
     _infer_cfg(cfg, hflip, vflip, scales)
+    for key, value in (("workers", workers), ("queue", queue), ("timeout", timeout)):
+        if value is not None:
+            setattr(cfg.serve, key, value)
     console.print(f"trashseg serving {source} on http://{host}:{port}/  (API docs: /docs)")
-    uvicorn.run(create_app(model, cfg.infer, device=dev, max_pixels=cfg.data.max_pixels), host=host, port=port)
+    uvicorn.run(create_app(lambda: load_model(source, dev), infer=cfg.infer, serve=cfg.serve, device=dev,
+                           max_pixels=cfg.data.max_pixels), host=host, port=port)
+
+
+def _demo_model() -> Path:
+    """The best run `trashseg demo` trained (in its default folder), for `serve` without arguments."""
+    from trashseg.models.segmenter import best_run
+
+    run = best_run(DEMO_OUT / "runs")
+    if run is None:
+        raise TrashsegError(f"no model given and no trained demo run under {DEMO_OUT / 'runs'}: run `trashseg demo` "
+                            "first, or pass a run folder, .ckpt or .onnx to serve")
+    return run
 
 
 @app.command()
@@ -423,7 +448,7 @@ def models(encoders: Annotated[Optional[str], typer.Option(
 
 
 @app.command()
-def demo(out: Annotated[Path, typer.Option(help="Folder for everything the demo makes.")] = Path("demo_out")) -> None:
+def demo(out: Annotated[Path, typer.Option(help="Folder for everything the demo makes.")] = DEMO_OUT) -> None:
     """Run every stage on generated data and print what it made."""
     from trashseg.demo import run_demo
 

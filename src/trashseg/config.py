@@ -214,6 +214,28 @@ class CRFConfig(Section):
     workers: int = Field(2, ge=1)
 
 
+# Named TTA flip sets a request to `trashseg serve` may ask for: (hflip, vflip)
+TTA_FLIPS: dict[str, tuple[bool, bool]] = {"none": (False, False), "flip": (True, False), "vflip": (False, True),
+                                           "hvflip": (True, True)}
+
+
+class ServeConfig(Section):
+    """Limits of `trashseg serve`, so that no request, and no crowd of them, can take the server's memory or time.
+
+    A request may choose its TTA (``?tta=flip&scales=1,1.25``) within `tta`, `max_scales` and `max_scale`; the
+    server's own infer section is the default and always allowed. At most `workers` inferences run at once and
+    `queue` wait; more get 503. A request unanswered after `timeout` seconds gets 504.
+    """
+
+    tta: list[Literal["none", "flip", "vflip", "hvflip"]] = Field(default_factory=lambda: ["none", "flip"])
+    max_scales: int = Field(2, ge=1)  # how many TTA scales one request may ask for
+    max_scale: float = Field(1.5, gt=0)  # the largest of them (cost grows with its square)
+    workers: int = Field(1, ge=1)  # torch already spreads one image over every core
+    queue: int = Field(8, ge=0)
+    timeout: float = Field(60.0, gt=0)  # seconds, waiting included
+    max_upload_mb: float = Field(32.0, gt=0)  # a 50-megapixel JPEG fits
+
+
 class Config(Section):
     name: str = "default"
     data: DataConfig = Field(default_factory=DataConfig)
@@ -224,6 +246,7 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     infer: InferConfig = Field(default_factory=InferConfig)
     crf: CRFConfig = Field(default_factory=CRFConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
 
 def _deep_merge(base: dict, override: dict) -> dict:

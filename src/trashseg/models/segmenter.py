@@ -136,6 +136,14 @@ def checkpoint_of(run_or_ckpt: Path) -> Path:
     return run_or_ckpt
 
 
+def best_run(folder: Path) -> Path | None:
+    """The run folder under `folder` (such as the demo's ``runs/``) with the best validation mIoU; runs never
+    validated come last. None when `folder` holds no run with a checkpoint."""
+    runs = [run for run in sorted(folder.glob("*/checkpoints")) if any(run.glob("*.ckpt"))] if folder.is_dir() else []
+    scores = {run.parent: _run_val_miou(run / "best.ckpt") for run in runs}
+    return max(scores, key=lambda run: -1.0 if scores[run] is None else scores[run], default=None)
+
+
 def _run_val_miou(ckpt: Path) -> float | None:
     """The best validation mIoU of the run a checkpoint belongs to (``<run>/checkpoints/x.ckpt``), when known."""
     path = ckpt.parent.parent / "metrics.json"

@@ -1,14 +1,21 @@
-"""``trashseg serve``: a web demo. Upload a photo; get the segmentation drawn over it and each class's share.
+"""``trashseg serve``: a web demo and API. Upload a photo; get the segmentation drawn over it and each class's share.
 
 FastAPI over the same Predictor as ``trashseg predict`` (run folder, checkpoint or ONNX model, TTA from the config),
-so the page shows what predict would write. One model per process and one image at a time through it: torch
-already spreads one image over every core, and a lock keeps concurrent uploads from interleaving on the device.
+so the page shows what predict would write. Hardened for a shared port (the limits are the ``serve`` config
+section): the model loads in the background (``/health`` answers at once, ``/ready`` once it is loaded); decoding
+and inference run in a bounded pool (``serve.workers`` at once, ``serve.queue`` waiting, 503 + Retry-After beyond,
+504 after ``serve.timeout``); bodies over ``serve.max_upload_mb`` and images over ``data.max_pixels`` are refused
+before they are decoded; a request may choose its TTA only within ``serve.tta`` / ``max_scales`` / ``max_scale``.
+Nothing is written to disk but the upload's own temporary spool, which Starlette removes.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,16 +24,18 @@ import cv2
 import numpy as np
 import torch
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from trashseg.analysis.overlays import class_colors, overlay_panel
-from trashseg.config import MAX_PIXELS, InferConfig
+from trashseg.config import MAX_PIXELS, TTA_FLIPS, InferConfig, ServeConfig
 from trashseg.data.images import ImageTooLarge, decode_image
 from trashseg.errors import TrashsegError
 from trashseg.infer.predictor import Predictor
 from trashseg.models.segmenter import InferenceModel
+from trashseg.serve.limits import BodyLimit
+from trashseg.serve.pool import InferencePool, PoolFull
 
-MAX_UPLOAD_BYTES = 32 * 1024 * 1024  # a 50-megapixel JPEG fits; anything larger is rather a mistake
+log = logging.getLogger(__name__)
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -36,60 +45,165 @@ def _png(image: np.ndarray) -> bytes:
     return cv2.imencode(".png", image)[1].tobytes()
 
 
+def _hex(color: tuple[int, int, int]) -> str:
+    return "#%02x%02x%02x" % color
+
+
 def class_shares(mask: np.ndarray, classes: list[str]) -> list[dict[str, Any]]:
     """Pixel count and share of every class present, largest first."""
     counts = np.bincount(mask.ravel(), minlength=len(classes))
     colors = class_colors(len(classes))
     return sorted(({"id": i, "name": classes[i], "pixels": int(n), "share": float(n / mask.size),
-                    "color": "#%02x%02x%02x" % colors[i]} for i, n in enumerate(counts) if n),
+                    "color": _hex(colors[i])} for i, n in enumerate(counts) if n),
                   key=lambda row: -row["pixels"])
 
 
-def create_app(model: InferenceModel, cfg: InferConfig, *, device: torch.device | str = "cpu",
-               max_pixels: int = MAX_PIXELS) -> FastAPI:
-    """`max_pixels` (data.max_pixels) refuses uploads by their header's size, before decoding them."""
-    predictor = Predictor(model, model.image_size, cfg, device=device)
-    lock = threading.Lock()
-    app = FastAPI(title="trashseg", description="Segmentation of recycling waste, pixel by pixel.")
-    info = {"classes": model.classes, "image_size": model.image_size, **model.info,
-            "tta": {"hflip": cfg.hflip, "vflip": cfg.vflip, "scales": cfg.scales, "mode": cfg.mode},
-            "device": str(device)}
+def tta_name(cfg: InferConfig) -> str:
+    return next(name for name, flips in TTA_FLIPS.items() if flips == (cfg.hflip, cfg.vflip))
+
+
+def request_tta(default: InferConfig, limits: ServeConfig, tta: str | None, scales: str | None) -> InferConfig:
+    """The infer settings a request asked for, within the server's limits (400 naming the limit otherwise); the
+    server's own settings, always allowed, when it asks for nothing."""
+    update: dict[str, Any] = {}
+    if tta is not None:
+        if tta not in TTA_FLIPS:
+            raise HTTPException(400, f"tta={tta!r}: unknown; one of {', '.join(TTA_FLIPS)}")
+        if tta != tta_name(default) and tta not in limits.tta:
+            raise HTTPException(400, f"tta={tta}: not allowed on this server (allowed: "
+                                     f"{', '.join(sorted({*limits.tta, tta_name(default)}))}; serve.tta)")
+        update["hflip"], update["vflip"] = TTA_FLIPS[tta]
+    if scales is not None:
+        try:
+            values = [float(v) for v in scales.split(",")]
+        except ValueError:
+            raise HTTPException(400, f"scales={scales!r}: expected comma-separated numbers, e.g. 1,1.25") from None
+        if values != default.scales:
+            if len(values) > limits.max_scales:
+                raise HTTPException(400, f"scales={scales}: {len(values)} scales, over this server's limit of "
+                                         f"{limits.max_scales} (serve.max_scales)")
+            if not all(0 < v <= limits.max_scale for v in values):
+                raise HTTPException(400, f"scales={scales}: each must be > 0 and at most {limits.max_scale:g} "
+                                         "(serve.max_scale)")
+        update["scales"] = values
+    return default.model_copy(update=update) if update else default
+
+
+class Served:
+    """The model once loaded in the background, or why it is not (yet)."""
+
+    def __init__(self, load: Callable[[], InferenceModel]):
+        self._load = load
+        self.model: InferenceModel | None = None
+        self.error: str | None = None
+
+    def load(self) -> None:
+        try:
+            self.model = self._load()
+        except Exception as exc:  # noqa: BLE001 - any failure keeps /ready at 503 with its reason; /health lives on
+            log.exception("the model failed to load")
+            self.error = f"the model failed to load: {exc}"
+
+    def require(self) -> InferenceModel:
+        """The model, or 503 saying it is still loading (or failed to)."""
+        if self.model is None:
+            raise HTTPException(503, self.error or "the model is still loading; retry shortly (GET /ready says "
+                                "when)", headers=None if self.error else {"Retry-After": "5"})
+        return self.model
+
+
+def model_info(model: InferenceModel, infer: InferConfig, limits: ServeConfig, device: str) -> dict[str, Any]:
+    info = {"classes": model.classes, "colors": [_hex(c) for c in class_colors(len(model.classes))],
+            "image_size": model.image_size, **model.info,
+            "tta": {"hflip": infer.hflip, "vflip": infer.vflip, "scales": infer.scales, "mode": infer.mode,
+                    "name": tta_name(infer)},
+            "limits": {"tta": sorted({*limits.tta, tta_name(infer)}), "max_scales": limits.max_scales,
+                       "max_scale": limits.max_scale, "max_upload_mb": limits.max_upload_mb},
+            "device": device}
     if "source" in info:  # the file's name only: its absolute path would show every visitor the server's folders
         info["source"] = Path(info["source"]).name
+    return info
+
+
+def answer(model: InferenceModel, cfg: InferConfig, data: bytes, name: str, *, fmt: str, max_pixels: int,
+           device: torch.device | str) -> Any:
+    """Decode, predict and encode one upload: the work the pool bounds (decoding a large JPEG is work too)."""
+    image = decode_image(data, name, max_pixels)
+    mask = Predictor(model, model.image_size, cfg, device=device).predict_masks([image])[0]
+    if fmt == "mask":
+        return Response(_png(mask), media_type="image/png")
+    overlay = overlay_panel(image, mask, model.classes)
+    if fmt == "overlay":
+        return Response(_png(overlay), media_type="image/png")
+    # One flat JSON object: later fields (such as per-region "objects") are added here, beside "classes".
+    return {"file": name, "height": int(mask.shape[0]), "width": int(mask.shape[1]),
+            "tta": {"name": tta_name(cfg), "scales": cfg.scales},
+            "classes": class_shares(mask, model.classes),
+            "overlay_png": base64.b64encode(_png(overlay)).decode(),
+            "mask_png": base64.b64encode(_png(mask)).decode()}
+
+
+def create_app(load: Callable[[], InferenceModel], *, infer: InferConfig, serve: ServeConfig | None = None,
+               device: torch.device | str = "cpu", max_pixels: int = MAX_PIXELS) -> FastAPI:
+    """`load` runs in a background thread once the server starts (``/ready`` turns 200 when it returns);
+    `max_pixels` (data.max_pixels) refuses uploads by their header's size, before decoding them."""
+    limits = serve or ServeConfig()
+    served = Served(load)
+    pool = InferencePool(limits.workers, limits.queue)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        threading.Thread(target=served.load, name="trashseg-load", daemon=True).start()
+        yield
+        pool.shutdown()
+
+    app = FastAPI(title="trashseg", description="Segmentation of recycling waste, pixel by pixel.", lifespan=lifespan)
+    app.add_middleware(BodyLimit, limit=int(limits.max_upload_mb * 2**20))
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
         return resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
 
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        """Liveness: 200 while the process answers, model loaded or not."""
+        return {"status": "alive"}
+
+    @app.get("/ready")
+    def ready() -> JSONResponse:
+        """Readiness: 200 once the model is loaded, 503 before (or when it failed to load, with the reason)."""
+        if served.model is None:
+            return JSONResponse({"ready": False, "detail": served.error or "the model is still loading"}, 503)
+        return JSONResponse({"ready": True, "busy": pool.pending, "capacity": pool.capacity})
+
     @app.get("/info")
-    def model_info() -> dict[str, Any]:
-        return info
+    def info() -> dict[str, Any]:
+        return model_info(served.require(), infer, limits, str(device))
 
     @app.post("/predict")
-    def predict(file: UploadFile = File(...),
-                format: str = Query("json", pattern="^(json|overlay|mask)$",
-                                    description="json (shares + PNGs in base64), overlay or mask (a PNG)")) -> Any:
-        """Sync on purpose: FastAPI runs it in its thread pool, so inference never blocks the event loop."""
+    async def predict(file: UploadFile = File(...),
+                      format: str = Query("json", pattern="^(json|overlay|mask)$",
+                                          description="json (shares + PNGs in base64), overlay or mask (a PNG)"),
+                      tta: str | None = Query(None, description=f"flips: {' | '.join(TTA_FLIPS)} (within serve.tta)"),
+                      scales: str | None = Query(None, description="TTA scales, e.g. 1,1.25 (within "
+                                                                   "serve.max_scales and serve.max_scale)")) -> Any:
+        """Async, with the work in the bounded pool: the event loop stays free to refuse what does not fit."""
+        model = served.require()
+        cfg = request_tta(infer, limits, tta, scales)
         name = file.filename or "upload"
-        data = file.file.read(MAX_UPLOAD_BYTES + 1)
-        if len(data) > MAX_UPLOAD_BYTES:
-            raise HTTPException(413, f"{name}: larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
+        data = await file.read()
         try:
-            image = decode_image(data, name, max_pixels)
+            return await pool.run(lambda: answer(model, cfg, data, name, fmt=format, max_pixels=max_pixels,
+                                                 device=device), limits.timeout)
+        except PoolFull as exc:
+            raise HTTPException(503, f"server busy: {pool.capacity} requests running or queued (serve.workers + "
+                                     f"serve.queue); retry in {exc.retry_after} s",
+                                headers={"Retry-After": str(exc.retry_after)}) from None
+        except TimeoutError:
+            raise HTTPException(504, f"{name}: no answer within {limits.timeout:g} s (serve.timeout)") from None
         except ImageTooLarge as exc:
             raise HTTPException(413, str(exc)) from None
         except TrashsegError as exc:
             raise HTTPException(400, str(exc)) from None
-        with lock:  # the overlay too: one image's worth of memory at a time, however many uploads wait
-            mask = predictor.predict_masks([image])[0]
-            overlay = overlay_panel(image, mask, model.classes) if format != "mask" else None
-        if format == "mask":
-            return Response(_png(mask), media_type="image/png")
-        if format == "overlay":
-            return Response(_png(overlay), media_type="image/png")
-        return {"file": name, "height": int(mask.shape[0]), "width": int(mask.shape[1]),
-                "classes": class_shares(mask, model.classes),
-                "overlay_png": base64.b64encode(_png(overlay)).decode(),
-                "mask_png": base64.b64encode(_png(mask)).decode()}
 
     return app
