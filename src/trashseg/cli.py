@@ -243,9 +243,13 @@ def predict(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file 
             vflip: Annotated[Optional[bool], typer.Option("--vflip/--no-vflip")] = None,
             scales: Annotated[Optional[str], typer.Option(help="TTA scales, e.g. 0.75,1.0,1.25,1.5")] = None,
             crf: Annotated[bool, typer.Option(help="Refine with dense CRF (crf.* keys).")] = False,
+            objects: Annotated[bool, typer.Option(help="Also write objects/<file_name>.json: each connected region "
+                                                       "of a class with its area, box, centroid, confidence.")] = False,
+            min_area: Annotated[int, typer.Option(min=0, help="With --objects: leave out regions smaller than this "
+                                                              "(pixels).")] = 0,
             device: Annotated[Optional[str], typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
             workers: int = 2, config: ConfigOpt = None, set_: SetOpt = None) -> None:
-    """Predict a split into a prediction folder: masks/, optional probs/, meta.json."""
+    """Predict a split into a prediction folder: masks/, optional probs/ and objects/, meta.json."""
     from trashseg.infer.predict import predict_split
     from trashseg.models.segmenter import load_model
     from trashseg.postprocess.crf import DenseCRF
@@ -255,7 +259,8 @@ def predict(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file 
     cfg = _config(config, set_, data, model.classes)
     _infer_cfg(cfg, hflip, vflip, scales)
     stats = predict_split(model, _load(cfg, split), out, cfg=cfg.infer, save_probs=save_probs,
-                          refine=DenseCRF(cfg.crf) if crf else None, device=dev, workers=workers)
+                          refine=DenseCRF(cfg.crf) if crf else None, objects=objects, min_area=min_area, device=dev,
+                          workers=workers)
     console.print(f"{out}: {stats}")
 
 

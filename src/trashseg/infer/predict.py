@@ -17,6 +17,7 @@ from trashseg.data.coco import CocoSplit
 from trashseg.data.images import read_image
 from trashseg.errors import TrashsegError
 from trashseg.infer.folder import PredictionFolder
+from trashseg.infer.objects import find_objects
 from trashseg.infer.predictor import Predictor
 from trashseg.models.segmenter import InferenceModel
 from trashseg.procs import die_with_parent
@@ -64,14 +65,20 @@ def check_classes(model: InferenceModel, split: CocoSplit) -> None:
 
 
 def predict_split(model: InferenceModel, split: CocoSplit, out: Path, *, cfg: InferConfig, save_probs: bool = False,
-                  refine: Refiner | None = None, device: str | torch.device = "cpu", workers: int = 2) -> dict:
-    """Predict every image of `split` not already in `out`; returns counts and throughput."""
+                  refine: Refiner | None = None, objects: bool = False, min_area: int = 0,
+                  device: str | torch.device = "cpu", workers: int = 2) -> dict:
+    """Predict every image of `split` not already in `out`; returns counts and throughput.
+
+    `objects`: also write each image's connected regions of at least `min_area` pixels (``infer.objects``) to
+    ``objects/<file_name>.json``; their settings are part of the job, like the TTA, so a resume keeps them.
+    """
     check_classes(model, split)
     folder = PredictionFolder(out)
     meta = folder.init({"classes": model.classes, **model.info, "split": str(split.path.resolve()),
                         "data_root": str(split.root.resolve()),
                         "tta": {"hflip": cfg.hflip, "vflip": cfg.vflip, "scales": cfg.scales, "mode": cfg.mode},
                         "crf": refine.settings if refine else None, "image_size": model.image_size,
+                        "objects": {"min_area": min_area, "connectivity": 8} if objects else None,
                         "has_probs": save_probs})
     save_probs = meta["has_probs"]  # a resumed folder with probabilities keeps writing them
     predictor = Predictor(model, model.image_size, cfg, device=device)
@@ -82,7 +89,7 @@ def predict_split(model: InferenceModel, split: CocoSplit, out: Path, *, cfg: In
         for _, images in loader:
             if errors := [image for image in images if isinstance(image, TrashsegError)]:
                 raise errors[0]
-            if save_probs or refine is not None:
+            if save_probs or refine is not None or objects:  # objects' confidences need the probabilities
                 probs = predictor.predict(list(images))
                 if refine is not None:
                     probs = list(refine(zip(images, probs)))
@@ -92,9 +99,10 @@ def predict_split(model: InferenceModel, split: CocoSplit, out: Path, *, cfg: In
 
     def write(image: dict, result: tuple[np.ndarray, np.ndarray | None]) -> None:
         mask, probs = result
-        folder.write(image["file_name"], mask, probs if save_probs else None)
+        found = [o.to_dict() for o in find_objects(mask, model.classes, probs, min_area=min_area)] if objects else None
+        folder.write(image["file_name"], mask, probs if save_probs else None, found)
 
     stats = for_each_pending(split.images, label=f"predict → {out}", compute=compute, write=write,
-                             finished=lambda image: folder.done(image["file_name"], save_probs))
+                             finished=lambda image: folder.done(image["file_name"], save_probs, objects))
     return {"predicted": stats.done, "skipped": stats.skipped, "seconds": stats.seconds,
             "img_per_s": stats.per_second}
