@@ -4,7 +4,8 @@
 the image's own size) and, optionally, ``probs/<file_name>.npz`` (float16 C×H×W) and
 ``objects/<file_name>.json`` (each class's connected regions, ``infer.objects``; their settings in meta.json).
 Keyed by the dataset's ``file_name``, so folders from different models line up image by image. Every file is
-written atomically and an image whose outputs exist is skipped by a rerun (resume), which first removes what a killed run left half-written.
+written atomically and an image whose outputs exist is skipped by a rerun (resume), which first removes what a
+killed run left half-written.
 Outputs are refused where a ``file_name`` would put them outside the folder (``../x.jpg``, an absolute path).
 """
 
