@@ -5,6 +5,10 @@ class TrashsegError(Exception):
     """A mistake in the user's input (file, id, config key) with a message that says what to do."""
 
 
+class ModelNotFoundError(TrashsegError):
+    """No model where one was asked for: no such run folder, checkpoint or ONNX file, or a run without checkpoints."""
+
+
 def user_message(exc: Exception) -> str:
     """The message of `exc` as raised. A DataLoader re-raises a worker's error as a new exception of the same class
     whose message is "Caught X in DataLoader worker process N. Original Traceback ..." : the original message is

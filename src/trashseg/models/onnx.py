@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trashseg.errors import TrashsegError
+from trashseg.errors import ModelNotFoundError, TrashsegError
 from trashseg.fileio import atomic_write_json, atomic_write_with
 
 
@@ -57,7 +57,7 @@ class OnnxSegmenter:
 
         self.path = Path(path)
         if not self.path.is_file():
-            raise TrashsegError(f"{self.path}: ONNX model not found")
+            raise ModelNotFoundError(f"{self.path}: ONNX model not found")
         self.meta = _read_meta(Path(f"{self.path}.json"))
         wanted = ["CUDAExecutionProvider"] if torch.device(device).type == "cuda" else []
         chosen = [p for p in (*wanted, "CPUExecutionProvider") if p in ort.get_available_providers()]
