@@ -126,14 +126,14 @@ def photo_array(photo: Photo, name: str = "image", max_pixels: int = MAX_PIXELS)
     if isinstance(photo, np.ndarray):
         return _checked_array(photo, name)
     if isinstance(photo, Image.Image):
-        return np.asarray(ImageOps.exif_transpose(photo).convert("RGB"))
+        return np.array(ImageOps.exif_transpose(photo).convert("RGB"))  # a writable copy
     if not isinstance(photo, (str, os.PathLike)):
         raise ImageError.named(name, f"expected a path, a PIL image or a numpy array, got {type(photo).__name__}")
     path = Path(photo)
     check_pixels(path, str(path), max_pixels)  # the header's size first: nothing huge is decoded
     try:
         with Image.open(path) as image:
-            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+            return np.array(ImageOps.exif_transpose(image).convert("RGB"))
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data after a valid header
         raise ImageError.named(str(path), f"cannot be decoded ({exc})") from None
 
