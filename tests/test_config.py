@@ -31,6 +31,19 @@ def test_base_inheritance_and_overrides(tmp_path):
     assert "w.json" in dump_config(cfg)
 
 
+def test_delete_replaces_an_inherited_section(tmp_path):
+    """A recipe that swaps Unet for FPN must not inherit Unet's decoder_channels (FPN would reject them)."""
+    (tmp_path / "base.yaml").write_text("model:\n  arch: Unet\n  params: {decoder_channels: [64, 32, 16, 8, 4]}\n")
+    (tmp_path / "merge.yaml").write_text("_base_: base.yaml\nmodel:\n  params: {upsampling: 2}\n")
+    (tmp_path / "swap.yaml").write_text(
+        "_base_: base.yaml\nmodel:\n  arch: FPN\n  params: {_delete_: true, decoder_dropout: 0.1}\n")
+    assert load_config(tmp_path / "merge.yaml").model.params == {"decoder_channels": [64, 32, 16, 8, 4],
+                                                                 "upsampling": 2}
+    assert load_config(tmp_path / "swap.yaml").model.params == {"decoder_dropout": 0.1}
+    (tmp_path / "alone.yaml").write_text("model:\n  params: {_delete_: true, decoder_dropout: 0.1}\n")
+    assert load_config(tmp_path / "alone.yaml").model.params == {"decoder_dropout": 0.1}
+
+
 def test_bad_override_syntax(tmp_path):
     with pytest.raises(TrashsegError, match="expected KEY=VALUE"):
         load_config(None, ["data.classes"])

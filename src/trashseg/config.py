@@ -1,7 +1,8 @@
 """YAML recipes → validated config objects.
 
 A recipe may inherit from others with ``_base_: [file.yaml, ...]`` (paths relative to the recipe, as in
-mmsegmentation); later files and ``--set key=value`` overrides win. Unknown or mistyped keys are errors that
+mmsegmentation); later files and ``--set key=value`` overrides win, and ``_delete_: true`` in a section replaces the
+inherited section instead of merging into it. Unknown or mistyped keys are errors that
 name the dotted key, so a typo never silently falls back to a default.
 """
 
@@ -227,10 +228,14 @@ class Config(Section):
 
 
 def _deep_merge(base: dict, override: dict) -> dict:
+    """Nested dicts merge key by key; a dict holding ``_delete_: true`` replaces the inherited one instead (as in
+    mmsegmentation), e.g. a recipe that swaps the architecture drops the base's ``model.params``."""
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+        if isinstance(value, dict):
+            inherited = out.get(key)
+            keep = isinstance(inherited, dict) and value.get("_delete_") is not True
+            out[key] = _deep_merge(inherited if keep else {}, {k: v for k, v in value.items() if k != "_delete_"})
         else:
             out[key] = copy.deepcopy(value)
     return out
