@@ -481,6 +481,26 @@ def shift(data: Annotated[Path, typer.Argument(help="Dataset root.")],
 
 
 @app.command()
+def report(preds: Annotated[list[Path], typer.Argument(help="Prediction folder(s) of one split; several are compared.")],
+           data: Annotated[Optional[Path], typer.Option(help="Dataset root.")] = None,
+           split: FolderSplitOpt = None,
+           out: Annotated[Path, typer.Option(help="Folder for index.html, report.json, per_image.csv/json.")]
+           = Path("reports/eval"),
+           worst: Annotated[int, typer.Option(help="Images in the gallery of the worst.")] = 12,
+           config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Per-class IoU, confusion matrix, IoU by object size, per-image scores, the worst images beside the ground
+    truth, several folders side by side, and the source runs' learning curves: one HTML page."""
+    from trashseg.analysis.report import write_report
+    from trashseg.data.masks import MaskCache
+
+    cfg, split_obj = _folder_split(preds[0], config, set_, data, split)
+    numbers = write_report(preds, split_obj, out, MaskCache(split_obj, cfg.data.cache_dir), worst, console)
+    for name, v in numbers["folders"].items():
+        console.print(f"{name}: mIoU {v['miou']:.4f}")
+    console.print(f"report: {out / 'index.html'}")
+
+
+@app.command()
 def demo(out: Annotated[Path, typer.Option(help="Folder for everything the demo makes.")] = Path("demo_out")) -> None:
     """Run every stage on generated data and print what it made."""
     from trashseg.demo import run_demo

@@ -57,6 +57,11 @@ def figure_uri(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def file_uri(path: str | Path) -> str:
+    """A PNG file already written (e.g. by ``plot_confusion``) as a data URI."""
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
 def image_uri(rgb: np.ndarray, quality: int = 85) -> str:
     """An RGB uint8 array as a JPEG data URI (photos with masks drawn: JPEG is a tenth of PNG's size)."""
     ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -102,6 +107,16 @@ class Page:
 
     def picture(self, rgb: np.ndarray, alt: str) -> None:
         self.parts.append(f'<p><img src="{image_uri(rgb)}" alt="{html.escape(alt)}"></p>')
+
+    def png_file(self, path: str | Path, alt: str) -> None:
+        self.parts.append(f'<p><img src="{file_uri(path)}" alt="{html.escape(alt)}"></p>')
+
+    def swatches(self, names: Sequence[str], colors: Sequence[tuple[int, int, int]]) -> None:
+        """A colour legend: one swatch and name per class."""
+        items = "".join(f'<span style="display:inline-block;margin-right:1em"><span style="display:inline-block;'
+                        f'width:.9em;height:.9em;background:rgb{tuple(c)};vertical-align:middle"></span> '
+                        f"{html.escape(n)}</span>" for n, c in zip(names, colors))
+        self.parts.append(f"<p>{items}</p>")
 
     def table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], sortable: bool = False) -> None:
         """Cells are text (escaped) or ``Cell`` (an image, or a text with its own sort key)."""
