@@ -31,10 +31,10 @@ td:first-child,th:first-child{text-align:left}img{max-width:100%}p.note{color:#5
 """
 # Click a header of a .sortable table: numbers sort as numbers (blank and "—" last), the rest as text.
 _SORT_JS = """
-document.querySelectorAll("table.sortable th").forEach(function (th, col) {
+document.querySelectorAll("table.sortable th").forEach(function (th) {
   th.classList.add("sort");
   th.addEventListener("click", function () {
-    var body = th.closest("table").tBodies[0], rows = Array.from(body.rows);
+    var col = th.cellIndex, body = th.closest("table").tBodies[0], rows = Array.from(body.rows);
     var asc = th.dataset.dir !== "asc"; th.dataset.dir = asc ? "asc" : "desc";
     function key(r) { var c = r.cells[col]; var v = c.dataset.v !== undefined ? c.dataset.v : c.textContent;
       var n = parseFloat(v); return isNaN(n) ? v : n; }
