@@ -422,6 +422,85 @@ def models(encoders: Annotated[Optional[str], typer.Option(
 
 
 @app.command()
+def eda(data: Annotated[Path, typer.Argument(help="Dataset root.")], split: SplitOpt = "train",
+        out: Annotated[Path, typer.Option(help="Folder for index.html and eda.json.")] = Path("reports/eda"),
+        examples: Annotated[int, typer.Option(help="Example crops per class.")] = 6,
+        config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Per-class objects, images and pixels, object sizes and thin objects, co-occurrence, image sizes and
+    brightness, examples per class with masks drawn: one self-contained HTML page."""
+    from trashseg.analysis.eda import write_eda
+    from trashseg.data.masks import MaskCache
+
+    cfg = _config(config, set_, data)
+    split_obj = _load(cfg, split, require_annotations=True)
+    numbers = write_eda(split_obj, out, MaskCache(split_obj, cfg.data.cache_dir), console, examples)
+    console.print(f"{numbers['images']} images, {numbers['objects']} objects → {out / 'index.html'}")
+
+
+@app.command()
+def shift(data: Annotated[Path, typer.Argument(help="Dataset root.")],
+          splits: Annotated[str, typer.Option(help="Splits to compare; the first is the pool a validation subset is "
+                                                   "proposed from, the last the target it should resemble.")]
+          = "train,val,test",
+          out: Annotated[Path, typer.Option(help="Folder for index.html, shift.json and the proposed split files.")]
+          = Path("reports/shift"),
+          run: Annotated[Optional[Path], typer.Option(help="Use this trained run's encoder instead of ImageNet "
+                                                           "EfficientNet-Lite0.")] = None,
+          size: Annotated[int, typer.Option(help="Images are resized to size×size for the encoder.")] = 224,
+          permutations: Annotated[int, typer.Option(help="Shuffles for the baseline.")] = 200,
+          group_by: Annotated[str, typer.Option(help="Regex on file_name: images with the same match form a group "
+                                                     "(default: the folder); empty: every image its own.")] = r"^(.*)/",
+          val_size: Annotated[Optional[int], typer.Option(help="Images in the proposed validation set (default: "
+                                                                "the target's size, at most a fifth of the pool).")]
+          = None,
+          device: Annotated[Optional[str], typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
+          config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Do the splits look alike to a pretrained encoder? Energy distance with a permutation baseline, a PCA map,
+    the pool images farthest from the target, and a validation subset closest to the target (COCO files)."""
+    from trashseg.analysis.shift import imagenet_extractor, run_extractor, write_shift
+
+    cfg = _config(config, set_, data)
+    names = [s.strip() for s in splits.split(",") if s.strip()]
+    dev = _device(device)
+    extractor = run_extractor(run, dev) if run else imagenet_extractor(dev)
+    numbers = write_shift({n: _load(cfg, n) for n in names}, out, extractor, dev, size,
+                          rounds=permutations, group_by=group_by or None, val_size=val_size, console=console)
+    table = Table(title=f"energy distance ({numbers['features']})")
+    for col in ("pair", "distance", "shuffled images p95", "shuffled groups p95"):
+        table.add_column(col, justify="left" if col == "pair" else "right")
+    for pair, v in numbers["distances"].items():
+        grp = v.get("shuffled_groups")
+        table.add_row(pair, f"{v['distance']:.4f}", f"{v['shuffled_images']['p95']:.4f}",
+                      f"{grp['p95']:.4f}" if grp else "—")
+    console.print(table)
+    prop = numbers["proposed_val"]
+    if "files" in prop:
+        console.print(f"proposed validation set: {prop['images']} images → train with --set "
+                      f"data.train={prop['files']['train']} --set data.val={prop['files']['val']}", soft_wrap=True)
+    console.print(f"report: {out / 'index.html'}")
+
+
+@app.command()
+def report(preds: Annotated[list[Path], typer.Argument(help="Prediction folder(s) of one split; several are compared.")],
+           data: Annotated[Optional[Path], typer.Option(help="Dataset root.")] = None,
+           split: FolderSplitOpt = None,
+           out: Annotated[Path, typer.Option(help="Folder for index.html, report.json, per_image.csv/json.")]
+           = Path("reports/eval"),
+           worst: Annotated[int, typer.Option(help="Images in the gallery of the worst.")] = 12,
+           config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Per-class IoU, confusion matrix, IoU by object size, per-image scores, the worst images beside the ground
+    truth, several folders side by side, and the source runs' learning curves: one HTML page."""
+    from trashseg.analysis.report import write_report
+    from trashseg.data.masks import MaskCache
+
+    cfg, split_obj = _folder_split(preds[0], config, set_, data, split)
+    numbers = write_report(preds, split_obj, out, MaskCache(split_obj, cfg.data.cache_dir), worst, console)
+    for name, v in numbers["folders"].items():
+        console.print(f"{name}: mIoU {v['miou']:.4f}")
+    console.print(f"report: {out / 'index.html'}")
+
+
+@app.command()
 def demo(out: Annotated[Path, typer.Option(help="Folder for everything the demo makes.")] = Path("demo_out")) -> None:
     """Run every stage on generated data and print what it made."""
     from trashseg.demo import run_demo

@@ -1,7 +1,8 @@
 """``trashseg demo``: the whole pipeline on generated data, in a few minutes on a 2-core CPU.
 
 sample → data check → folds → train two small models → predict with flip TTA → evaluate → dense CRF →
-soft ensemble → overlays → submission CSV + check → pseudo-labels → ONNX export with parity.
+soft ensemble → overlays → submission CSV + check → pseudo-labels → ONNX export with parity → EDA and evaluation
+reports (HTML).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from trashseg.analysis.eda import write_eda
 from trashseg.analysis.overlays import write_overlays
+from trashseg.analysis.report import write_report
 from trashseg.config import load_config
 from trashseg.data.check import check_dataset, summarize
 from trashseg.data.coco import load_split
@@ -118,5 +121,12 @@ def run_demo(out: Path, console: Console) -> None:
     console.print(f"{csv}: {len(test.images)} rows, submission check: {'OK' if not problems else problems}")
     console.print("pseudo-labels:", write_pseudo(out / "preds" / "ensemble_test", out / "pseudo", 0.9, console))
     console.print("ONNX:", export_run(runs[first]))
+
+    console.rule("8. reports")
+    write_eda(train_split, out / "reports" / "eda", MaskCache(train_split, out / "cache" / "masks"), console)
+    write_report([out / "preds" / f"{n}_val" for n in runs] + [out / "preds" / "ensemble_val"], val,
+                 out / "reports" / "eval", masks, console=console)
     console.rule(f"done in {time.perf_counter() - start:.0f} s — everything is under {out}")
     console.print(f"Overlays: {out / 'overlays'}. Web demo of the first model: trashseg serve {runs[first]}")
+    console.print(f"Reports (open in a browser): EDA {out / 'reports' / 'eda' / 'index.html'}, evaluation "
+                  f"{out / 'reports' / 'eval' / 'index.html'}", soft_wrap=True)
