@@ -94,8 +94,11 @@ class Issue:
     rle: dict | None = field(default=None, repr=False)  # the region's or object's mask (gallery, COCO export)
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON record; an unlabelled region, which no annotation describes, carries its mask as COCO RLE."""
         out = asdict(self)
-        del out["rle"]
+        rle = out.pop("rle")
+        if self.annotation_id is None:
+            out["region"] = rle
         return out
 
 
