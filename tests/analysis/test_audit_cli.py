@@ -99,7 +99,7 @@ def test_audit_without_cleanlab_names_the_extra(monkeypatch: pytest.MonkeyPatch,
 
 
 # Measured with these settings (2 folds, out-of-fold): see the test's docstring; the floors sit below.
-PLANTED_FLOORS = {"precision": 0.0, "recall": 0.0}
+PLANTED_FLOORS = {"precision": 1.01, "recall": 1.01}
 
 
 @pytest.mark.slow
