@@ -3,12 +3,9 @@ report files a user opens (gallery, issues list, COCO subset for a labelling too
 
 from __future__ import annotations
 
-import base64
 import json
-from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 

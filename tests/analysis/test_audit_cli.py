@@ -98,8 +98,10 @@ def test_audit_without_cleanlab_names_the_extra(monkeypatch: pytest.MonkeyPatch,
         run_audit(tmp_path, None)  # type: ignore[arg-type]
 
 
-# Measured with these settings (2 folds, out-of-fold): see the test's docstring; the floors sit below.
-PLANTED_FLOORS = {"precision": 1.01, "recall": 1.01}
+# bench/audit_planted.py measured 0.29 / 0.29 at the planted count (docs/benchmarks.md), most of it the planted
+# duplicates, which a quarter of the planted errors are and which rank first whatever the model's quality; the
+# floors sit below that.
+PLANTED_FLOORS = {"precision": 0.15, "recall": 0.15}
 
 
 @pytest.mark.slow
@@ -111,10 +113,10 @@ def test_audit_finds_planted_label_errors_out_of_fold(tmp_path: Path, cli: Cli) 
     from trashseg.data.sample import write_sample_dataset
 
     data = tmp_path / "data"
-    write_sample_dataset(data, n_train=32, n_val=4, n_test=4, size=96, seed=3)
+    write_sample_dataset(data, n_train=24, n_val=4, n_test=4, size=64, seed=3)
     corrupted, planted = plant_errors(json.loads((data / "train.json").read_text()), 0.15, seed=3)
     (data / "train.json").write_text(json.dumps(corrupted))
-    settings = ["train.epochs=8", "train.val_every=8", "augment.image_size=96", "train.loggers=[csv]"]
+    settings = ["train.epochs=4", "train.val_every=4", "augment.image_size=64", "train.loggers=[csv]"]
     assert cli(["split", data, "--folds", "2"])[0] == 0
     code, text = cli(["train", RECIPE, "--data", data, "--all-folds", "2", "--out", tmp_path / "runs",
                       *[a for s in settings for a in ("--set", s)], *_cache(tmp_path)])

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
