@@ -326,17 +326,62 @@ def ensemble(members: Annotated[list[Path], typer.Argument(help="Prediction fold
 
 @app.command()
 def kfold(root: Annotated[Path, typer.Argument(help="Folder of fold runs (train --all-folds K --out ROOT).")],
-          data: Annotated[Optional[Path], typer.Option(help="Dataset root.")] = None, split: SplitOpt = "test",
-          out: PredOut = Path("preds/kfold"), mode: str = "soft",
+          data: Annotated[Optional[Path], typer.Option(help="Dataset root.")] = None,
+          split: Annotated[Optional[str], typer.Option(
+              help="Split to predict (default test); with --oof the split the folds divide (default train).")]
+          = None, out: PredOut = Path("preds/kfold"), mode: str = "soft",
+          oof: Annotated[bool, typer.Option(
+              help="Out-of-fold: each fold's model predicts only its own validation images, into one folder "
+                   "with probabilities (the honest input for `trashseg audit`); no voting.")] = False,
           hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip")] = None,
           device: Optional[str] = None, config: ConfigOpt = None, set_: SetOpt = None) -> None:
-    """Predict with every fold's model and vote, in one command."""
-    from trashseg.ensemble.kfold import fold_runs, kfold_predict
+    """Predict with every fold's model and vote, in one command (or --oof: out-of-fold probabilities)."""
+    from trashseg.ensemble.kfold import fold_runs, kfold_predict, oof_predict
     from trashseg.infer.sources import load_source
 
     cfg = _config(config, set_, data, load_source(fold_runs(root)[0]).classes)
     _infer_cfg(cfg, hflip, None, None)
-    console.print(kfold_predict(root, _load(cfg, split), out, cfg.infer, mode, _device(device), console))
+    if oof:
+        split_obj = _load(cfg, split or "train")
+        console.print(oof_predict(root, cfg.data, split_obj, out, cfg.infer, _device(device), console))
+        return
+    console.print(kfold_predict(root, _load(cfg, split or "test"), out, cfg.infer, mode, _device(device), console))
+
+
+@app.command()
+def audit(source: Annotated[Path, typer.Argument(
+              help="Prediction folder with probabilities (predict --save-probs, kfold --oof), a folder of fold "
+                   "runs (train --all-folds: predicted out-of-fold), or a run folder / checkpoint.")],
+          data: Annotated[Optional[Path], typer.Option(help="Dataset root (default: the prediction folder's).")]
+          = None, split: Annotated[Optional[str], typer.Option(
+              help="Split to audit (default: the prediction folder's, else train).")] = None,
+          out: Annotated[Path, typer.Option(help="Report folder.")] = Path("reports/audit"),
+          limit: Annotated[int, typer.Option(help="Suspects shown in the gallery and exported to COCO.")] = 200,
+          min_share: Annotated[float, typer.Option(
+              help="Share of an object's pixels the model must confidently contradict.")] = 0.5,
+          duplicate_iou: Annotated[float, typer.Option(
+              help="Mask IoU above which two annotations of different classes are one object.")] = 0.5,
+          device: Optional[str] = None, config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Rank the annotations that are probably wrong: gallery.html, issues.json, flagged_coco.json."""
+    from trashseg.analysis.audit import AuditSettings, leakage_warnings, predictions_for, run_audit, write_audit
+
+    if (source / "meta.json").is_file():
+        cfg, split_obj = _folder_split(source, config, set_, data, split)
+    else:
+        from trashseg.ensemble.kfold import fold_runs
+        from trashseg.infer.sources import load_source
+
+        folds = source.is_dir() and not (source / "checkpoints").is_dir()
+        cfg = _config(config, set_, data, load_source(fold_runs(source)[0] if folds else source).classes)
+        split_obj = _load(cfg, split or "train", require_annotations=True)
+    pred = predictions_for(source, cfg.data, split_obj, out, cfg.infer, _device(device), console)
+    result = run_audit(pred, split_obj, AuditSettings(min_share=min_share, duplicate_iou=duplicate_iou), console)
+    result.warnings = leakage_warnings(pred, split_obj) + result.warnings
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+    summary = write_audit(result, pred, split_obj, out, limit, console)
+    console.print(f"{summary['issues']} suspects {summary['by_kind']} in {summary['images']} images → "
+                  f"{out}/gallery.html, issues.json, flagged_coco.json", highlight=False)
 
 
 @app.command()
