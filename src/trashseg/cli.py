@@ -22,7 +22,8 @@ app.add_typer(data_app, name="data")
 app.add_typer(submission_app, name="submission")
 console = Console()
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Recipe YAML (e.g. configs/data/trashcan.yaml).")]
+ConfigOpt = Annotated[Optional[Path], typer.Option(
+    "--config", "-c", help="Recipe: a YAML file or a shipped recipe's name (e.g. data/trashcan; `trashseg configs`).")]
 # `\\[` keeps rich from reading "[a,b]" as markup and dropping it from the help text.
 SetOpt = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Override a config key: --set data.classes=\\[a,b] (value parsed as YAML).")]
@@ -171,7 +172,8 @@ def split(data: Annotated[Path, typer.Argument(help="Dataset root.")],
 
 
 @app.command()
-def train(config: Annotated[Path, typer.Argument(help="Recipe YAML under configs/.")],
+def train(config: Annotated[Path, typer.Argument(
+              help="Recipe: a shipped recipe's name (e.g. upernet_swin_b; `trashseg configs`) or a YAML file.")],
           data: Annotated[Optional[Path], typer.Option(help="Dataset root (data.root).")] = None,
           set_: SetOpt = None,
           out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<name>).")] = None,
@@ -419,6 +421,19 @@ def models(encoders: Annotated[Optional[str], typer.Option(
         console.print(table)
     console.print("Other encoders' `imagenet` weights download from the smp/timm hub; offline, point model.weights at a "
                   "local file instead.", highlight=False)
+
+
+@app.command()
+def configs() -> None:
+    """The recipes that ship with trashseg: give one by name to train / -c, or copy it to change it."""
+    from trashseg.config import RECIPES, recipe_description, recipe_names
+
+    table = Table("recipe", "what it is", title=f"Recipes in {RECIPES}")
+    for name in recipe_names():
+        table.add_row(name, recipe_description(RECIPES / f"{name}.yaml"))
+    console.print(table)
+    console.print("Use: trashseg train NAME --data DATA (data/* recipes hold a dataset's classes: -c data/trashcan)",
+                  highlight=False)
 
 
 @app.command()

@@ -15,12 +15,13 @@ from trashseg.data.images import read_image
 from trashseg.errors import TrashsegError
 from trashseg.infer.folder import PredictionFolder
 from trashseg.infer.predict import progress_bar
-from trashseg.postprocess.crf import dense_crf_many
+from trashseg.postprocess.crf import dense_crf_many, require_crf
 
 
 def crf_folder(pred: str | Path, split: CocoSplit, out: str | Path, cfg: CRFConfig, save_probs: bool = False,
                console: Console | None = None) -> dict:
     console = console or Console()
+    require_crf()
     src, dst = PredictionFolder(pred), PredictionFolder(out)
     meta = src.meta()
     if not meta.get("has_probs"):
