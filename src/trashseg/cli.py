@@ -246,15 +246,35 @@ def predict(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file 
             scales: Annotated[Optional[str], typer.Option(help="TTA scales, e.g. 0.75,1.0,1.25,1.5")] = None,
             crf: Annotated[bool, typer.Option(help="Refine with dense CRF (crf.* keys).")] = False,
             device: Annotated[Optional[str], typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
+            images: Annotated[Optional[str], typer.Option(
+                help="Instead of a dataset: a folder of photos (JPEG, PNG, ...; searched recursively) or a pattern "
+                     "such as 'photos/*.jpg'. EXIF orientation is honoured; unreadable files are skipped and named "
+                     "at the end (exit 2).")] = None,
             workers: int = 2, config: ConfigOpt = None, set_: SetOpt = None) -> None:
-    """Predict a split into a prediction folder: masks/, optional probs/, meta.json."""
+    """Predict a split, or a folder of photos (--images), into a prediction folder: masks/, optional probs/,
+    meta.json (and images.json, the photos' list, for --images)."""
+    from trashseg.infer.image_folder import find_images, predict_images, unreadable_error
     from trashseg.infer.predict import predict_split
     from trashseg.infer.sources import load_source
 
+    if images is not None:
+        if data is not None:
+            raise TrashsegError("give either --images (a folder of photos) or --data (a dataset), not both")
+        find_images(images, out)  # a folder without photos is named before the model loads
+    if crf:
+        from trashseg.postprocess.crf import require_crf
+
+        require_crf()
     dev = _device(device)
     src = load_source(source, dev)
     cfg = _config(config, set_, data, src.classes)
     _infer_cfg(cfg, hflip, vflip, scales)
+    if images is not None:
+        stats = predict_images(src, images, out, cfg, save_probs, crf, dev, workers, console)
+        console.print(f"{out}: { {k: v for k, v in stats.items() if k != 'unreadable'} }")
+        if stats["unreadable"]:
+            raise unreadable_error(stats, out)
+        return
     stats = predict_split(src, _load(cfg, split), out, cfg.infer, save_probs, cfg.crf if crf else None, dev,
                           workers, console)
     console.print(f"{out}: {stats}")
