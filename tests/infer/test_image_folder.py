@@ -79,6 +79,14 @@ def test_folder_of_photos_predicts_the_good_ones_and_names_the_bad(trained_run, 
     assert code == 0 and PredictionFolder(tmp_path / "crf").names() == sorted(sizes), text
     assert PredictionFolder(tmp_path / "crf").mask("rotated.jpg").shape == (48, 32)
 
+    # members predicted from the same photos vote image by image, although each holds its own images.json
+    code, text = cli(["predict", trained_run, "--images", photos, "--out", tmp_path / "flip", "--save-probs",
+                      "--hflip", "--workers", "0"])
+    assert code == 2, text
+    code, text = cli(["ensemble", out, tmp_path / "flip", "--out", tmp_path / "ens"])
+    assert code == 0 and PredictionFolder(tmp_path / "ens").names() == sorted(sizes), text
+    assert cli(["overlay", tmp_path / "ens"])[0] == 0 and (tmp_path / "ens" / "overlays" / "rotated.jpg").exists()
+
     # a rerun resumes: nothing predicted twice, the bad files named again
     code, text = cli(["predict", trained_run, "--images", photos, "--out", out, "--save-probs", "--workers", "0"])
     flat = "".join(text.split())

@@ -21,13 +21,12 @@ from trashseg.data.coco import CocoSplit, load_split, read_json
 from trashseg.data.images import ImageError, upright_size
 from trashseg.errors import NoImagesFound, TrashsegError, UnreadableImages
 from trashseg.fileio import atomic_write_json
-from trashseg.infer.folder import PredictionFolder
+from trashseg.infer.folder import IMAGE_LIST, PredictionFolder
 from trashseg.infer.predict import predict_split
 from trashseg.infer.sources import Source
 from trashseg.paths import escape
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-LIST_NAME = "images.json"
 
 
 def _visible(path: Path, root: Path) -> bool:
@@ -77,7 +76,7 @@ def list_images(spec: str | Path, out: Path, classes: list[str], max_pixels: int
     if not images:
         raise unreadable_error({"predicted": 0, "skipped": 0, "unreadable": refused}, out)
     _check_same_job(out)
-    path = out / LIST_NAME
+    path = out / IMAGE_LIST
     atomic_write_json(path, {"info": {"description": f"images listed by trashseg predict --images {spec}",
                                       "orientation": "exif"},
                              "images": images, "categories": [{"id": i, "name": c} for i, c in enumerate(classes)]})
@@ -88,7 +87,7 @@ def _check_same_job(out: Path) -> None:
     """A folder that holds predictions of a dataset split must not get an image list written into it (predict
     would then refuse the job, with the list already changed)."""
     folder = PredictionFolder(out)
-    if folder.meta_path.exists() and folder.meta().get("split") != str((out / LIST_NAME).resolve()):
+    if folder.meta_path.exists() and folder.meta().get("split") != str((out / IMAGE_LIST).resolve()):
         raise TrashsegError(f"{out} already holds predictions of {folder.meta().get('split')}; use another --out "
                             "for a folder of images")
 
