@@ -40,7 +40,7 @@ def find_images(spec: str | Path, exclude: Path | None = None) -> tuple[Path, li
     spec = str(spec)
     parts = Path(spec).parts
     if any(c in spec for c in "*?["):
-        fixed = [p for p in parts[: next(i for i, p in enumerate(parts) if any(c in p for c in "*?["))]]
+        fixed = parts[: next(i for i, p in enumerate(parts) if any(c in p for c in "*?["))]
         root = Path(*fixed) if fixed else Path(".")
         candidates = [Path(p) for p in glob.glob(spec, recursive=True)]
     elif Path(spec).is_dir():
