@@ -22,7 +22,8 @@ app.add_typer(data_app, name="data")
 app.add_typer(submission_app, name="submission")
 console = Console()
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Recipe YAML (e.g. configs/data/trashcan.yaml).")]
+ConfigOpt = Annotated[Optional[Path], typer.Option(
+    "--config", "-c", help="Recipe: a YAML file or a shipped recipe's name (e.g. data/trashcan; `trashseg configs`).")]
 # `\\[` keeps rich from reading "[a,b]" as markup and dropping it from the help text.
 SetOpt = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Override a config key: --set data.classes=\\[a,b] (value parsed as YAML).")]
@@ -171,7 +172,8 @@ def split(data: Annotated[Path, typer.Argument(help="Dataset root.")],
 
 
 @app.command()
-def train(config: Annotated[Path, typer.Argument(help="Recipe YAML under configs/.")],
+def train(config: Annotated[Path, typer.Argument(
+              help="Recipe: a shipped recipe's name (e.g. upernet_swin_b; `trashseg configs`) or a YAML file.")],
           data: Annotated[Optional[Path], typer.Option(help="Dataset root (data.root).")] = None,
           set_: SetOpt = None,
           out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<name>).")] = None,
@@ -244,15 +246,35 @@ def predict(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file 
             scales: Annotated[Optional[str], typer.Option(help="TTA scales, e.g. 0.75,1.0,1.25,1.5")] = None,
             crf: Annotated[bool, typer.Option(help="Refine with dense CRF (crf.* keys).")] = False,
             device: Annotated[Optional[str], typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
+            images: Annotated[Optional[str], typer.Option(
+                help="Instead of a dataset: a folder of photos (JPEG, PNG, ...; searched recursively) or a pattern "
+                     "such as 'photos/*.jpg'. EXIF orientation is honoured; unreadable files are skipped and named "
+                     "at the end (exit 2).")] = None,
             workers: int = 2, config: ConfigOpt = None, set_: SetOpt = None) -> None:
-    """Predict a split into a prediction folder: masks/, optional probs/, meta.json."""
+    """Predict a split, or a folder of photos (--images), into a prediction folder: masks/, optional probs/,
+    meta.json (and images.json, the photos' list, for --images)."""
+    from trashseg.infer.image_folder import find_images, predict_images, unreadable_error
     from trashseg.infer.predict import predict_split
     from trashseg.infer.sources import load_source
 
+    if images is not None:
+        if data is not None:
+            raise TrashsegError("give either --images (a folder of photos) or --data (a dataset), not both")
+        find_images(images, out)  # a folder without photos is named before the model loads
+    if crf:
+        from trashseg.postprocess.crf import require_crf
+
+        require_crf()
     dev = _device(device)
     src = load_source(source, dev)
     cfg = _config(config, set_, data, src.classes)
     _infer_cfg(cfg, hflip, vflip, scales)
+    if images is not None:
+        stats = predict_images(src, images, out, cfg, save_probs, crf, dev, workers, console)
+        console.print(f"{out}: { {k: v for k, v in stats.items() if k != 'unreadable'} }")
+        if stats["unreadable"]:
+            raise unreadable_error(stats, out)
+        return
     stats = predict_split(src, _load(cfg, split), out, cfg.infer, save_probs, cfg.crf if crf else None, dev,
                           workers, console)
     console.print(f"{out}: {stats}")
@@ -543,6 +565,19 @@ def report(preds: Annotated[list[Path], typer.Argument(help="Prediction folder(s
     for name, v in numbers["folders"].items():
         console.print(f"{name}: mIoU {v['miou']:.4f}")
     console.print(f"report: {out / 'index.html'}")
+
+
+@app.command()
+def configs() -> None:
+    """The recipes that ship with trashseg: give one by name to train / -c, or copy it to change it."""
+    from trashseg.config import RECIPES, recipe_description, recipe_names
+
+    table = Table("recipe", "what it is", title=f"Recipes in {RECIPES}")
+    for name in recipe_names():
+        table.add_row(name, recipe_description(RECIPES / f"{name}.yaml"))
+    console.print(table)
+    console.print("Use: trashseg train NAME --data DATA (data/* recipes hold a dataset's classes: -c data/trashcan)",
+                  highlight=False)
 
 
 @app.command()

@@ -19,7 +19,6 @@ from rich.console import Console
 from torchvision.utils import draw_segmentation_masks
 
 from trashseg.data.coco import CocoSplit
-from trashseg.data.images import read_image
 from trashseg.data.masks import MaskCache
 from trashseg.fileio import atomic_open, remove_stale_temps
 from trashseg.infer.folder import PredictionFolder
@@ -124,7 +123,7 @@ def write_overlays(pred: str | Path, split: CocoSplit, out: str | Path, limit: i
     with progress_bar(console) as bar:
         task = bar.add_task(f"overlays → {out}", total=len(todo), rate="-")
         for i, img in enumerate(todo, start=1):
-            image = read_image(split.image_path(img), split.max_pixels)
+            image = split.load_image(img)
             panel = overlay_panel(image, folder.mask(img["file_name"]), classes, truth.get(img) if truth else None)
             _, jpeg = cv2.imencode(".jpg", cv2.cvtColor(panel, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
             with atomic_open(overlay_path(out, img["file_name"]), "wb") as fh:

@@ -15,7 +15,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from trashseg.config import CRFConfig, InferConfig
 from trashseg.data.coco import CocoSplit
-from trashseg.data.images import read_image
 from trashseg.errors import TrashsegError
 from trashseg.infer.folder import PredictionFolder
 from trashseg.infer.predictor import Predictor
@@ -38,7 +37,7 @@ class _Images(Dataset):
         in a traceback; ``predict_split`` raises it as it is."""
         info = self.images[i]
         try:
-            return info["file_name"], read_image(self.split.image_path(info), self.split.max_pixels)
+            return info["file_name"], self.split.load_image(info)
         except TrashsegError as exc:
             return info["file_name"], exc
 
@@ -63,8 +62,11 @@ def check_classes(source: Source, split: CocoSplit) -> None:
 
 def predict_split(source: Source, split: CocoSplit, out: Path, cfg: InferConfig, save_probs: bool = False,
                   crf: CRFConfig | None = None, device: str | torch.device = "cpu", workers: int = 2,
-                  console: Console | None = None) -> dict:
-    """Predict every image of `split` not already in `out`; returns counts and throughput."""
+                  console: Console | None = None, skip_unreadable: bool = False) -> dict:
+    """Predict every image of `split` not already in `out`; returns counts and throughput.
+
+    An image that cannot be decoded stops the run, or with `skip_unreadable` (raw photos) is left out and named
+    in the result's ``unreadable`` ({file_name: reason}) while every other image is predicted."""
     console = console or Console()
     check_classes(source, split)
     folder = PredictionFolder(out)
@@ -78,23 +80,31 @@ def predict_split(source: Source, split: CocoSplit, out: Path, cfg: InferConfig,
     predictor = Predictor(source.model, source.image_size, cfg, device)
     loader = DataLoader(_Images(split, todo), batch_size=cfg.batch_size, num_workers=workers,
                         collate_fn=_collate, worker_init_fn=partial(die_with_parent, os.getpid()))
-    start, done = time.perf_counter(), 0
+    start, done, unreadable = time.perf_counter(), 0, {}
     with progress_bar(console) as bar:
         task = bar.add_task(f"predict → {out}", total=len(todo), rate="-")
-        for names, images in loader:
-            if errors := [image for image in images if isinstance(image, TrashsegError)]:
-                raise errors[0]
+        for batch_names, batch_images in loader:
+            bar.update(task, advance=len(batch_names))
+            failed = {n: image for n, image in zip(batch_names, batch_images) if isinstance(image, TrashsegError)}
+            if failed and not skip_unreadable:
+                raise next(iter(failed.values()))
+            unreadable.update({n: str(e) for n, e in failed.items()})
+            names = [n for n in batch_names if n not in failed]
+            images = [image for n, image in zip(batch_names, batch_images) if n not in failed]
+            if not names:
+                continue
             if save_probs or crf is not None:
-                probs = predictor.predict(list(images))
+                probs = predictor.predict(images)
                 if crf is not None:
                     probs = list(dense_crf_many(zip(images, probs), crf))
                 masks = [p.argmax(0).astype(np.uint8) for p in probs]
             else:  # masks only: the argmax happens where the probabilities are (the GPU's memory, say)
-                probs, masks = [None] * len(names), predictor.predict_masks(list(images))
+                probs, masks = [None] * len(names), predictor.predict_masks(images)
             for name, mask, p in zip(names, masks, probs):
                 folder.write(name, mask, p if save_probs else None)
             done += len(names)
-            bar.update(task, advance=len(names), rate=f"{done / (time.perf_counter() - start):.1f}")
+            bar.update(task, rate=f"{done / (time.perf_counter() - start):.1f}")
     elapsed = time.perf_counter() - start
     return {"predicted": done, "skipped": len(split.images) - len(todo), "seconds": elapsed,
-            "img_per_s": done / elapsed if elapsed and done else None}
+            "img_per_s": done / elapsed if elapsed and done else None,
+            **({"unreadable": unreadable} if skip_unreadable else {})}

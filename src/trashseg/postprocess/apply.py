@@ -11,16 +11,16 @@ from rich.console import Console
 
 from trashseg.config import CRFConfig
 from trashseg.data.coco import CocoSplit
-from trashseg.data.images import read_image
 from trashseg.errors import TrashsegError
 from trashseg.infer.folder import PredictionFolder
 from trashseg.infer.predict import progress_bar
-from trashseg.postprocess.crf import dense_crf_many
+from trashseg.postprocess.crf import dense_crf_many, require_crf
 
 
 def crf_folder(pred: str | Path, split: CocoSplit, out: str | Path, cfg: CRFConfig, save_probs: bool = False,
                console: Console | None = None) -> dict:
     console = console or Console()
+    require_crf()
     src, dst = PredictionFolder(pred), PredictionFolder(out)
     meta = src.meta()
     if not meta.get("has_probs"):
@@ -35,7 +35,7 @@ def crf_folder(pred: str | Path, split: CocoSplit, out: str | Path, cfg: CRFConf
 
     def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for img in todo:
-            yield read_image(split.image_path(img), split.max_pixels), src.probs(img["file_name"])
+            yield split.load_image(img), src.probs(img["file_name"])
 
     start = time.perf_counter()
     with progress_bar(console) as bar:
