@@ -52,7 +52,7 @@ class Result:
 
     def overlay(self, alpha: float = 0.5) -> Image.Image:
         """The photo with each predicted class tinted in its colour (the colours of ``trashseg overlay``)."""
-        from trashseg.analysis.overlays import blend, class_colors
+        from trashseg.draw import blend, class_colors
 
         return Image.fromarray(blend(self.image, self.mask, class_colors(len(self.classes)), alpha))
 

@@ -7,6 +7,8 @@ Keyed by the dataset's ``file_name``, so folders from different models line up i
 written atomically and an image whose outputs exist is skipped by a rerun (resume), which first removes what a
 killed run left half-written.
 Outputs are refused where a ``file_name`` would put them outside the folder (``../x.jpg``, an absolute path).
+A folder predicted from raw photos (``predict --images``) also holds ``images.json``, their list in the COCO
+layout without annotations, which its ``meta.json`` names as the split.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ import numpy as np
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_open, atomic_write_json, jsonable, remove_stale_temps
 from trashseg.paths import inside
+
+
+IMAGE_LIST = "images.json"
 
 
 def _write_npz(fh: BinaryIO, probs: np.ndarray) -> None:
@@ -70,6 +75,15 @@ class PredictionFolder:
             remove_stale_temps(self.root)
         atomic_write_json(self.meta_path, meta)
         return meta
+
+    def split_key(self) -> tuple[str | None, str | None]:
+        """(split file, dataset root) that the folder was predicted on, comparable between folders: each folder of
+        photos has its own copy of their list, so there the list's name stands for its path."""
+        meta = self.meta()
+        split = meta.get("split")
+        if split is not None and split == str((self.root / IMAGE_LIST).resolve()):
+            split = IMAGE_LIST
+        return split, meta.get("data_root")
 
     @property
     def classes(self) -> list[str]:
