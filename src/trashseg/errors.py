@@ -29,6 +29,7 @@ class UnreadableImages(TrashsegError):
 def require_extra(module: str, extra: str, feature: str) -> ModuleType:
     """Import `module`, or say which extra brings it: a raw ModuleNotFoundError names a package, not the fix."""
     try:
+        importlib.import_module(module.split(".")[0])  # a cached submodule must not hide a missing package
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         if exc.name is None or module.split(".")[0] != exc.name.split(".")[0]:
