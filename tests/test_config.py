@@ -31,6 +31,19 @@ def test_base_inheritance_and_overrides(tmp_path):
     assert "w.json" in dump_config(cfg)
 
 
+def test_delete_replaces_an_inherited_section(tmp_path):
+    """A recipe that swaps Unet for FPN must not inherit Unet's decoder_channels (FPN would reject them)."""
+    (tmp_path / "base.yaml").write_text("model:\n  arch: Unet\n  params: {decoder_channels: [64, 32, 16, 8, 4]}\n")
+    (tmp_path / "merge.yaml").write_text("_base_: base.yaml\nmodel:\n  params: {upsampling: 2}\n")
+    (tmp_path / "swap.yaml").write_text(
+        "_base_: base.yaml\nmodel:\n  arch: FPN\n  params: {_delete_: true, decoder_dropout: 0.1}\n")
+    assert load_config(tmp_path / "merge.yaml").model.params == {"decoder_channels": [64, 32, 16, 8, 4],
+                                                                 "upsampling": 2}
+    assert load_config(tmp_path / "swap.yaml").model.params == {"decoder_dropout": 0.1}
+    (tmp_path / "alone.yaml").write_text("model:\n  params: {_delete_: true, decoder_dropout: 0.1}\n")
+    assert load_config(tmp_path / "alone.yaml").model.params == {"decoder_dropout": 0.1}
+
+
 def test_bad_override_syntax(tmp_path):
     with pytest.raises(TrashsegError, match="expected KEY=VALUE"):
         load_config(None, ["data.classes"])
@@ -70,3 +83,39 @@ def test_set_value_that_is_not_yaml_is_named(tiny, capsys):
 def test_non_finite_numbers_are_refused_by_key(override, key):
     with pytest.raises(TrashsegError, match=rf"{key}: Input should be a finite number"):
         load_config(None, [override])
+
+
+def test_shipped_recipes_load_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # outside the checkout: no configs/ here
+    assert load_config("upernet_swin_b").model.arch == "UPerNet"
+    assert load_config("data/trashcan").data.num_classes == 17
+    # the README's checkout paths still work, through the shipped copy
+    assert load_config("configs/small_cpu.yaml").name == "small_cpu"
+
+
+def test_a_local_file_wins_over_a_shipped_recipe_of_the_same_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small_cpu.yaml").write_text("name: mine\n")
+    assert load_config("small_cpu.yaml").name == "mine"
+    assert load_config("small_cpu").name == "small_cpu"  # a bare name is the shipped recipe
+
+
+def test_unknown_recipe_names_the_shipped_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TrashsegError, match=r"config file not found: upernet_swin_x; .*upernet_swin_b.*trashseg configs"):
+        load_config("upernet_swin_x")
+    with pytest.raises(TrashsegError, match="config file not found: ../configs/small_cpu.yaml"):
+        load_config("../configs/small_cpu.yaml")  # names never climb out of the shipped folder
+
+
+def test_configs_command_lists_every_recipe_with_its_description(cli):
+    from trashseg.config import RECIPES, recipe_description, recipe_names
+
+    code, text = cli(["configs"])
+    flat = " ".join(text.split())
+    names = recipe_names()
+    assert code == 0 and {"small_cpu", "upernet_swin_b", "data/trashcan", "data/recycling"} <= set(names)
+    for name in names:
+        description = recipe_description(RECIPES / f"{name}.yaml")
+        assert description and name in flat, name  # every shipped recipe opens with a comment saying what it is
+    assert "Small recipe for CPU" in flat and "UPerNet on Swin-B" in flat

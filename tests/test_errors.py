@@ -37,3 +37,41 @@ def test_cli_shows_a_training_workers_error_without_its_traceback(tmp_path, caps
     code, text = run_cli(["train", recipe, "--data", tmp_path, "--out", tmp_path / "run"], capsys)
     assert code == 2 and "0001.png: cannot be decoded" in text, text
     assert "Caught" not in text and "Traceback" not in text
+
+
+def test_missing_extra_names_the_extra_to_install(monkeypatch):
+    import sys
+
+    from trashseg.errors import MissingExtra, require_extra
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    with pytest.raises(MissingExtra, match=r"""needs the optional package 'onnxruntime': pip install "trashseg\[onnx\]\""""):
+        require_extra("onnxruntime", "onnx", "Running an ONNX model")
+    assert require_extra("json", "x", "y") is json
+
+
+def test_a_broken_import_inside_an_installed_extra_is_not_reported_as_missing(tmp_path, monkeypatch):
+    from trashseg.errors import require_extra
+
+    (tmp_path / "half_installed.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError, match="no_such_dependency_xyz"):
+        require_extra("half_installed", "onnx", "x")
+
+
+def test_commands_without_their_extra_exit_with_the_install_line(trained_run, sample_data, tmp_path, monkeypatch,
+                                                                 capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    code, text = run_cli(["export", trained_run, "--out", tmp_path / "m.onnx"], capsys)
+    assert code == 2 and 'pip install "trashseg[onnx]"' in " ".join(text.split()), text
+    assert not (tmp_path / "m.onnx").exists()
+    for module in ("pydensecrf", "pydensecrf.densecrf"):  # the solver too: an earlier test may have imported it
+        monkeypatch.setitem(sys.modules, module, None)
+    pred = tmp_path / "pred"
+    assert run_cli(["predict", trained_run, "--data", sample_data, "--split", "val", "--out", pred, "--save-probs",
+                    "--workers", "0"], capsys)[0] == 0
+    code, text = run_cli(["crf", pred, "--out", tmp_path / "crf"], capsys)
+    assert code == 2 and 'pip install "trashseg[crf]"' in " ".join(text.split()), text
+    assert not (tmp_path / "crf").exists()  # refused before anything was written

@@ -22,7 +22,8 @@ app.add_typer(data_app, name="data")
 app.add_typer(submission_app, name="submission")
 console = Console()
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Recipe YAML (e.g. configs/data/trashcan.yaml).")]
+ConfigOpt = Annotated[Optional[Path], typer.Option(
+    "--config", "-c", help="Recipe: a YAML file or a shipped recipe's name (e.g. data/trashcan; `trashseg configs`).")]
 DEMO_OUT = Path("demo_out")  # where `trashseg demo` writes by default, and `trashseg serve` looks without a model
 # `\\[` keeps rich from reading "[a,b]" as markup and dropping it from the help text.
 SetOpt = Annotated[Optional[list[str]], typer.Option(
@@ -172,7 +173,8 @@ def split(data: Annotated[Path, typer.Argument(help="Dataset root.")],
 
 
 @app.command()
-def train(config: Annotated[Path, typer.Argument(help="Recipe YAML under configs/.")],
+def train(config: Annotated[Path, typer.Argument(
+              help="Recipe: a shipped recipe's name (e.g. upernet_swin_b; `trashseg configs`) or a YAML file.")],
           data: Annotated[Optional[Path], typer.Option(help="Dataset root (data.root).")] = None,
           set_: SetOpt = None,
           out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<name>).")] = None,
@@ -244,19 +246,44 @@ def predict(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file 
             vflip: Annotated[Optional[bool], typer.Option("--vflip/--no-vflip")] = None,
             scales: Annotated[Optional[str], typer.Option(help="TTA scales, e.g. 0.75,1.0,1.25,1.5")] = None,
             crf: Annotated[bool, typer.Option(help="Refine with dense CRF (crf.* keys).")] = False,
+            objects: Annotated[bool, typer.Option(help="Also write objects/<file_name>.json: each connected region "
+                                                       "of a class with its area, box, centroid, confidence.")] = False,
+            min_area: Annotated[int, typer.Option(min=0, help="With --objects: leave out regions smaller than this "
+                                                              "(pixels).")] = 0,
             device: Annotated[Optional[str], typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
+            images: Annotated[Optional[str], typer.Option(
+                help="Instead of a dataset: a folder of photos (JPEG, PNG, ...; searched recursively) or a pattern "
+                     "such as 'photos/*.jpg'. EXIF orientation is honoured; unreadable files are skipped and named "
+                     "at the end (exit 2).")] = None,
             workers: int = 2, config: ConfigOpt = None, set_: SetOpt = None) -> None:
-    """Predict a split into a prediction folder: masks/, optional probs/, meta.json."""
+    """Predict a split, or a folder of photos (--images), into a prediction folder: masks/, optional probs/ and
+    objects/, meta.json (and images.json, the photos' list, for --images)."""
+    from trashseg.infer.image_folder import find_images, predict_images, unreadable_error
     from trashseg.infer.predict import predict_split
     from trashseg.models.segmenter import load_model
     from trashseg.postprocess.crf import DenseCRF
 
+    if images is not None:
+        if data is not None:
+            raise TrashsegError("give either --images (a folder of photos) or --data (a dataset), not both")
+        find_images(images, out)  # a folder without photos is named before the model loads
+    if crf:
+        from trashseg.postprocess.crf import require_crf
+
+        require_crf()  # a missing extra is named before the model loads
     dev = _device(device)
     model = load_model(source, dev)
     cfg = _config(config, set_, data, model.classes)
     _infer_cfg(cfg, hflip, vflip, scales)
-    stats = predict_split(model, _load(cfg, split), out, cfg=cfg.infer, save_probs=save_probs,
-                          refine=DenseCRF(cfg.crf) if crf else None, device=dev, workers=workers)
+    options = {"save_probs": save_probs, "refine": DenseCRF(cfg.crf) if crf else None, "objects": objects,
+               "min_area": min_area, "device": dev, "workers": workers}
+    if images is not None:
+        stats = predict_images(model, images, out, cfg=cfg, **options)
+        console.print(f"{out}: { {k: v for k, v in stats.items() if k != 'unreadable'} }")
+        if stats["unreadable"]:
+            raise unreadable_error(stats, out)
+        return
+    stats = predict_split(model, _load(cfg, split), out, cfg=cfg.infer, **options)
     console.print(f"{out}: {stats}")
 
 
@@ -328,17 +355,65 @@ def ensemble(members: Annotated[list[Path], typer.Argument(help="Prediction fold
 
 @app.command()
 def kfold(root: Annotated[Path, typer.Argument(help="Folder of fold runs (train --all-folds K --out ROOT).")],
-          data: Annotated[Optional[Path], typer.Option(help="Dataset root.")] = None, split: SplitOpt = "test",
-          out: PredOut = Path("preds/kfold"), mode: str = "soft",
+          data: Annotated[Optional[Path], typer.Option(help="Dataset root.")] = None,
+          split: Annotated[Optional[str], typer.Option(
+              help="Split to predict (default test); with --oof the split the folds divide (default train).")]
+          = None, out: PredOut = Path("preds/kfold"), mode: str = "soft",
+          oof: Annotated[bool, typer.Option(
+              help="Out-of-fold: each fold's model predicts only its own validation images, into one folder "
+                   "with probabilities (the honest input for `trashseg audit`); no voting.")] = False,
           hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip")] = None,
           device: Optional[str] = None, config: ConfigOpt = None, set_: SetOpt = None) -> None:
-    """Predict with every fold's model and vote, in one command."""
-    from trashseg.ensemble.kfold import fold_runs, kfold_predict
+    """Predict with every fold's model and vote, in one command (or --oof: out-of-fold probabilities)."""
+    from trashseg.ensemble.kfold import fold_runs, kfold_predict, oof_predict
     from trashseg.models.segmenter import load_model
 
     cfg = _config(config, set_, data, load_model(fold_runs(root)[0]).classes)
     _infer_cfg(cfg, hflip, None, None)
-    console.print(kfold_predict(root, _load(cfg, split), out, cfg=cfg.infer, mode=mode, device=_device(device)))
+    if oof:
+        split_obj = _load(cfg, split or "train")
+        console.print(oof_predict(root, cfg.data, split_obj, out, cfg=cfg.infer, device=_device(device)))
+        return
+    console.print(kfold_predict(root, _load(cfg, split or "test"), out, cfg=cfg.infer, mode=mode,
+                                device=_device(device)))
+
+
+@app.command()
+def audit(source: Annotated[Path, typer.Argument(
+              help="Prediction folder with probabilities (predict --save-probs, kfold --oof), a folder of fold "
+                   "runs (train --all-folds: predicted out-of-fold), or a run folder / checkpoint.")],
+          data: Annotated[Optional[Path], typer.Option(help="Dataset root (default: the prediction folder's).")]
+          = None, split: Annotated[Optional[str], typer.Option(
+              help="Split to audit (default: the prediction folder's, else train).")] = None,
+          out: Annotated[Path, typer.Option(help="Report folder.")] = Path("reports/audit"),
+          limit: Annotated[int, typer.Option(help="Suspects shown in the gallery and exported to COCO.")] = 200,
+          min_share: Annotated[float, typer.Option(
+              help="Share of an object's pixels the model must confidently contradict.")] = 0.5,
+          duplicate_iou: Annotated[float, typer.Option(
+              help="Mask IoU above which two annotations of different classes are one object.")] = 0.5,
+          device: Optional[str] = None, config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Rank the annotations that are probably wrong: gallery.html, issues.json, flagged_coco.json."""
+    from trashseg.analysis.audit import AuditSettings, leakage_warnings, predictions_for, run_audit, write_audit
+    from trashseg.data.masks import mask_cache
+
+    if (source / "meta.json").is_file():
+        cfg, split_obj = _folder_split(source, config, set_, data, split)
+    else:
+        from trashseg.ensemble.kfold import fold_runs
+        from trashseg.models.segmenter import load_model
+
+        folds = source.is_dir() and not (source / "checkpoints").is_dir()
+        cfg = _config(config, set_, data, load_model(fold_runs(source)[0] if folds else source).classes)
+        split_obj = _load(cfg, split or "train", require_annotations=True)
+    pred = predictions_for(source, cfg.data, split_obj, out, cfg=cfg.infer, device=_device(device))
+    result = run_audit(pred, split_obj, mask_cache(split_obj, cfg.data),
+                       settings=AuditSettings(min_share=min_share, duplicate_iou=duplicate_iou))
+    result.warnings = leakage_warnings(pred, split_obj) + result.warnings
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+    summary = write_audit(result, pred, split_obj, out, limit=limit)
+    console.print(f"{summary['issues']} suspects {summary['by_kind']} in {summary['images']} images → "
+                  f"{out}/gallery.html, issues.json, flagged_coco.json", highlight=False)
 
 
 @app.command()
@@ -445,6 +520,98 @@ def models(encoders: Annotated[Optional[str], typer.Option(
         console.print(table)
     console.print("Other encoders' `imagenet` weights download from the smp/timm hub; offline, point model.weights at a "
                   "local file instead.", highlight=False)
+
+
+@app.command()
+def eda(data: Annotated[Path, typer.Argument(help="Dataset root.")], split: SplitOpt = "train",
+        out: Annotated[Path, typer.Option(help="Folder for index.html and eda.json.")] = Path("reports/eda"),
+        examples: Annotated[int, typer.Option(help="Example crops per class.")] = 6,
+        config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Per-class objects, images and pixels, object sizes and thin objects, co-occurrence, image sizes and
+    brightness, examples per class with masks drawn: one self-contained HTML page."""
+    from trashseg.analysis.eda import write_eda
+    from trashseg.data.masks import mask_cache
+
+    cfg = _config(config, set_, data)
+    split_obj = _load(cfg, split, require_annotations=True)
+    numbers = write_eda(split_obj, out, mask_cache(split_obj, cfg.data), examples=examples)
+    console.print(f"{numbers['images']} images, {numbers['objects']} objects → {out / 'index.html'}")
+
+
+@app.command()
+def shift(data: Annotated[Path, typer.Argument(help="Dataset root.")],
+          splits: Annotated[str, typer.Option(help="Splits to compare; the first is the pool a validation subset is "
+                                                   "proposed from, the last the target it should resemble.")]
+          = "train,val,test",
+          out: Annotated[Path, typer.Option(help="Folder for index.html, shift.json and the proposed split files.")]
+          = Path("reports/shift"),
+          run: Annotated[Optional[Path], typer.Option(help="Use this trained run's encoder instead of ImageNet "
+                                                           "EfficientNet-Lite0.")] = None,
+          size: Annotated[int, typer.Option(help="Images are resized to size×size for the encoder.")] = 224,
+          permutations: Annotated[int, typer.Option(help="Shuffles for the baseline.")] = 200,
+          group_by: Annotated[str, typer.Option(help="Regex on file_name: images with the same match form a group "
+                                                     "(default: the folder); empty: every image its own.")] = r"^(.*)/",
+          val_size: Annotated[Optional[int], typer.Option(help="Images in the proposed validation set (default: "
+                                                                "the target's size, at most a fifth of the pool).")]
+          = None,
+          device: Annotated[Optional[str], typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
+          config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Do the splits look alike to a pretrained encoder? Energy distance with a permutation baseline, a PCA map,
+    the pool images farthest from the target, and a validation subset closest to the target (COCO files)."""
+    from trashseg.analysis.shift import imagenet_extractor, run_extractor, write_shift
+
+    cfg = _config(config, set_, data)
+    names = [s.strip() for s in splits.split(",") if s.strip()]
+    dev = _device(device)
+    extractor = run_extractor(run, dev) if run else imagenet_extractor(dev)
+    numbers = write_shift({n: _load(cfg, n) for n in names}, out, extractor, device=dev, size=size,
+                          rounds=permutations, group_by=group_by or None, val_size=val_size)
+    table = Table(title=f"energy distance ({numbers['features']})")
+    for col in ("pair", "distance", "shuffled images p95", "shuffled groups p95"):
+        table.add_column(col, justify="left" if col == "pair" else "right")
+    for pair, v in numbers["distances"].items():
+        grp = v.get("shuffled_groups")
+        table.add_row(pair, f"{v['distance']:.4f}", f"{v['shuffled_images']['p95']:.4f}",
+                      f"{grp['p95']:.4f}" if grp else "—")
+    console.print(table)
+    prop = numbers["proposed_val"]
+    if "files" in prop:
+        console.print(f"proposed validation set: {prop['images']} images → train with --set "
+                      f"data.train={prop['files']['train']} --set data.val={prop['files']['val']}", soft_wrap=True)
+    console.print(f"report: {out / 'index.html'}")
+
+
+@app.command()
+def report(preds: Annotated[list[Path], typer.Argument(help="Prediction folder(s) of one split; several are compared.")],
+           data: Annotated[Optional[Path], typer.Option(help="Dataset root.")] = None,
+           split: FolderSplitOpt = None,
+           out: Annotated[Path, typer.Option(help="Folder for index.html, report.json, per_image.csv/json.")]
+           = Path("reports/eval"),
+           worst: Annotated[int, typer.Option(help="Images in the gallery of the worst.")] = 12,
+           config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Per-class IoU, confusion matrix, IoU by object size, per-image scores, the worst images beside the ground
+    truth, several folders side by side, and the source runs' learning curves: one HTML page."""
+    from trashseg.analysis.report import write_report
+    from trashseg.data.masks import mask_cache
+
+    cfg, split_obj = _folder_split(preds[0], config, set_, data, split)
+    numbers = write_report(preds, split_obj, out, mask_cache(split_obj, cfg.data), worst=worst)
+    for name, v in numbers["folders"].items():
+        console.print(f"{name}: mIoU {v['miou']:.4f}")
+    console.print(f"report: {out / 'index.html'}")
+
+
+@app.command()
+def configs() -> None:
+    """The recipes that ship with trashseg: give one by name to train / -c, or copy it to change it."""
+    from trashseg.config import RECIPES, recipe_description, recipe_names
+
+    table = Table("recipe", "what it is", title=f"Recipes in {RECIPES}")
+    for name in recipe_names():
+        table.add_row(name, recipe_description(RECIPES / f"{name}.yaml"))
+    console.print(table)
+    console.print("Use: trashseg train NAME --data DATA (data/* recipes hold a dataset's classes: -c data/trashcan)",
+                  highlight=False)
 
 
 @app.command()

@@ -1,7 +1,10 @@
 """YAML recipes → validated config objects.
 
 A recipe may inherit from others with ``_base_: [file.yaml, ...]`` (paths relative to the recipe, as in
-mmsegmentation); later files and ``--set key=value`` overrides win. Unknown or mistyped keys are errors that
+mmsegmentation); later files and ``--set key=value`` overrides win, and ``_delete_: true`` in a section
+replaces the inherited section instead of merging into it. The recipes ship inside the package
+(``trashseg/configs``, which the checkout's ``configs/`` links to), so a recipe can be named (``upernet_swin_b``,
+``data/trashcan``) wherever trashseg is installed. Unknown or mistyped keys are errors that
 name the dotted key, so a typo never silently falls back to a default.
 """
 
@@ -30,6 +33,7 @@ RECYCLING_CLASSES: tuple[str, ...] = (
     "Clothing",
 )
 
+RECIPES = Path(__file__).parent / "configs"  # package data: a real folder in the wheel and in site-packages
 IGNORE_INDEX = 255
 MAX_PIXELS = 40_000_000  # a tiny PNG can declare a huge image: 11 classes of probabilities at 40 MP are 1.8 GB
 
@@ -250,10 +254,14 @@ class Config(Section):
 
 
 def _deep_merge(base: dict, override: dict) -> dict:
+    """Nested dicts merge key by key; a dict holding ``_delete_: true`` replaces the inherited one instead (as in
+    mmsegmentation), e.g. a recipe that swaps the architecture drops the base's ``model.params``."""
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+        if isinstance(value, dict):
+            inherited = out.get(key)
+            keep = isinstance(inherited, dict) and value.get("_delete_") is not True
+            out[key] = _deep_merge(inherited if keep else {}, {k: v for k, v in value.items() if k != "_delete_"})
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -323,9 +331,42 @@ def validate(raw: dict, source: str = "config") -> Config:
         raise TrashsegError(f"{source}: invalid config\n" + "\n".join(lines)) from None
 
 
+def recipe_names() -> list[str]:
+    """Names of the shipped recipes, as `recipe_path` takes them: ``small_cpu``, ``data/trashcan``, ..."""
+    return sorted(p.relative_to(RECIPES).with_suffix("").as_posix() for p in RECIPES.rglob("*.yaml"))
+
+
+def recipe_path(name: str | Path) -> Path:
+    """A recipe file: an existing path as given, else a shipped recipe by name. ``configs/small_cpu.yaml`` (the
+    checkout's path, as the README writes it) also finds the shipped file, so commands work outside the checkout."""
+    path = Path(name)
+    if path.exists():
+        return path
+    parts = path.parts[1:] if path.parts[:1] == ("configs",) else path.parts
+    if parts and ".." not in parts and not path.is_absolute():
+        shipped = RECIPES.joinpath(*parts)
+        shipped = shipped if shipped.suffix in (".yaml", ".yml") else shipped.with_name(shipped.name + ".yaml")
+        if shipped.is_file():
+            return shipped
+    raise TrashsegError(f"config file not found: {name}; give a YAML file or a recipe name: "
+                        f"{', '.join(recipe_names())} (`trashseg configs` describes them)")
+
+
+def recipe_description(path: Path) -> str:
+    """The first sentence of the comment block that opens a recipe file (every shipped recipe has one)."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    text = " ".join(lines)
+    end = text.find(". ")
+    return text[: end + 1] if end >= 0 else text
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Load a recipe (or the defaults when `path` is None), apply overrides and validate."""
-    raw = load_raw(path) if path else {}
+    """Load a recipe by path or name (or the defaults when `path` is None), apply overrides and validate."""
+    raw = load_raw(recipe_path(path)) if path else {}
     raw = apply_overrides(raw, overrides or [])
     return validate(raw, str(path) if path else "defaults")
 

@@ -1,20 +1,25 @@
 """``trashseg demo``: the whole pipeline on generated data, in a few minutes on a 2-core CPU.
 
 sample → data check → folds → train two small models → predict with flip TTA → evaluate → dense CRF →
-soft ensemble → overlays → submission CSV + check → pseudo-labels → ONNX export with parity.
+soft ensemble → overlays → submission CSV + check → pseudo-labels → ONNX export with parity → EDA and evaluation
+reports (HTML). The CRF and ONNX steps need the `crf` and `onnx` extras; without them the demo says so and runs
+the rest.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from trashseg.analysis.eda import write_eda
 from trashseg.analysis.overlays import write_overlays
-from trashseg.config import load_config
+from trashseg.analysis.report import write_report
+from trashseg.config import RECIPES, load_config
 from trashseg.data.check import check_dataset, summarize
 from trashseg.data.coco import load_split
 from trashseg.data.masks import mask_cache
@@ -22,19 +27,20 @@ from trashseg.data.sample import write_sample_dataset
 from trashseg.data.splits import image_groups, make_folds, write_folds
 from trashseg.data.stats import class_stats
 from trashseg.ensemble.voting import ensemble_folders
-from trashseg.errors import TrashsegError
+from trashseg.errors import MissingExtra, TrashsegError, require_extra
 from trashseg.evaluate import evaluate
 from trashseg.fileio import atomic_write_json
 from trashseg.infer.export import export_run
 from trashseg.infer.predict import predict_split
-from trashseg.models.segmenter import load_model
 from trashseg.infer.submit import submit
+from trashseg.models.segmenter import load_model
 from trashseg.postprocess.apply import crf_folder
+from trashseg.postprocess.crf import require_crf
 from trashseg.pseudo import write_pseudo
 from trashseg.submission import check_submission
 from trashseg.train.run import train
 
-RECIPE = Path(__file__).resolve().parents[2] / "configs" / "small_cpu.yaml"
+RECIPE = RECIPES / "small_cpu.yaml"
 MODELS = {"unet_lite0": [], "fpn_lite0": ["model.arch=FPN", "model.params={decoder_segmentation_channels: 64, "
                                       "decoder_pyramid_channels: 64}", "train.seed=7"]}
 
@@ -52,6 +58,21 @@ def fresh_out(out: Path) -> None:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).touch()
+
+
+def _has_extra(check: Callable[[], object], console: Console) -> bool:
+    """Whether an optional step can run; if not, the demo says which extra it needs and goes on."""
+    try:
+        check()
+    except MissingExtra as exc:
+        console.print(f"[yellow]skipped: {exc}[/yellow]", highlight=False)
+        return False
+    return True
+
+
+def _has_onnx() -> None:
+    require_extra("onnx", "onnx", "ONNX export")
+    require_extra("onnxruntime", "onnx", "ONNX export's parity check")
 
 
 def run_demo(out: Path, console: Console) -> None:
@@ -95,8 +116,9 @@ def run_demo(out: Path, console: Console) -> None:
             predict_split(model, split, out / "preds" / f"{name}_{tag}", cfg=infer, save_probs=True, workers=0)
         scores[f"{name} + flip TTA"] = evaluate(out / "preds" / f"{name}_val", val, masks).miou
     first = next(iter(runs))
-    crf_folder(out / "preds" / f"{first}_val", val, out / "preds" / f"{first}_val_crf", cfg=cfg.crf)
-    scores[f"{first} + flip TTA + CRF"] = evaluate(out / "preds" / f"{first}_val_crf", val, masks).miou
+    if _has_extra(require_crf, console):
+        crf_folder(out / "preds" / f"{first}_val", val, out / "preds" / f"{first}_val_crf", cfg=cfg.crf)
+        scores[f"{first} + flip TTA + CRF"] = evaluate(out / "preds" / f"{first}_val_crf", val, masks).miou
     for tag in ("val", "test"):
         ensemble_folders([out / "preds" / f"{n}_{tag}" for n in runs], out / "preds" / f"ensemble_{tag}", "soft",
                          save_probs=True)
@@ -116,6 +138,14 @@ def run_demo(out: Path, console: Console) -> None:
     problems = check_submission(csv, test)
     console.print(f"{csv}: {len(test.images)} rows, submission check: {'OK' if not problems else problems}")
     console.print("pseudo-labels:", write_pseudo(out / "preds" / "ensemble_test", out / "pseudo", 0.9))
-    console.print("ONNX:", export_run(runs[first]))
+    if _has_extra(_has_onnx, console):
+        console.print("ONNX:", export_run(runs[first]))
+
+    console.rule("8. reports")
+    write_eda(train_split, out / "reports" / "eda", mask_cache(train_split, cfg.data))
+    write_report([out / "preds" / f"{n}_val" for n in runs] + [out / "preds" / "ensemble_val"], val,
+                 out / "reports" / "eval", masks)
     console.rule(f"done in {time.perf_counter() - start:.0f} s — everything is under {out}")
     console.print(f"Overlays: {out / 'overlays'}. Web demo of the first model: trashseg serve {runs[first]}")
+    console.print(f"Reports (open in a browser): EDA {out / 'reports' / 'eda' / 'index.html'}, evaluation "
+                  f"{out / 'reports' / 'eval' / 'index.html'}", soft_wrap=True)

@@ -1,8 +1,41 @@
 """User-facing errors: the CLI prints their message without a traceback and exits non-zero."""
 
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
 
 class TrashsegError(Exception):
     """A mistake in the user's input (file, id, config key) with a message that says what to do."""
+
+
+class ModelNotFoundError(TrashsegError):
+    """No model where one was asked for: no such run folder, checkpoint or ONNX file, or a run without checkpoints."""
+
+
+class MissingExtra(TrashsegError):
+    """An optional part of trashseg (an extra in pyproject.toml) is used but its packages are not installed."""
+
+
+class NoImagesFound(TrashsegError):
+    """``predict --images`` was given a folder or pattern that holds no image files."""
+
+
+class UnreadableImages(TrashsegError):
+    """Some images of a folder could not be used: each is listed; every other image was processed."""
+
+
+def require_extra(module: str, extra: str, feature: str) -> ModuleType:
+    """Import `module`, or say which extra brings it: a raw ModuleNotFoundError names a package, not the fix."""
+    try:
+        importlib.import_module(module.split(".")[0])  # a cached submodule must not hide a missing package
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or module.split(".")[0] != exc.name.split(".")[0]:
+            raise  # the module is there but one of its own imports is broken: not a missing extra
+        raise MissingExtra(f"{feature} needs the optional package {exc.name!r}: pip install \"trashseg[{extra}]\""
+                           ) from None
 
 
 def user_message(exc: Exception) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import tempfile
 from collections.abc import Callable, Iterator
@@ -92,6 +93,22 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", durable: bool = True, 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_link(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """`dst` becomes a hard link to `src` (no second copy of large files), or a copy where the file system
+    refuses links; either way through a temporary, so `dst` is complete or absent."""
+    fd, tmp = _temp_beside(Path(dst))
+    os.close(fd)
+    try:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

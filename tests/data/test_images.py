@@ -25,3 +25,21 @@ def test_bytes_are_checked_before_decoding(tmp_path, monkeypatch):
     with pytest.raises(ImageTooLarge, match="upload.png: 7000×7000 is 49.0 MP"):
         decode_image(data, "upload.png")
     assert check_pixels(data, "upload.png", max_pixels=7000 * 7000) == (7000, 7000)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_pillow_does_only_when_asked(tmp_path, orientation):
+    """Raw photos (predict --images) are read upright; a dataset's pixels stay as stored."""
+    from PIL import Image, ImageOps
+
+    stored = np.random.default_rng(orientation).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "photo.png"
+    Image.fromarray(stored).save(path, exif=exif)
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+    assert np.array_equal(read_image(path, exif=True), upright)
+    assert np.array_equal(read_image(path), stored)
+    from trashseg.data.images import upright_size
+
+    assert upright_size(path) == (upright.shape[1], upright.shape[0])

@@ -68,6 +68,35 @@ def test_killed_predict_resumes_where_it_stopped(trained_run, sample_data, tmp_p
     assert code == 2 and "made with tta=" in text and "Use another --out" in " ".join(text.split()), text
 
 
+def test_predict_objects_are_written_per_image_and_resume(trained_run, sample_data, tmp_path, cli):
+    from trashseg.infer.objects import find_objects
+
+    out = tmp_path / "pred"
+    args = ["predict", trained_run, "--data", sample_data, "--split", "val", "--out", out, "--workers", "0",
+            "--objects", "--min-area", "5"]
+    code, text = cli(args)
+    assert code == 0, text
+    folder = PredictionFolder(out)
+    assert folder.meta()["objects"] == {"min_area": 5, "connectivity": 8}
+    names = [i["file_name"] for i in json.loads((sample_data / "val.json").read_text())["images"]]
+    total = 0
+    for name in names:
+        written = json.loads(folder.objects_path(name).read_text())
+        assert (written["file_name"], written["height"], written["width"]) == (name, 128, 128)
+        expected = [o.to_dict() for o in find_objects(folder.mask(name), folder.classes, min_area=5)]
+        assert [{**o, "confidence": None} for o in written["objects"]] == expected  # the stored mask's regions
+        assert all(0 < o["confidence"] <= 1 and o["area"] >= 5 for o in written["objects"])
+        total += len(written["objects"])
+    assert total > 0
+    # resumable: an image whose objects are missing is predicted again, the others are skipped
+    folder.objects_path(names[0]).unlink()
+    code, text = cli(args)
+    assert code == 0 and "'predicted': 1" in text and folder.objects_path(names[0]).exists(), text
+    # the objects' settings are part of the job: another min-area into the same folder is refused
+    code, text = cli([*args[:-1], "20"])
+    assert code != 0 and "objects" in text and "Use another --out" in " ".join(text.split()), text
+
+
 def test_submit_then_check(trained_run, sample_data, tmp_path, capsys):
     out = tmp_path / "pred"
     assert run_cli(["predict", trained_run, "--data", sample_data, "--out", out, "--workers", "0"], capsys)[0] == 0

@@ -40,14 +40,19 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Segmenter, Path]:
     return segmenter, _save(segmenter, tmp_path_factory.mktemp("ckpt") / "tiny.ckpt", "segmenter.net.")
 
 
-def test_inference_imports_and_loading_leave_lightning_out(tiny: tuple[Segmenter, Path]) -> None:
+def test_inference_imports_the_api_and_loading_leave_lightning_out(tiny: tuple[Segmenter, Path]) -> None:
     code = (
-        "import sys, torch\n"
+        "import sys\n"
+        "import trashseg\n"
+        "assert 'torch' not in sys.modules, 'import trashseg must stay cheap (the API is imported on first use)'\n"
+        "import numpy as np, torch\n"
         "import trashseg.infer, trashseg.serve\n"
         "import trashseg.infer.predict, trashseg.infer.export, trashseg.serve.app, trashseg.ensemble.kfold\n"
         "from trashseg.models.segmenter import load_model\n"
         f"model = load_model({str(tiny[1])!r})\n"
         "assert model(torch.zeros(1, 32, 32, 3, dtype=torch.uint8)).shape == (1, 3, 32, 32)\n"
+        f"result = trashseg.load({str(tiny[1])!r}, device='cpu').predict(np.zeros((40, 56, 3), np.uint8))\n"
+        "assert result.mask.shape == (40, 56) and result.overlay().size == (56, 40)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr

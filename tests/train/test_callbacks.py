@@ -11,3 +11,35 @@ def test_history_keeps_one_line_per_epoch_when_an_epoch_is_repeated(tmp_path):
     lines = (tmp_path / "history.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines] == [{"epoch": 0, "miou": 0.1}, {"epoch": 1, "miou": 0.25},
                                                      {"epoch": 2, "miou": 0.3}]
+
+
+def test_prediction_images_go_to_tensorboard_and_nowhere_without_it(tmp_path):
+    from types import SimpleNamespace
+
+    import torch
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from trashseg.train.callbacks import PredictionImages
+
+    def model(images):  # logits: class 1 on the left half
+        logits = torch.zeros(len(images), 2, *images.shape[1:3])
+        logits[:, 1, :, : images.shape[2] // 2] = 1
+        return logits
+
+    batch = {"image": torch.full((3, 16, 20, 3), 90, dtype=torch.uint8), "mask": torch.ones(3, 16, 20, dtype=torch.uint8)}
+    callback = PredictionImages(["bg", "paper"], count=2)
+    tb = TensorBoardLogger(tmp_path, name="tb", version=0)
+    trainer = SimpleNamespace(loggers=[CSVLogger(tmp_path), tb], sanity_checking=False, is_global_zero=True,
+                              global_step=7)
+    callback.on_validation_batch_end(trainer, model, None, batch, 1)  # only the first batch is drawn
+    callback.on_validation_batch_end(trainer, model, None, batch, 0)
+    tb.experiment.flush()
+    events = EventAccumulator(str(tmp_path / "tb" / "version_0"))
+    events.Reload()
+    (image,) = events.Images("val/predictions")
+    assert image.step == 7 and image.height > 2 * 16 and image.width == 2 * 20 + 6  # two panels: prediction | truth
+    calls = []
+    trainer.loggers = [CSVLogger(tmp_path)]
+    callback.on_validation_batch_end(trainer, lambda x: calls.append(x), None, batch, 0)
+    assert calls == []  # no image logger: not even a forward pass

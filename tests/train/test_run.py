@@ -120,7 +120,7 @@ class PoisonWeights(pl.Callback):
     def on_train_epoch_start(self, trainer, pl_module):
         if trainer.current_epoch == self.at:
             with torch.no_grad():
-                next(pl_module.model.parameters()).fill_(float("nan"))
+                next(pl_module.segmenter.net.parameters()).fill_(float("nan"))
 
 
 @pytest.mark.parametrize("at", [0, 1])

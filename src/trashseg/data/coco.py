@@ -14,7 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from trashseg.config import MAX_PIXELS, DataConfig
+from trashseg.data.images import read_image
 from trashseg.errors import TrashsegError
 from trashseg.paths import escape
 
@@ -56,6 +59,7 @@ class CocoSplit:
     problems: list[Problem] = field(default_factory=list)
     max_pixels: int = MAX_PIXELS  # data.max_pixels: what readers of this split's images pass to read_image
     allow_external_links: bool = False  # data.allow_external_links
+    exif_orientation: bool = False  # info.orientation == "exif": raw photos listed by `predict --images`
 
     @property
     def name(self) -> str:
@@ -76,6 +80,10 @@ class CocoSplit:
         if problem := self.path_problem(image):
             raise TrashsegError(str(problem))
         return self.root / image["file_name"]
+
+    def load_image(self, image: dict) -> np.ndarray:
+        """The image's pixels as this split's readers see them (uint8 RGB; upright for `exif_orientation`)."""
+        return read_image(self.image_path(image), self.max_pixels, self.exif_orientation)
 
 
 def _is_int(value: Any) -> bool:
@@ -198,7 +206,8 @@ def parse_split(path: str | Path, root: str | Path, classes: list[str], *, requi
     split = CocoSplit(path=path, root=Path(root), classes=list(classes), images=data["images"],
                       anns_by_image=dict(anns_by_image), cat_to_class=cat_to_class,
                       has_annotations="annotations" in data, problems=ref_problems, max_pixels=max_pixels,
-                      allow_external_links=allow_external_links)
+                      allow_external_links=allow_external_links,
+                      exif_orientation=isinstance(data.get("info"), dict) and data["info"].get("orientation") == "exif")
     split.problems += [p for img in split.images if (p := split.path_problem(img))]
     return split
 

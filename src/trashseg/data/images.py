@@ -1,7 +1,10 @@
-"""Image decoding: always uint8 RGB, pixels as stored, size checked from the header first, errors that name the file.
+"""Image decoding: always uint8 RGB, size checked from the header first, errors that name the file.
 
-Orientation policy (the competition's): pixels are used as stored and EXIF orientation is ignored everywhere
-(data check, training, predict, overlays, serve), because COCO sizes and polygons describe the stored pixels.
+Orientation policy: a dataset's pixels are used as stored and EXIF orientation is ignored (data check, training,
+predict, overlays, serve), because COCO sizes and polygons describe the stored pixels. Raw photos are another
+matter: `trashseg predict --images` honours EXIF orientation (``exif=True``), as a photo viewer shows them, since
+no annotation refers to their stored pixels; the image list it writes says so (``info.orientation: exif``), so
+overlay and CRF read those images the same way and masks line up.
 
 Size policy: every image is opened with Pillow first, which reads only the header, and refused when it declares
 more than ``data.max_pixels`` (a 100 kB PNG can declare 30000×30000). Formats Pillow cannot identify are refused
@@ -15,13 +18,17 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from trashseg.config import MAX_PIXELS
 from trashseg.errors import TrashsegError
 
 cv2.setNumThreads(1)  # parallelism comes from DataLoader workers; OpenCV's own threads would oversubscribe
 _FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+# EXIF orientation → the transposition that shows the image upright, as in Pillow's ImageOps.exif_transpose
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
 
 
 class ImageError(TrashsegError):
@@ -40,12 +47,21 @@ class ImageTooLarge(ImageError):
     """The header declares more pixels than the configured limit; nothing was decoded."""
 
 
-def check_pixels(source: Path | bytes, name: str, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
-    """(width, height) from the header of a file or of bytes in memory; raises ImageTooLarge over `max_pixels`,
-    ImageError when the file is missing or not a format Pillow identifies."""
+def _orientation(im: Image.Image) -> int:
+    """EXIF orientation (1 = as stored) from the header alone: Pillow's getexif() on a PNG without an eXIf chunk
+    before its pixels would decode the whole image to look for one after them."""
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1
+    value = im.getexif().get(ExifTags.Base.Orientation, 1)
+    return value if value in _UPRIGHT else 1
+
+
+def _header(source: Path | bytes, name: str, max_pixels: int, exif: bool) -> tuple[int, int, int]:
+    """(width, height, EXIF orientation or 1) as stored, from the header; see `check_pixels`."""
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
             w, h = im.size
+            orientation = _orientation(im) if exif and w * h <= max_pixels else 1
     except Image.DecompressionBombError:
         raise ImageTooLarge.named(name, f"more than {2 * Image.MAX_IMAGE_PIXELS} pixels (Pillow's "
                                         f"decompression-bomb limit); the limit here is {max_pixels} (data.max_pixels)"
@@ -61,20 +77,34 @@ def check_pixels(source: Path | bytes, name: str, max_pixels: int = MAX_PIXELS) 
         raise ImageTooLarge.named(name, f"{w}×{h} is {w * h / 1e6:.1f} MP, over the limit of "
                                         f"{max_pixels / 1e6:.1f} MP; shrink the image, or raise data.max_pixels if it "
                                         "is meant to be that large")
-    return w, h
+    return w, h, orientation
 
 
-def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode to HxWx3 uint8 RGB, pixels as stored. Grayscale, RGBA and 16-bit inputs are converted.
+def check_pixels(source: Path | bytes, name: str, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) from the header of a file or of bytes in memory; raises ImageTooLarge over `max_pixels`,
+    ImageError when the file is missing or not a format Pillow identifies."""
+    return _header(source, name, max_pixels, exif=False)[:2]
+
+
+def upright_size(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) as `read_image(path, exif=True)` returns the image, from the header alone."""
+    w, h, orientation = _header(path, str(path), max_pixels, exif=True)
+    return (h, w) if orientation >= 5 else (w, h)  # 5-8 turn the image by a quarter
+
+
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, exif: bool = False) -> np.ndarray:
+    """Decode to HxWx3 uint8 RGB: pixels as stored, or turned upright by their EXIF orientation with `exif`.
+    Grayscale, RGBA and 16-bit inputs are converted.
 
     OpenCV's IMREAD_COLOR does all of these conversions in one decode, which is why it decodes rather than PIL.
     """
     path = Path(path)
-    check_pixels(path, str(path), max_pixels)
+    orientation = _header(path, str(path), max_pixels, exif)[2]
     img = cv2.imread(str(path), _FLAGS)
     if img is None:
         raise ImageError.named(str(path), "cannot be decoded (corrupt or not an image)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return np.array(Image.fromarray(rgb).transpose(_UPRIGHT[orientation])) if orientation != 1 else rgb  # writable
 
 
 def decode_image(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -61,9 +61,9 @@ def open_members(paths: list[Path]) -> tuple[list[PredictionFolder], list[str]]:
 
 def _check_same_split(folders: list[PredictionFolder], metas: list[dict]) -> None:
     """Members predicted on different splits (or datasets) can share file names: voting them would mix images."""
-    first = (metas[0].get("split"), metas[0].get("data_root"))
+    first = folders[0].split_key()
     for folder, meta in zip(folders[1:], metas[1:]):
-        if (meta.get("split"), meta.get("data_root")) != first:
+        if folder.split_key() != first:
             raise TrashsegError(f"{folder.root} was predicted on split {meta.get('split')} of {meta.get('data_root')}, "
                                 f"{folders[0].root} on {first[0]} of {first[1]} (from their meta.json): members must "
                                 "predict the same split; predict them again on one split")

@@ -1,10 +1,14 @@
 """The prediction folder, the contract between predict, CRF, ensembles, pseudo-labels, submit and evaluate.
 
 ``meta.json`` (classes, source, TTA, val mIoU of the source when known), ``masks/<file_name>.png`` (class ids,
-the image's own size) and, optionally, ``probs/<file_name>.npz`` (float16 C×H×W). Keyed by the dataset's
-``file_name``, so folders from different models line up image by image. Every file is written atomically and
-an image whose outputs exist is skipped by a rerun (resume), which first removes what a killed run left half-written.
+the image's own size) and, optionally, ``probs/<file_name>.npz`` (float16 C×H×W) and
+``objects/<file_name>.json`` (each class's connected regions, ``infer.objects``; their settings in meta.json).
+Keyed by the dataset's ``file_name``, so folders from different models line up image by image. Every file is
+written atomically and an image whose outputs exist is skipped by a rerun (resume), which first removes what a
+killed run left half-written.
 Outputs are refused where a ``file_name`` would put them outside the folder (``../x.jpg``, an absolute path).
+A folder predicted from raw photos (``predict --images``) also holds ``images.json``, their list in the COCO
+layout without annotations, which its ``meta.json`` names as the split.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ import numpy as np
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_open, atomic_write_json, jsonable, remove_stale_temps
 from trashseg.paths import inside
+
+
+IMAGE_LIST = "images.json"
 
 
 def _write_npz(fh: BinaryIO, probs: np.ndarray) -> None:
@@ -69,6 +76,15 @@ class PredictionFolder:
         atomic_write_json(self.meta_path, meta)
         return meta
 
+    def split_key(self) -> tuple[str | None, str | None]:
+        """(split file, dataset root) that the folder was predicted on, comparable between folders: each folder of
+        photos has its own copy of their list, so there the list's name stands for its path."""
+        meta = self.meta()
+        split = meta.get("split")
+        if split is not None and split == str((self.root / IMAGE_LIST).resolve()):
+            split = IMAGE_LIST
+        return split, meta.get("data_root")
+
     @property
     def classes(self) -> list[str]:
         return self.meta()["classes"]
@@ -80,14 +96,22 @@ class PredictionFolder:
     def probs_path(self, file_name: str) -> Path:
         return inside(self.root, "probs", f"{file_name}.npz")
 
-    def done(self, file_name: str, with_probs: bool) -> bool:
-        return self.mask_path(file_name).exists() and (not with_probs or self.probs_path(file_name).exists())
+    def objects_path(self, file_name: str) -> Path:
+        return inside(self.root, "objects", f"{file_name}.json")
 
-    def write(self, file_name: str, mask: np.ndarray, probs: np.ndarray | None = None) -> None:
-        """Probabilities first, mask last: a mask on disk means the image is complete."""
+    def done(self, file_name: str, with_probs: bool, with_objects: bool = False) -> bool:
+        return self.mask_path(file_name).exists() and (not with_probs or self.probs_path(file_name).exists()) \
+            and (not with_objects or self.objects_path(file_name).exists())
+
+    def write(self, file_name: str, mask: np.ndarray, probs: np.ndarray | None = None,
+              objects: list[dict[str, Any]] | None = None) -> None:
+        """Probabilities and objects first, mask last: a mask on disk means the image is complete."""
         if probs is not None:
             with atomic_open(self.probs_path(file_name), "wb") as fh:
                 _write_npz(fh, probs.astype(np.float16))
+        if objects is not None:
+            atomic_write_json(self.objects_path(file_name), {"file_name": file_name, "height": mask.shape[0],
+                                                             "width": mask.shape[1], "objects": objects})
         ok, png = cv2.imencode(".png", mask.astype(np.uint8))
         if not ok:
             raise TrashsegError(f"{self.mask_path(file_name)}: could not encode the mask of image {file_name} "
@@ -111,6 +135,15 @@ class PredictionFolder:
         if mask is None:
             raise TrashsegError(f"{path}: prediction mask missing or unreadable (image {file_name})")
         return mask
+
+    def objects(self, file_name: str) -> list[dict[str, Any]]:
+        path = self.objects_path(file_name)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))["objects"]
+        except FileNotFoundError:
+            raise TrashsegError(f"{path}: no objects for image {file_name}; predict with --objects") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TrashsegError(f"{path}: unreadable objects ({exc})") from None
 
     def probs(self, file_name: str) -> np.ndarray:
         path = self.probs_path(file_name)

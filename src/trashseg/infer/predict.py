@@ -14,9 +14,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from trashseg.config import InferConfig
 from trashseg.data.coco import CocoSplit
-from trashseg.data.images import read_image
 from trashseg.errors import TrashsegError
 from trashseg.infer.folder import PredictionFolder
+from trashseg.infer.objects import find_objects
 from trashseg.infer.predictor import Predictor
 from trashseg.models.segmenter import InferenceModel
 from trashseg.procs import die_with_parent
@@ -37,7 +37,7 @@ class _Images(Dataset):
         in a traceback; ``predict_split`` raises it as it is."""
         info = self.images[i]
         try:
-            return info["file_name"], read_image(self.split.image_path(info), self.split.max_pixels)
+            return info["file_name"], self.split.load_image(info)
         except TrashsegError as exc:
             return info["file_name"], exc
 
@@ -64,37 +64,58 @@ def check_classes(model: InferenceModel, split: CocoSplit) -> None:
 
 
 def predict_split(model: InferenceModel, split: CocoSplit, out: Path, *, cfg: InferConfig, save_probs: bool = False,
-                  refine: Refiner | None = None, device: str | torch.device = "cpu", workers: int = 2) -> dict:
-    """Predict every image of `split` not already in `out`; returns counts and throughput."""
+                  refine: Refiner | None = None, objects: bool = False, min_area: int = 0,
+                  device: str | torch.device = "cpu", workers: int = 2, skip_unreadable: bool = False) -> dict:
+    """Predict every image of `split` not already in `out`; returns counts and throughput.
+
+    `objects`: also write each image's connected regions of at least `min_area` pixels (``infer.objects``) to
+    ``objects/<file_name>.json``; their settings are part of the job, like the TTA, so a resume keeps them.
+    An image that cannot be decoded stops the run, or with `skip_unreadable` (raw photos) is left out and named
+    in the result's ``unreadable`` ({file_name: reason}) while every other image is predicted.
+    """
     check_classes(model, split)
     folder = PredictionFolder(out)
     meta = folder.init({"classes": model.classes, **model.info, "split": str(split.path.resolve()),
                         "data_root": str(split.root.resolve()),
                         "tta": {"hflip": cfg.hflip, "vflip": cfg.vflip, "scales": cfg.scales, "mode": cfg.mode},
                         "crf": refine.settings if refine else None, "image_size": model.image_size,
+                        "objects": {"min_area": min_area, "connectivity": 8} if objects else None,
                         "has_probs": save_probs})
     save_probs = meta["has_probs"]  # a resumed folder with probabilities keeps writing them
     predictor = Predictor(model, model.image_size, cfg, device=device)
+    unreadable: dict[str, str] = {}
 
-    def compute(todo: list[dict]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    def compute(todo: list[dict]) -> Iterator[tuple[np.ndarray, np.ndarray | None] | TrashsegError]:
         loader = DataLoader(_Images(split, todo), batch_size=cfg.batch_size, num_workers=workers,
                             collate_fn=_collate, worker_init_fn=partial(die_with_parent, os.getpid()))
-        for _, images in loader:
-            if errors := [image for image in images if isinstance(image, TrashsegError)]:
-                raise errors[0]
-            if save_probs or refine is not None:
-                probs = predictor.predict(list(images))
-                if refine is not None:
-                    probs = list(refine(zip(images, probs)))
-                yield from ((p.argmax(0).astype(np.uint8), p) for p in probs)
-            else:  # masks only: the argmax happens where the probabilities are (the GPU's memory, say)
-                yield from ((mask, None) for mask in predictor.predict_masks(list(images)))
+        for _, batch in loader:
+            failed = [image for image in batch if isinstance(image, TrashsegError)]
+            if failed and not skip_unreadable:
+                raise failed[0]
+            images = [image for image in batch if not isinstance(image, TrashsegError)]
+            results = iter(predict_batch(images) if images else [])
+            yield from (image if isinstance(image, TrashsegError) else next(results) for image in batch)
 
-    def write(image: dict, result: tuple[np.ndarray, np.ndarray | None]) -> None:
+    def predict_batch(images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        if save_probs or refine is not None or objects:  # objects' confidences need the probabilities
+            probs = predictor.predict(images)
+            if refine is not None:
+                probs = list(refine(zip(images, probs)))
+            return [(p.argmax(0).astype(np.uint8), p) for p in probs]
+        # masks only: the argmax happens where the probabilities are (the GPU's memory, say)
+        return [(mask, None) for mask in predictor.predict_masks(images)]
+
+    def write(image: dict, result: tuple[np.ndarray, np.ndarray | None] | TrashsegError) -> None:
+        if isinstance(result, TrashsegError):  # only with skip_unreadable: compute raises it otherwise
+            unreadable[image["file_name"]] = str(result)
+            return
         mask, probs = result
-        folder.write(image["file_name"], mask, probs if save_probs else None)
+        found = [o.to_dict() for o in find_objects(mask, model.classes, probs, min_area=min_area)] if objects else None
+        folder.write(image["file_name"], mask, probs if save_probs else None, found)
 
     stats = for_each_pending(split.images, label=f"predict → {out}", compute=compute, write=write,
-                             finished=lambda image: folder.done(image["file_name"], save_probs))
-    return {"predicted": stats.done, "skipped": stats.skipped, "seconds": stats.seconds,
-            "img_per_s": stats.per_second}
+                             finished=lambda image: folder.done(image["file_name"], save_probs, objects))
+    predicted = stats.done - len(unreadable)
+    return {"predicted": predicted, "skipped": stats.skipped, "seconds": stats.seconds,
+            "img_per_s": predicted / stats.seconds if predicted and stats.seconds else None,
+            **({"unreadable": unreadable} if skip_unreadable else {})}

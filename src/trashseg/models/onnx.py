@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trashseg.errors import TrashsegError
+from trashseg.errors import ModelNotFoundError, TrashsegError, require_extra
 from trashseg.fileio import atomic_write_json, atomic_write_with
 
 
@@ -18,6 +18,7 @@ def export_onnx(module: torch.nn.Module, path: Path, *, image_size: int, meta: d
                 opset: int = 17) -> None:
     """Input: uint8 N×H×W×3 RGB (``images``); output: float logits N×C×H×W (``logits``). Batch, height and width
     are dynamic. ``<path>.json`` beside it carries the classes and sizes that predict needs."""
+    require_extra("onnx", "onnx", "ONNX export")  # torch's exporter writes the file with it
     module = module.eval().cpu()
     example = torch.zeros(1, image_size, image_size, 3, dtype=torch.uint8)
     axes = {"images": {0: "batch", 1: "height", 2: "width"}, "logits": {0: "batch", 2: "height", 3: "width"}}
@@ -53,11 +54,10 @@ class OnnxSegmenter:
     ``trashseg export`` writes beside it."""
 
     def __init__(self, path: str | Path, device: torch.device | str = "cpu"):
-        import onnxruntime as ort
-
+        ort = require_extra("onnxruntime", "onnx", "Running an ONNX model")
         self.path = Path(path)
         if not self.path.is_file():
-            raise TrashsegError(f"{self.path}: ONNX model not found")
+            raise ModelNotFoundError(f"{self.path}: ONNX model not found")
         self.meta = _read_meta(Path(f"{self.path}.json"))
         wanted = ["CUDAExecutionProvider"] if torch.device(device).type == "cuda" else []
         chosen = [p for p in (*wanted, "CPUExecutionProvider") if p in ort.get_available_providers()]

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from trashseg.config import Config, validate
-from trashseg.errors import TrashsegError
+from trashseg.errors import ModelNotFoundError, TrashsegError
 from trashseg.models.factory import create_model
 from trashseg.models.onnx import OnnxSegmenter
 from trashseg.models.pretrained import fill_legacy_normalization, resolve_normalization
@@ -74,7 +74,7 @@ class Segmenter(nn.Module):
         """The trained model of a run folder or checkpoint, in eval mode on `device`."""
         path = checkpoint_of(Path(run_or_ckpt))
         if not path.is_file():
-            raise TrashsegError(f"{path}: checkpoint not found")
+            raise ModelNotFoundError(f"{path}: checkpoint not found")
         ckpt = load_torch_file(path, key="checkpoint", kind="checkpoint", resave=RESAVE_CHECKPOINT,
                                map_location=device)
         try:
@@ -132,7 +132,7 @@ def checkpoint_of(run_or_ckpt: Path) -> Path:
         for name in ("best.ckpt", "last.ckpt"):
             if (run_or_ckpt / "checkpoints" / name).exists():
                 return run_or_ckpt / "checkpoints" / name
-        raise TrashsegError(f"{run_or_ckpt}: no checkpoints/best.ckpt or last.ckpt (is it a trashseg run folder?)")
+        raise ModelNotFoundError(f"{run_or_ckpt}: no checkpoints/best.ckpt or last.ckpt (is it a trashseg run folder?)")
     return run_or_ckpt
 
 
@@ -156,5 +156,5 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> Segmente
     if path.suffix == ".onnx":
         return OnnxSegmenter(path, device)
     if not path.exists():
-        raise TrashsegError(f"{path}: no such run folder, checkpoint or ONNX file")
+        raise ModelNotFoundError(f"{path}: no such run folder, checkpoint or ONNX file")
     return Segmenter.load(path, device)

@@ -9,15 +9,15 @@ import numpy as np
 
 from trashseg.config import CRFConfig
 from trashseg.data.coco import CocoSplit
-from trashseg.data.images import read_image
 from trashseg.errors import TrashsegError
 from trashseg.infer.folder import PredictionFolder
-from trashseg.postprocess.crf import dense_crf_many
+from trashseg.postprocess.crf import dense_crf_many, require_crf
 from trashseg.progress import for_each_pending
 
 
 def crf_folder(pred: str | Path, split: CocoSplit, out: str | Path, *, cfg: CRFConfig,
                save_probs: bool = False) -> dict:
+    require_crf()
     src, dst = PredictionFolder(pred), PredictionFolder(out)
     meta = src.meta()
     if not meta.get("has_probs"):
@@ -30,8 +30,7 @@ def crf_folder(pred: str | Path, split: CocoSplit, out: str | Path, *, cfg: CRFC
                            "has_probs": save_probs})["has_probs"]
 
     def refined(todo: list[dict]) -> Iterator[np.ndarray]:
-        pairs = ((read_image(split.image_path(img), split.max_pixels), src.probs(img["file_name"])) for img in todo)
-        return dense_crf_many(pairs, cfg)
+        return dense_crf_many(((split.load_image(img), src.probs(img["file_name"])) for img in todo), cfg)
 
     stats = for_each_pending(split.images, label=f"dense CRF → {out}", compute=refined,
                              finished=lambda img: dst.done(img["file_name"], save_probs),

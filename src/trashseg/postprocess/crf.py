@@ -1,4 +1,5 @@
-"""Fully-connected CRF on softmax probabilities (pydensecrf2, the maintained build for Python 3.11 / numpy 2).
+"""Fully-connected CRF on softmax probabilities (pydensecrf2, the maintained build for numpy 2; Python 3.11 and
+3.12, it does not build on 3.13).
 
 The seed team ran it on probabilities upscaled to the image's size; ``upscale`` > 1 goes further and refines at a
 finer grid before coming back to the image size, which sharpens thin objects at a quadratic cost.
@@ -7,16 +8,19 @@ finer grid before coming back to the image size, which sharpens thin objects at 
 from __future__ import annotations
 
 import os
+import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import cv2
 import numpy as np
 
 from trashseg.config import CRFConfig
+from trashseg.errors import MissingExtra, require_extra
 from trashseg.procs import die_with_parent
 
 
@@ -24,9 +28,22 @@ def _resize_probs(probs: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.stack([cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) for p in probs])
 
 
+def require_crf() -> ModuleType:
+    """pydensecrf's solver; callers check it first so that a missing `crf` extra fails before any work, not in a
+    worker halfway through."""
+    try:
+        return require_extra("pydensecrf.densecrf", "crf", "Dense CRF")
+    except MissingExtra:
+        if sys.version_info < (3, 13):
+            raise
+        raise MissingExtra("Dense CRF needs pydensecrf2, which does not build on Python 3.13 (its C++ sources are "
+                           "generated for older Pythons), so the `crf` extra installs nothing here: use Python 3.11 "
+                           "or 3.12 for CRF") from None
+
+
 def dense_crf(image: np.ndarray, probs: np.ndarray, cfg: CRFConfig) -> np.ndarray:
     """uint8 H×W×3 image + float C×H×W probabilities → refined float32 C×H×W probabilities."""
-    import pydensecrf.densecrf as dcrf
+    dcrf = require_crf()
     from pydensecrf.utils import unary_from_softmax
 
     c, h, w = probs.shape

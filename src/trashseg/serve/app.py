@@ -26,9 +26,10 @@ import torch
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from trashseg.analysis.overlays import class_colors, overlay_panel
 from trashseg.config import MAX_PIXELS, TTA_FLIPS, InferConfig, ServeConfig
+from trashseg.draw import class_colors, overlay_panel
 from trashseg.data.images import ImageTooLarge, decode_image
+from trashseg.draw import class_colors, overlay_panel
 from trashseg.errors import TrashsegError
 from trashseg.infer.predictor import Predictor
 from trashseg.models.segmenter import InferenceModel

@@ -15,8 +15,9 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from rich import get_console
 from rich.table import Table
 
-from trashseg.train.plots import plot_confusion
+from trashseg.draw import overlay_panel
 from trashseg.fileio import atomic_write_json, atomic_write_text, atomic_write_with
+from trashseg.train.plots import plot_confusion
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -139,3 +140,36 @@ class ValidationReport(pl.Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state["best"]
+
+
+class PredictionImages(pl.Callback):
+    """A few validation images with prediction and ground truth drawn, logged at every validation to TensorBoard
+    (and W&B when enabled), so that what the model learns can be seen beside the curves. Does nothing without one
+    of those loggers; costs one forward pass over `count` images per validation."""
+
+    def __init__(self, classes: list[str], count: int = 4, tag: str = "val/predictions"):
+        self.classes, self.count, self.tag = classes, count, tag
+
+    def _loggers(self, trainer: pl.Trainer) -> list:
+        from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+        return [lg for lg in trainer.loggers if isinstance(lg, (TensorBoardLogger, WandbLogger))]
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
+                                batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if batch_idx != 0 or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        loggers = self._loggers(trainer)
+        if not loggers:
+            return
+        images = batch["image"][: self.count]
+        with torch.no_grad():
+            preds = pl_module(images).argmax(1).cpu().numpy().astype(np.uint8)
+        truths = batch["mask"][: self.count].cpu().numpy() if "mask" in batch else [None] * len(preds)
+        grid = np.vstack([overlay_panel(img, pred, self.classes, truth) for img, pred, truth in
+                          zip(images.cpu().numpy(), preds, truths)])
+        for logger in loggers:
+            if hasattr(logger.experiment, "add_image"):  # TensorBoard
+                logger.experiment.add_image(self.tag, grid, trainer.global_step, dataformats="HWC")
+            else:
+                logger.log_image(key=self.tag, images=[grid], step=trainer.global_step)

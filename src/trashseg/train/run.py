@@ -35,8 +35,8 @@ from trashseg.fileio import atomic_write_text, make_folder, remove_stale_temps
 from trashseg.models.pretrained import fill_legacy_normalization, resolve_normalization
 from trashseg.models.weights import load_torch_file
 from trashseg.procs import die_with_parent
-from trashseg.train.callbacks import (AtomicCheckpointIO, FreezeEncoder, RNGState, SamplerEpoch, Throughput,
-                                      ValidationReport)
+from trashseg.train.callbacks import (AtomicCheckpointIO, FreezeEncoder, PredictionImages, RNGState, SamplerEpoch,
+                                      Throughput, ValidationReport)
 from trashseg.train.losses import class_weights_from_shares
 from trashseg.train.module import NonFiniteLossError, SegmentationModule
 from trashseg.train.sampling import EpochSampler, ShardSampler
@@ -163,6 +163,8 @@ def build_trainer(cfg: Config, run_dir: Path, extra_callbacks: list | None = Non
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
                            save_on_train_epoch_end=True, enable_version_counter=False)
     callbacks = [best, last, RNGState(), Throughput(), ValidationReport(run_dir, cfg.data.classes)]
+    if {"tensorboard", "wandb"} & set(t.loggers):
+        callbacks.append(PredictionImages(cfg.data.classes))
     if t.early_stopping:
         callbacks.append(EarlyStopping(monitor="val/mIoU", mode="max", patience=t.early_stopping))
     if t.ema_decay:

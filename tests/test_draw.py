@@ -1,6 +1,6 @@
 import numpy as np
 
-from trashseg.analysis.overlays import blend, class_colors, overlay_panel
+from trashseg.draw import blend, class_colors, overlay_panel
 
 
 def test_blend_tints_only_the_labelled_pixels_with_the_class_colour():

@@ -1,0 +1,123 @@
+"""Raw images in: ``trashseg predict MODEL --images DIR_OR_GLOB`` on a folder of photos that comes with no COCO file.
+
+The photos become a split like any other: ``images.json`` in the prediction folder lists them in the COCO layout
+without annotations (file names relative to the folder or the pattern's fixed part, sizes upright), and
+``meta.json`` points at it, so ``overlay``, ``crf`` and ``ensemble`` work on the folder as on a dataset's.
+Raw photos are read upright by their EXIF orientation (``info.orientation: exif`` in the list; a dataset's pixels
+are used as stored, see ``trashseg.data.images``). A file that cannot be used (not an image, corrupt, over
+``data.max_pixels``) never stops the folder: it is left out, and named at the end (``UnreadableImages``).
+"""
+
+from __future__ import annotations
+
+import glob
+import shutil
+from pathlib import Path
+
+from trashseg.config import Config
+from trashseg.data.coco import CocoSplit, load_split, read_json
+from trashseg.data.images import ImageError, upright_size
+from trashseg.errors import NoImagesFound, TrashsegError, UnreadableImages
+from trashseg.fileio import atomic_write_json
+from trashseg.infer.folder import IMAGE_LIST, PredictionFolder
+from trashseg.infer.predict import Refiner, predict_split
+from trashseg.models.segmenter import InferenceModel
+from trashseg.paths import escape
+
+SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _visible(path: Path, root: Path) -> bool:
+    return not any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def find_images(spec: str | Path, exclude: Path | None = None) -> tuple[Path, list[Path]]:
+    """(root, image files under it, sorted). `spec` is a folder (searched recursively, hidden files and folders
+    skipped) or a glob pattern (``**`` recursive), whose root is its leading part without wildcards. Files inside
+    `exclude` (the prediction folder, when it lies inside the photos' folder) are not inputs."""
+    spec = str(spec)
+    parts = Path(spec).parts
+    if any(c in spec for c in "*?["):
+        fixed = parts[: next(i for i, p in enumerate(parts) if any(c in p for c in "*?["))]
+        root = Path(*fixed) if fixed else Path(".")
+        candidates = [Path(p) for p in glob.glob(spec, recursive=True)]
+    elif Path(spec).is_dir():
+        root = Path(spec)
+        candidates = list(root.rglob("*"))
+    else:
+        raise NoImagesFound(f"{spec}: no such folder, and not a pattern such as 'photos/*.jpg'")
+    skip = exclude.resolve() if exclude is not None else None
+    files = sorted(p for p in candidates if p.suffix.lower() in SUFFIXES and p.is_file() and _visible(p, root)
+                   and not (skip and p.resolve().is_relative_to(skip)))
+    if not files:
+        raise NoImagesFound(f"{spec}: no image files found (looked for {', '.join(SUFFIXES)})")
+    return root, files
+
+
+def list_images(spec: str | Path, out: Path, classes: list[str], *, max_pixels: int,
+                allow_external_links: bool = False) -> tuple[CocoSplit, dict[str, str]]:
+    """Write ``out/images.json`` for the usable images of `spec` and load it as a split; returns it and the files
+    refused from their header ({file_name: reason}). Nothing is written when no image is usable."""
+    root, files = find_images(spec, out)
+    images, refused = [], {}
+    for path in files:
+        name = path.relative_to(root).as_posix()
+        if found := escape(root, name, allow_external_links):
+            refused[name] = f"{path}: {found[1]} (--set data.allow_external_links=true to follow it)"
+            continue
+        try:
+            width, height = upright_size(path, max_pixels)
+        except ImageError as exc:
+            refused[name] = str(exc)
+            continue
+        images.append({"id": len(images) + 1, "file_name": name, "width": width, "height": height})
+    if not images:
+        raise unreadable_error({"predicted": 0, "skipped": 0, "unreadable": refused}, out)
+    _check_same_job(out)
+    path = out / IMAGE_LIST
+    atomic_write_json(path, {"info": {"description": f"images listed by trashseg predict --images {spec}",
+                                      "orientation": "exif"},
+                             "images": images, "categories": [{"id": i, "name": c} for i, c in enumerate(classes)]})
+    return load_split(path, root, classes, max_pixels=max_pixels, allow_external_links=allow_external_links), refused
+
+
+def _check_same_job(out: Path) -> None:
+    """A folder that holds predictions of a dataset split must not get an image list written into it (predict
+    would then refuse the job, with the list already changed)."""
+    folder = PredictionFolder(out)
+    if folder.meta_path.exists() and folder.meta().get("split") != str((out / IMAGE_LIST).resolve()):
+        raise TrashsegError(f"{out} already holds predictions of {folder.meta().get('split')}; use another --out "
+                            "for a folder of images")
+
+
+def unreadable_error(stats: dict, out: Path) -> UnreadableImages:
+    """The error that ends a run which left files out: each named with its reason, after the counts."""
+    bad = stats["unreadable"]
+    good = stats["predicted"] + stats["skipped"]
+    where = f"the other {good} are predicted in {out}" if good else "no image could be predicted"
+    return UnreadableImages(f"{len(bad)} of {good + len(bad)} image file(s) could not be used and were skipped ({where}):\n"
+                            + "\n".join(f"  {reason}" for reason in bad.values()))
+
+
+def predict_images(model: InferenceModel, spec: str | Path, out: Path, *, cfg: Config, save_probs: bool = False,
+                   refine: Refiner | None = None, objects: bool = False, min_area: int = 0, device: str = "cpu",
+                   workers: int = 2) -> dict:
+    """Predict every usable image of `spec` into the prediction folder `out` (resumable, like a split; the options
+    are ``predict_split``'s). Returns predict's counts and ``unreadable`` ({file_name: reason}) for the files left
+    out (see `unreadable_error`)."""
+    created = not out.exists()
+    split, refused = list_images(spec, out, model.classes, max_pixels=cfg.data.max_pixels,
+                                 allow_external_links=cfg.data.allow_external_links)
+    try:
+        stats = predict_split(model, split, out, cfg=cfg.infer, save_probs=save_probs, refine=refine,
+                              objects=objects, min_area=min_area, device=device, workers=workers,
+                              skip_unreadable=True)
+    finally:
+        if created and not PredictionFolder(out).names():
+            shutil.rmtree(out, ignore_errors=True)  # a run that wrote no mask leaves no folder behind
+    failed = stats["unreadable"]
+    if failed and out.exists():  # decoded badly after a good header: off the list, so crf / overlay never look
+        kept = [img for img in split.images if img["file_name"] not in failed]
+        atomic_write_json(split.path, {**read_json(split.path), "images": kept})
+    stats["unreadable"] = {**refused, **failed}
+    return stats
