@@ -147,37 +147,39 @@ def read_history(run: Path) -> list[dict]:
 
 
 # -- figures -----------------------------------------------------------------------------------------------------
-def _class_bars(results: list[FolderScores], classes: list[str]):
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(classes) * max(1, len(results)) ** 0.5), 3.6))
-    width = 0.8 / len(results)
-    for k, r in enumerate(results):
-        iou = np.nan_to_num(np.array(r.scores.iou, float), nan=0.0)
-        ax.bar(np.arange(len(classes)) + (k - (len(results) - 1) / 2) * width, iou, width,
-               label=f"{r.name} (mIoU {r.scores.miou:.4f})")
-    ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=8)
+def _grouped_bars(series: list[tuple[str, list[float]]], ticks: list[str], *, figsize: tuple[float, float],
+                  ylabel: str, title: str, rotate: bool = False):
+    """One bar group per tick, one bar per folder side by side: the class and size-bucket charts share it."""
+    fig, ax = plt.subplots(figsize=figsize)
+    width = 0.8 / len(series)
+    for k, (label, values) in enumerate(series):
+        ax.bar(np.arange(len(ticks)) + (k - (len(series) - 1) / 2) * width, values, width, label=label)
+    if rotate:
+        ax.set_xticks(range(len(ticks)), ticks, rotation=60, ha="right", fontsize=8)
+    else:
+        ax.set_xticks(range(len(ticks)), ticks)
     ax.set_ylim(0, 1)
-    ax.set_ylabel("IoU")
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
-    ax.set_title("per-class IoU (competition metric, 256²)", fontsize=10)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _class_bars(results: list[FolderScores], classes: list[str]):
+    series = [(f"{r.name} (mIoU {r.scores.miou:.4f})", np.nan_to_num(np.array(r.scores.iou, float), nan=0.0))
+              for r in results]
+    size = (max(6.0, 0.55 * len(classes) * max(1, len(results)) ** 0.5), 3.6)
+    return _grouped_bars(series, classes, figsize=size, ylabel="IoU", title="per-class IoU (competition metric, 256²)",
+                         rotate=True)
 
 
 def _bucket_bars(results: list[FolderScores]):
-    fig, ax = plt.subplots(figsize=(6.5, 3.2))
     names = [b for b, _ in SIZE_BUCKETS]
-    width = 0.8 / len(results)
-    for k, r in enumerate(results):
-        b = r.bucket_iou()
-        ax.bar(np.arange(len(names)) + (k - (len(results) - 1) / 2) * width,
-               [b[n]["all"] or 0.0 for n in names], width, label=r.name)
-    ax.set_xticks(range(len(names)), [f"{n}\n({results[0].bucket_iou()[n]['objects']} objects)" for n in names])
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("mean object IoU")
-    ax.legend(fontsize=8)
-    ax.set_title("IoU by object size", fontsize=10)
-    fig.tight_layout()
-    return fig
+    buckets = [r.bucket_iou() for r in results]  # computed once per folder
+    series = [(r.name, [b[n]["all"] or 0.0 for n in names]) for r, b in zip(results, buckets)]
+    ticks = [f"{n}\n({buckets[0][n]['objects']} objects)" for n in names]
+    return _grouped_bars(series, ticks, figsize=(6.5, 3.2), ylabel="mean object IoU", title="IoU by object size")
 
 
 def _curves(histories: dict[str, list[dict]]):
