@@ -139,6 +139,14 @@ def test_predict_returns_shares_overlay_and_mask_of_the_uploaded_image(client, s
     assert all(shares[body["classes"][0]["name"]]["pixels"] >= c["pixels"] for c in body["classes"])
     for c in body["classes"]:
         assert c["pixels"] == int((mask == c["id"]).sum())
+    objects = body["objects"]  # the regions of the returned mask, one per connected region of each class
+    assert objects and all(o["class_id"] > 0 and 0 < o["confidence"] <= 1 for o in objects)
+    for c in (c for c in body["classes"] if c["id"] > 0):
+        assert sum(o["area"] for o in objects if o["class_id"] == c["id"]) == c["pixels"]
+    x, y, w, h = objects[0]["bbox"]
+    assert (mask[y:y + h, x:x + w] == objects[0]["class_id"]).sum() >= objects[0]["area"]
+    big = client.post(f"/predict?min_area={objects[0]['area']}", files={"file": (name, data, "image/jpeg")}).json()
+    assert [o["area"] for o in big["objects"]] == [o["area"] for o in objects if o["area"] >= objects[0]["area"]]
     png = client.post("/predict?format=overlay", files={"file": (name, data, "image/jpeg")})
     assert png.headers["content-type"] == "image/png"
     overlay = cv2.imdecode(np.frombuffer(png.content, np.uint8), cv2.IMREAD_COLOR)

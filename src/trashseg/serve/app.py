@@ -27,10 +27,10 @@ from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from trashseg.config import MAX_PIXELS, TTA_FLIPS, InferConfig, ServeConfig
-from trashseg.draw import class_colors, overlay_panel
 from trashseg.data.images import ImageTooLarge, decode_image
 from trashseg.draw import class_colors, overlay_panel
 from trashseg.errors import TrashsegError
+from trashseg.infer.objects import find_objects
 from trashseg.infer.predictor import Predictor
 from trashseg.models.segmenter import InferenceModel
 from trashseg.serve.limits import BodyLimit
@@ -127,20 +127,26 @@ def model_info(model: InferenceModel, infer: InferConfig, limits: ServeConfig, d
 
 
 def answer(model: InferenceModel, cfg: InferConfig, data: bytes, name: str, *, fmt: str, max_pixels: int,
-           device: torch.device | str) -> Any:
-    """Decode, predict and encode one upload: the work the pool bounds (decoding a large JPEG is work too)."""
+           device: torch.device | str, min_area: int = 0) -> Any:
+    """Decode, predict and encode one upload: the work the pool bounds (decoding a large JPEG is work too).
+
+    Only the JSON answer carries objects, whose confidences need the probabilities; the PNG answers take the
+    argmax on the device instead."""
     image = decode_image(data, name, max_pixels)
-    mask = Predictor(model, model.image_size, cfg, device=device).predict_masks([image])[0]
+    predictor = Predictor(model, model.image_size, cfg, device=device)
     if fmt == "mask":
-        return Response(_png(mask), media_type="image/png")
-    overlay = overlay_panel(image, mask, model.classes)
+        return Response(_png(predictor.predict_masks([image])[0]), media_type="image/png")
     if fmt == "overlay":
-        return Response(_png(overlay), media_type="image/png")
-    # One flat JSON object: later fields (such as per-region "objects") are added here, beside "classes".
+        mask = predictor.predict_masks([image])[0]
+        return Response(_png(overlay_panel(image, mask, model.classes)), media_type="image/png")
+    probs = predictor.predict([image])[0]
+    mask = probs.argmax(0).astype(np.uint8)
+    objects = find_objects(mask, model.classes, probs, min_area=min_area)
     return {"file": name, "height": int(mask.shape[0]), "width": int(mask.shape[1]),
             "tta": {"name": tta_name(cfg), "scales": cfg.scales},
             "classes": class_shares(mask, model.classes),
-            "overlay_png": base64.b64encode(_png(overlay)).decode(),
+            "objects": [obj.to_dict() for obj in objects],
+            "overlay_png": base64.b64encode(_png(overlay_panel(image, mask, model.classes))).decode(),
             "mask_png": base64.b64encode(_png(mask)).decode()}
 
 
@@ -187,7 +193,9 @@ def create_app(load: Callable[[], InferenceModel], *, infer: InferConfig, serve:
                                           description="json (shares + PNGs in base64), overlay or mask (a PNG)"),
                       tta: str | None = Query(None, description=f"flips: {' | '.join(TTA_FLIPS)} (within serve.tta)"),
                       scales: str | None = Query(None, description="TTA scales, e.g. 1,1.25 (within "
-                                                                   "serve.max_scales and serve.max_scale)")) -> Any:
+                                                                   "serve.max_scales and serve.max_scale)"),
+                      min_area: int = Query(0, ge=0, description="objects smaller than this (pixels) are left out "
+                                                                  "of the JSON's objects")) -> Any:
         """Async, with the work in the bounded pool: the event loop stays free to refuse what does not fit."""
         model = served.require()
         cfg = request_tta(infer, limits, tta, scales)
@@ -195,7 +203,7 @@ def create_app(load: Callable[[], InferenceModel], *, infer: InferConfig, serve:
         data = await file.read()
         try:
             return await pool.run(lambda: answer(model, cfg, data, name, fmt=format, max_pixels=max_pixels,
-                                                 device=device), limits.timeout)
+                                                 device=device, min_area=min_area), limits.timeout)
         except PoolFull as exc:
             raise HTTPException(503, f"server busy: {pool.capacity} requests running or queued (serve.workers + "
                                      f"serve.queue); retry in {exc.retry_after} s",
