@@ -481,9 +481,20 @@ def serve(source: Annotated[Optional[Path], typer.Argument(
     for key, value in (("workers", workers), ("queue", queue), ("timeout", timeout)):
         if value is not None:
             setattr(cfg.serve, key, value)
+    failures: list[Exception] = []
+
+    def stop(exc: Exception) -> None:  # a server whose model cannot load answers nothing: exit with the reason
+        failures.append(exc)
+        server.should_exit = True
+
+    app = create_app(lambda: load_model(source, dev), infer=cfg.infer, serve=cfg.serve, device=dev,
+                     max_pixels=cfg.data.max_pixels, on_load_failure=stop)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port))
     console.print(f"trashseg serving {source} on http://{host}:{port}/  (API docs: /docs)")
-    uvicorn.run(create_app(lambda: load_model(source, dev), infer=cfg.infer, serve=cfg.serve, device=dev,
-                           max_pixels=cfg.data.max_pixels), host=host, port=port)
+    server.run()
+    if failures:
+        raise failures[0] if isinstance(failures[0], TrashsegError) else TrashsegError(
+            f"{source}: the model failed to load: {failures[0]}")
 
 
 def _demo_model() -> Path:

@@ -282,7 +282,8 @@ def test_cli_serve_builds_the_app_with_its_options(trained_run, monkeypatch, cli
     import uvicorn
 
     started = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: started.update(app=app, host=host, port=port))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: started.update(app=self.config.app, host=self.config.host,
+                                                                           port=self.config.port))
     code, text = cli(["serve", trained_run, "--port", "8123", "--hflip", "--scales", "1,1.5", "--workers", "2",
                       "--queue", "3", "--timeout", "9"])
     assert code == 0 and "http://127.0.0.1:8123/" in text, text
@@ -305,7 +306,7 @@ def test_cli_serve_without_a_model_serves_the_demos_best_run(trained_run, tmp_pa
         (run / "metrics.json").unlink(missing_ok=True)
         if miou is not None:
             (run / "metrics.json").write_text(json.dumps({"best": {"miou": miou}}))
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: None)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: None)
     code, text = cli(["serve"])
     assert code == 0 and "serving demo_out/runs/fpn on" in text, text
     code, text = cli(["serve", "missing_run"])

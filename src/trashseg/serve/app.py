@@ -93,8 +93,9 @@ def request_tta(default: InferConfig, limits: ServeConfig, tta: str | None, scal
 class Served:
     """The model once loaded in the background, or why it is not (yet)."""
 
-    def __init__(self, load: Callable[[], InferenceModel]):
+    def __init__(self, load: Callable[[], InferenceModel], on_failure: Callable[[Exception], None] | None = None):
         self._load = load
+        self._on_failure = on_failure
         self.model: InferenceModel | None = None
         self.error: str | None = None
 
@@ -104,6 +105,8 @@ class Served:
         except Exception as exc:  # noqa: BLE001 - any failure keeps /ready at 503 with its reason; /health lives on
             log.exception("the model failed to load")
             self.error = f"the model failed to load: {exc}"
+            if self._on_failure is not None:
+                self._on_failure(exc)
 
     def require(self) -> InferenceModel:
         """The model, or 503 saying it is still loading (or failed to)."""
@@ -151,11 +154,13 @@ def answer(model: InferenceModel, cfg: InferConfig, data: bytes, name: str, *, f
 
 
 def create_app(load: Callable[[], InferenceModel], *, infer: InferConfig, serve: ServeConfig | None = None,
-               device: torch.device | str = "cpu", max_pixels: int = MAX_PIXELS) -> FastAPI:
-    """`load` runs in a background thread once the server starts (``/ready`` turns 200 when it returns);
+               device: torch.device | str = "cpu", max_pixels: int = MAX_PIXELS,
+               on_load_failure: Callable[[Exception], None] | None = None) -> FastAPI:
+    """`load` runs in a background thread once the server starts (``/ready`` turns 200 when it returns; if it
+    raises, ``/ready`` stays 503 with the reason and `on_load_failure` gets the error, e.g. to stop the server);
     `max_pixels` (data.max_pixels) refuses uploads by their header's size, before decoding them."""
     limits = serve or ServeConfig()
-    served = Served(load)
+    served = Served(load, on_load_failure)
     pool = InferencePool(limits.workers, limits.queue)
 
     @asynccontextmanager
