@@ -624,9 +624,9 @@ def _print_conversion(summary: dict, classes: list[str]) -> None:
     from trashseg.config import RECYCLING_CLASSES
 
     console.print(f"{summary['file']}: {summary['images']} images, {summary['annotations']} annotations "
-                  f"({summary['polygons']} polygons, {summary['rle']} RLE)", highlight=False)
+                  f"({summary['polygons']} polygons, {summary['rle']} RLE)", highlight=False, soft_wrap=True)
     for note in summary["notes"]:
-        console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
+        console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
     if classes != list(RECYCLING_CLASSES):
         console.print(escape(f"classes: pass --set 'data.classes=[{', '.join(classes)}]' (or a config's data.classes) "
                              "to data check and train"), highlight=False, soft_wrap=True)
