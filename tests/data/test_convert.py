@@ -14,9 +14,16 @@ from pycocotools import mask as mask_utils
 
 from trashseg.config import RECYCLING_CLASSES, DataConfig
 from trashseg.data.coco import load_split
-from trashseg.data.convert import (MaskValueError, MissingImageFile, SizeMismatch, UnknownCategory, masks_to_coco,
-                                   normalise_coco, region_polygons)
-from trashseg.data.masks import mask_cache, rasterize
+from trashseg.data.convert import (
+    MaskValueError,
+    MissingImageFile,
+    SizeMismatch,
+    UnknownCategory,
+    masks_to_coco,
+    normalise_coco,
+    region_polygons,
+)
+from trashseg.data.masks import mask_cache
 
 CLASSES = list(RECYCLING_CLASSES)
 

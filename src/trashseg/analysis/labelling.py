@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -155,7 +156,7 @@ def label_studio_tasks(split: CocoSplit, pred: PredictionFolder | None, *, truth
                     result += regions
                     counts["holes_filled"] += not exact
                 counts["predicted_regions"] += len(anns)
-                prediction = {"model_version": str(model), "result": result}
+                prediction: dict[str, Any] = {"model_version": str(model), "result": result}
                 if scores:
                     prediction["score"] = round(float(np.average(scores, weights=[a["area"] for a in anns])), 4)
                 task["predictions"] = [prediction]

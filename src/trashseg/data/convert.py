@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -68,7 +69,10 @@ class MissingImageFile(ConvertError):
     """An image (or a mask's image) that is not on disk."""
 
 
-def _raise(problems: list[tuple[type[ConvertError], str]]) -> None:
+Problems = list[tuple[type[ConvertError], str]]  # (kind, message naming the file and field)
+
+
+def _raise(problems: Problems) -> None:
     """One error for all problems: of their kind when they share one, else the general ConvertError."""
     if problems:
         kinds = {kind for kind, _ in problems}
@@ -80,7 +84,7 @@ def _raise(problems: list[tuple[type[ConvertError], str]]) -> None:
 def edge_polygons(region: np.ndarray) -> tuple[list[list[float]], bool]:
     """The outer outlines of a binary region along pixel edges, and whether they are exact: pycocotools rasterises
     them to exactly its pixels (not so for a region with a hole, or an outline that touches itself at a corner)."""
-    up = np.kron(region.astype(np.uint8), np.ones((2, 2), np.uint8))
+    up = np.kron(region.astype(np.uint8), np.ones((2, 2), np.uint8)).astype(np.uint8)
     contours, hierarchy = cv2.findContours(up, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     if hierarchy is None:
         return [], False
@@ -131,7 +135,7 @@ def region_annotation(region: np.ndarray, ann_id: int, image_id: int, category_i
 def mask_annotations(mask: np.ndarray, image_id: int, first_id: int, polygons: bool = True) -> list[dict]:
     """One annotation per 8-connected region of each non-zero class of a class-id mask; category id = class index
     (the categories `coco_categories` writes)."""
-    out = []
+    out: list[dict] = []
     for class_id in np.unique(mask).tolist():
         if class_id == 0:
             continue
@@ -187,7 +191,8 @@ def colour_classes(colours: dict[tuple[int, int, int], str], classes: list[str],
                    ) -> dict[tuple[int, int, int], int]:
     """Colour → class index; the map's ``background`` (any case) is index 0 whatever the class list calls it."""
     index = {name.lower(): i for i, name in enumerate(classes)}
-    out, unknown = {}, []
+    out: dict[tuple[int, int, int], int] = {}
+    unknown: list[str] = []
     for rgb, name in colours.items():
         key = name.lower()
         if key in index or key == "background":
@@ -233,7 +238,7 @@ def _write_dataset(out: Path, images: list[dict], anns: list[dict], classes: lis
                    links: list[tuple[Path, Path]], info: dict) -> Conversion:
     """Validate every annotation against its image with the loader's own rules, then link images and write."""
     sizes = {img["id"]: (img["height"], img["width"], img["file_name"]) for img in images}
-    problems = []
+    problems = Problems()
     for ann in anns:
         h, w, name = sizes[ann["image_id"]]
         problems += [(ConvertError, f"{name}: annotation {ann['id']}: {p.message}")
@@ -305,7 +310,7 @@ def masks_to_coco(masks_dir: Path, images_dir: Path, classes: list[str], out: Pa
     if not mask_files:
         raise TrashsegError(f"{masks_dir}: no .png masks found")
     lut = colour_classes(colours, classes, str(masks_dir)) if colours else None
-    dataset, problems = out.parent, []
+    dataset, problems = out.parent, Problems()
     images: list[dict] = []
     anns: list[dict] = []
     links: list[tuple[Path, Path]] = []
@@ -321,7 +326,7 @@ def masks_to_coco(masks_dir: Path, images_dir: Path, classes: list[str], out: Pa
                 continue
             mask, why = _read_mask(path, len(classes), lut)
             if mask is None:
-                problems.append((MaskValueError, why))
+                problems.append((MaskValueError, str(why)))
                 continue
             try:
                 width, height = check_pixels(image, str(image), max_pixels)
@@ -417,7 +422,7 @@ def normalise_coco(export: Path, classes: list[str], out: Path, *, images_dir: P
     cat_map = _category_map(data["categories"], classes, file)
     roots = [images_dir] if images_dir else [export.parent, export.parent.parent, export.parent / "images",
                                               export.parent.parent / "images"]
-    dataset, problems = out.parent, []
+    dataset, problems = out.parent, Problems()
     images: list[dict] = []
     links: list[tuple[Path, Path]] = []
     new_id: dict[int, int] = {}
@@ -454,7 +459,8 @@ def normalise_coco(export: Path, classes: list[str], out: Path, *, images_dir: P
 def _normalised_annotations(raw: list, cat_map: dict[int, int], new_id: dict[int, int], images: list[dict],
                             file: str) -> tuple[list[dict], int]:
     sizes = {img["id"]: (img["height"], img["width"]) for img in images}
-    anns, dropped, problems = [], 0, []
+    anns: list[dict] = []
+    dropped, problems = 0, Problems()
     for k, ann in enumerate(raw):
         where = f"{file}: annotations[{k}]"
         if not isinstance(ann, dict) or ann.get("image_id") not in new_id or ann.get("category_id") not in cat_map:
@@ -469,7 +475,7 @@ def _normalised_annotations(raw: list, cat_map: dict[int, int], new_id: dict[int
         if seg is None:
             dropped += 1
             continue
-        out = {"id": len(anns) + 1, "image_id": image_id, "category_id": cat_map[ann["category_id"]],
+        out: dict[str, Any] = {"id": len(anns) + 1, "image_id": image_id, "category_id": cat_map[ann["category_id"]],
                "segmentation": seg, "iscrowd": int(isinstance(seg, dict))}
         rle, found = annotation_rle(out, h, w, file)
         errors = [p.message for p in found if p.severity == "error"]
