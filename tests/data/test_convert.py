@@ -14,15 +14,8 @@ from pycocotools import mask as mask_utils
 
 from trashseg.config import RECYCLING_CLASSES, DataConfig
 from trashseg.data.coco import load_split
-from trashseg.data.convert import (
-    MaskValueError,
-    MissingImageFile,
-    SizeMismatch,
-    UnknownCategory,
-    masks_to_coco,
-    normalise_coco,
-    region_polygons,
-)
+from trashseg.data.convert import (ConvertError, MaskValueError, MissingImageFile, SizeMismatch, UnknownCategory,
+                                   masks_to_coco, normalise_coco, region_polygons)
 from trashseg.data.masks import mask_cache
 
 CLASSES = list(RECYCLING_CLASSES)
@@ -222,3 +215,25 @@ def _class_file(tiny: Path, tmp_path: Path) -> Path:
     path = tmp_path / "classes.txt"
     path.write_text("\n".join(_tiny_classes(tiny)) + "\n")
     return path
+
+
+def test_label_studio_names_found_under_their_original_names(tiny: Path, tmp_path: Path) -> None:
+    """/data/upload/1/0a1b2c3d-0001.png is the user's own 0001.png: found in --images without the upload prefix."""
+    classes = _tiny_classes(tiny)
+    export = _label_studio_export(tiny, tmp_path / "export")
+    out = normalise_coco(export, classes, tmp_path / "data" / "train.json", images_dir=tiny / "batch_01").out
+    names = [img["file_name"] for img in json.loads(out.read_text())["images"]]
+    assert names == ["images/0001.png", "images/0002.png"]
+
+
+def test_a_different_image_already_in_place_is_refused(tiny: Path, tmp_path: Path) -> None:
+    classes = _tiny_classes(tiny)
+    export = _cvat_export(tiny, tmp_path / "export")
+    out = tmp_path / "data" / "train.json"
+    normalise_coco(export, classes, out)
+    before = out.read_bytes()
+    (out.parent / "images" / "0001.png").unlink()  # a hard link to the export's image: replace, not overwrite
+    cv2.imwrite(str(out.parent / "images" / "0001.png"), np.zeros((32, 48, 3), np.uint8))
+    with pytest.raises(ConvertError, match=r"images/0001\.png already exists and differs from .*export/images/0001"):
+        normalise_coco(export, classes, out)
+    assert out.read_bytes() == before

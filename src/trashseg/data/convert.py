@@ -20,6 +20,8 @@ into the dataset folder first, so a failed conversion leaves no COCO file behind
 
 from __future__ import annotations
 
+import filecmp
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -243,7 +245,7 @@ def _write_dataset(out: Path, images: list[dict], anns: list[dict], classes: lis
         h, w, name = sizes[ann["image_id"]]
         problems += [(ConvertError, f"{name}: annotation {ann['id']}: {p.message}")
                      for p in annotation_rle(ann, h, w, str(out))[1] if p.severity == "error"]
-    _raise(problems)
+    _raise(problems + _link_problems(links))
     for dst, src in links:
         if not dst.exists():
             atomic_link(src, dst)
@@ -251,6 +253,20 @@ def _write_dataset(out: Path, images: list[dict], anns: list[dict], classes: lis
                             "categories": coco_categories(classes)})
     rle = sum(isinstance(a["segmentation"], dict) for a in anns)
     return Conversion(out, len(images), len(anns), len(anns) - rle, rle)
+
+
+def _link_problems(links: list[tuple[Path, Path]]) -> Problems:
+    """Two images that would land on one name, or a different file already there: either would silently pair
+    an annotation with the wrong picture."""
+    problems, placed = Problems(), dict[Path, Path]()
+    for dst, src in links:
+        if placed.setdefault(dst, src) != src:
+            problems.append((ConvertError, f"{src} and {placed[dst]} would both become {dst}; give --images the folder "
+                                           "that holds them both"))
+        elif dst.exists() and not (os.path.samefile(dst, src) or filecmp.cmp(dst, src, shallow=False)):
+            problems.append((ConvertError, f"{dst} already exists and differs from {src}; remove it or convert into "
+                                           "another folder"))
+    return problems
 
 
 def _dataset_image(image: Path, source_root: Path, dataset: Path, image_id: int, height: int, width: int,
