@@ -620,14 +620,13 @@ def _convert_classes(classes: Path | None, config: Path | None, set_: list[str] 
     return own or _config(config, set_).data.classes
 
 
-def _print_conversion(summary: dict, classes: list[str]) -> None:
-    from trashseg.config import RECYCLING_CLASSES
-
+def _print_conversion(summary: dict, classes: list[str], own_list: bool) -> None:
+    """The counts, notes, and (for a class list the config does not hold) how to give it to later commands."""
     console.print(f"{summary['file']}: {summary['images']} images, {summary['annotations']} annotations "
                   f"({summary['polygons']} polygons, {summary['rle']} RLE)", highlight=False, soft_wrap=True)
     for note in summary["notes"]:
         console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
-    if classes != list(RECYCLING_CLASSES):
+    if own_list:
         console.print(escape(f"classes: pass --set 'data.classes=[{', '.join(classes)}]' (or a config's data.classes) "
                              "to data check and train"), highlight=False, soft_wrap=True)
 
@@ -646,13 +645,15 @@ def convert_masks(masks: Annotated[Path, typer.Argument(help="Folder of PNG mask
     """PNG class masks (pixel = class index) or colour masks → COCO: one annotation per connected region."""
     from trashseg.data.convert import masks_to_coco, read_labelmap
 
+    if own_classes and colours is None:
+        raise TrashsegError("--own-classes takes the classes from a colour map: give --colours too (or --classes FILE)")
     colour_map = read_labelmap(colours) if colours else None
     own = (["Background"] + [n for n in colour_map.values() if n.lower() != "background"]
            if own_classes and colour_map else None)
     names = _convert_classes(classes, config, set_, own)
     result = masks_to_coco(masks, images, names, out, colours=colour_map, polygons=not rle,
                            max_pixels=_config(config, set_).data.max_pixels)
-    _print_conversion(result.summary(), names)
+    _print_conversion(result.summary(), names, own_list=classes is not None or own_classes)
 
 
 @convert_app.command("coco")
@@ -670,7 +671,7 @@ def convert_coco(export: Annotated[Path, typer.Argument(help="CVAT \"COCO 1.0\" 
 
     names = _convert_classes(classes, config, set_, export_classes(export) if own_classes else None)
     result = normalise_coco(export, names, out, images_dir=images, max_pixels=_config(config, set_).data.max_pixels)
-    _print_conversion(result.summary(), names)
+    _print_conversion(result.summary(), names, own_list=classes is not None or own_classes)
 
 
 @convert_app.command("export")
@@ -679,7 +680,8 @@ def convert_export(source: Annotated[Path, typer.Argument(
                    out: Annotated[Path, typer.Option(help="File to write (tasks JSON or COCO JSON).")],
                    format: Annotated[str, typer.Option("--format", help="label-studio or cvat.")] = "label-studio",
                    data: Annotated[Optional[Path], typer.Option(help="Dataset root (default: the folder's).")] = None,
-                   split: FolderSplitOpt = None,
+                   split: Annotated[Optional[str], typer.Option(
+                       help="Default: the split the folder was predicted on; for a dataset root, train.")] = None,
                    truth: Annotated[bool, typer.Option(
                        help="Label Studio: add the annotations beside the predictions; CVAT: export the annotations "
                             "instead of the predictions.")] = False,
