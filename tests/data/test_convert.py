@@ -237,3 +237,21 @@ def test_a_different_image_already_in_place_is_refused(tiny: Path, tmp_path: Pat
     with pytest.raises(ConvertError, match=r"images/0001\.png already exists and differs from .*export/images/0001"):
         normalise_coco(export, classes, out)
     assert out.read_bytes() == before
+
+
+def test_palette_masks_give_their_indices(tiny: Path, tmp_path: Path) -> None:
+    """A palette PNG (VOC's SegmentationClass convention) holds class indices whatever its colours."""
+    from PIL import Image
+
+    classes = _tiny_classes(tiny)
+    truth = _masks(tiny, "train.json", classes)
+    for name, mask in truth.items():
+        path = tmp_path / "masks" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(mask)
+        image.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0] + [0] * 756)
+        image.save(path)
+    out = masks_to_coco(tmp_path / "masks", tiny, classes, tmp_path / "data" / "train.json").out
+    assert Image.open(tmp_path / "masks" / "batch_01/0001.png").mode == "P"
+    for name, mask in _masks(out.parent, "train.json", classes).items():
+        assert np.array_equal(mask, truth[name.removeprefix("images/")]), name

@@ -30,6 +30,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image
 from pycocotools import mask as mask_utils
 
 from trashseg.config import MAX_PIXELS
@@ -280,7 +281,7 @@ def _dataset_image(image: Path, source_root: Path, dataset: Path, image_id: int,
 # --------------------------------------------------------------------------------------------- masks → COCO
 
 def _find_image(images_dir: Path, rel_mask: Path) -> Path | None:
-    """The image beside a mask: the same relative path with any image suffix (the mask's own .png last)."""
+    """The image beside a mask: the same relative path with an image suffix."""
     stem = images_dir / rel_mask.with_suffix("")
     for suffix in IMAGE_SUFFIXES + tuple(s.upper() for s in IMAGE_SUFFIXES):
         if (candidate := stem.with_name(stem.name + suffix)).is_file():
@@ -288,24 +289,28 @@ def _find_image(images_dir: Path, rel_mask: Path) -> Path | None:
     return None
 
 
-def _read_mask(path: Path, num_classes: int, colours: dict[tuple[int, int, int], int] | None
-               ) -> tuple[np.ndarray | None, str | None]:
-    """(class-id mask, None) or (None, why not)."""
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if raw is None:
-        return None, f"{path}: not a readable PNG"
+def _read_mask(path: Path, num_classes: int, colours: dict[tuple[int, int, int], int] | None,
+               max_pixels: int) -> tuple[np.ndarray | None, str | None]:
+    """(class-id mask, None) or (None, why not). Without `colours` a grayscale PNG's values, or a palette PNG's
+    indices (VOC's convention), are the class ids; with them, the RGB colour of each pixel is looked up."""
+    try:
+        check_pixels(path, str(path), max_pixels)
+        with Image.open(path) as im:
+            if colours is None and im.mode not in ("L", "P"):
+                return None, (f"{path}: a class mask must be 8-bit grayscale or a palette PNG (pixel = class index), "
+                              f"this one is {im.mode}; for colour masks give --colours labelmap.txt")
+            raw = np.array(im if colours is None else im.convert("RGB"))
+    except ImageError as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - Pillow's plugins raise many types on broken files; name the file
+        return None, f"{path}: not a readable PNG ({exc})"
     if colours is None:
-        if raw.ndim != 2 or raw.dtype != np.uint8:
-            return None, (f"{path}: a class mask must be single-channel 8-bit (pixel = class index), this one has "
-                          f"shape {raw.shape} and dtype {raw.dtype}; for colour masks give --colours labelmap.txt")
         if (top := int(raw.max())) >= num_classes:
             count = int((raw >= num_classes).sum())
             return None, (f"{path}: pixel value {top} ({count} pixels >= {num_classes}) is not a class index of the "
                           f"{num_classes} classes")
         return raw, None
-    if raw.ndim != 3 or raw.shape[2] < 3:
-        return None, f"{path}: a colour mask must be RGB, this one has shape {raw.shape}"
-    rgb = cv2.cvtColor(raw[..., :3], cv2.COLOR_BGR2RGB).astype(np.uint32)
+    rgb = raw.astype(np.uint32)
     packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
     known = {(r << 16) | (g << 8) | b: c for (r, g, b), c in colours.items()}
     values, inverse = np.unique(packed, return_inverse=True)
@@ -340,7 +345,7 @@ def masks_to_coco(masks_dir: Path, images_dir: Path, classes: list[str], out: Pa
                 problems.append((MissingImageFile, f"{path}: no image {images_dir / rel.with_suffix('')}.* "
                                                    f"({'/'.join(IMAGE_SUFFIXES)})"))
                 continue
-            mask, why = _read_mask(path, len(classes), lut)
+            mask, why = _read_mask(path, len(classes), lut, max_pixels)
             if mask is None:
                 problems.append((MaskValueError, str(why)))
                 continue
