@@ -77,14 +77,15 @@ def _truth_annotations(split: CocoSplit, image: dict) -> list[dict]:
             for ann in split.anns_by_image.get(image["id"], [])]
 
 
-def _predicted_annotations(pred: PredictionFolder, image: dict, first_id: int) -> tuple[list[dict], list[float]]:
+def _predicted_annotations(pred: PredictionFolder, image: dict, first_id: int, with_probs: bool
+                           ) -> tuple[list[dict], list[float]]:
     """Regions of the predicted mask (at the image's size) and each one's mean confidence when probs exist."""
     mask = pred.mask(image["file_name"])
     if mask.shape != (image["height"], image["width"]):
         raise TrashsegError(f"{pred.mask_path(image['file_name'])}: mask is {mask.shape[1]}x{mask.shape[0]}, image "
                             f"{image['id']} is {image['width']}x{image['height']}")
     anns = mask_annotations(mask, image["id"], first_id)
-    if not pred.meta().get("has_probs"):
+    if not with_probs:
         return anns, []
     probs = pred.probs(image["file_name"])
     scores = [float(probs[a["category_id"]][mask_utils.decode(_rle(a, mask.shape)).astype(bool)].mean())
@@ -137,7 +138,8 @@ def label_studio_tasks(split: CocoSplit, pred: PredictionFolder | None, *, truth
     if pred is None and not (truth and split.has_annotations):
         raise TrashsegError(f"{split.path}: no annotations and no prediction folder: nothing to export")
     tasks, counts = [], {"images": 0, "predicted_regions": 0, "annotated_regions": 0, "holes_filled": 0}
-    model = pred.meta().get("source", str(pred.root)) if pred is not None else None
+    meta = pred.meta() if pred is not None else {}
+    model, with_probs = meta.get("source", str(pred.root) if pred else None), bool(meta.get("has_probs"))
     images = _chosen_images(split, pred, flagged)
     with progress_bar() as bar:
         step = bar.add_task("export: Label Studio", total=len(images), rate="-")
@@ -149,7 +151,7 @@ def label_studio_tasks(split: CocoSplit, pred: PredictionFolder | None, *, truth
                 task["data"]["audit"] = "; ".join(f"{i.get('kind')}: {i.get('labelled')} → {i.get('suggested')} "
                                                   f"({i.get('score', 0):.2f})" for i in flagged[image["id"]])
             if pred is not None:
-                anns, scores = _predicted_annotations(pred, image, 1)
+                anns, scores = _predicted_annotations(pred, image, 1, with_probs)
                 result = []
                 for k, ann in enumerate(anns):
                     regions, exact = _ls_regions(ann, split.classes, h, w, scores[k] if scores else None)
@@ -182,12 +184,13 @@ def cvat_coco(split: CocoSplit, pred: PredictionFolder | None, *, flagged: dict[
     if pred is None and not split.has_annotations:
         raise TrashsegError(f"{split.path}: no annotations and no prediction folder: nothing to export")
     images = _chosen_images(split, pred, flagged)
+    with_probs = pred is not None and bool(pred.meta().get("has_probs"))
     anns: list[dict] = []
     with progress_bar() as bar:
         step = bar.add_task("export: CVAT COCO", total=len(images), rate="-")
         for image in images:
             if pred is not None:
-                found, scores = _predicted_annotations(pred, image, len(anns) + 1)
+                found, scores = _predicted_annotations(pred, image, len(anns) + 1, with_probs)
                 for ann, score in zip(found, scores):
                     ann["attributes"] = {"score": round(score, 4)}
                 anns += found
