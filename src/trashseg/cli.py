@@ -20,6 +20,9 @@ data_app = typer.Typer(no_args_is_help=True, help="Dataset checks.")
 submission_app = typer.Typer(no_args_is_help=True, help="Competition submission CSV.")
 app.add_typer(data_app, name="data")
 app.add_typer(submission_app, name="submission")
+convert_app = typer.Typer(no_args_is_help=True, help="Labels in from other tools (masks, CVAT, Label Studio) and out "
+                                                      "to labelling tools.")
+app.add_typer(convert_app, name="convert")
 console = Console()
 
 ConfigOpt = Annotated[Optional[Path], typer.Option(
@@ -610,6 +613,109 @@ def report(preds: Annotated[list[Path], typer.Argument(help="Prediction folder(s
     for name, v in numbers["folders"].items():
         console.print(f"{name}: mIoU {v['miou']:.4f}")
     console.print(f"report: {out / 'index.html'}")
+
+
+ClassesOpt = Annotated[Optional[Path], typer.Option(
+    "--classes", help="Class list file: one name per line, background first (default: the config's data.classes).")]
+ConvertOut = Annotated[Path, typer.Option(help="COCO file to write, in the dataset folder (e.g. DATA/train.json); "
+                                               "images outside that folder are linked in under images/.")]
+
+
+def _convert_classes(classes: Path | None, config: Path | None, set_: list[str] | None,
+                     own: list[str] | None = None) -> list[str]:
+    """--classes FILE, else the tool's own labels (--own-classes), else the config's data.classes."""
+    from trashseg.data.convert import read_class_list
+
+    if classes is not None:
+        return read_class_list(classes)
+    return own or _config(config, set_).data.classes
+
+
+def _print_conversion(summary: dict, classes: list[str], own_list: bool) -> None:
+    """The counts, notes, and (for a class list the config does not hold) how to give it to later commands."""
+    console.print(f"{summary['file']}: {summary['images']} images, {summary['annotations']} annotations "
+                  f"({summary['polygons']} polygons, {summary['rle']} RLE)", highlight=False, soft_wrap=True)
+    for note in summary["notes"]:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
+    if own_list:
+        console.print(escape(f"classes: pass --set 'data.classes=[{', '.join(classes)}]' (or a config's data.classes) "
+                             "to data check and train"), highlight=False, soft_wrap=True)
+
+
+@convert_app.command("masks")
+def convert_masks(masks: Annotated[Path, typer.Argument(help="Folder of PNG masks (searched recursively).")],
+                  images: Annotated[Path, typer.Option(help="Folder of the images: same relative path as each "
+                                                            "mask, any image suffix.")],
+                  out: ConvertOut, classes: ClassesOpt = None,
+                  colours: Annotated[Optional[Path], typer.Option(
+                      help="Colour masks: a colour map such as CVAT's labelmap.txt (name:r,g,b:: per line).")] = None,
+                  own_classes: Annotated[bool, typer.Option(
+                      help="With --colours: the colour map's labels are the class list.")] = False,
+                  rle: Annotated[bool, typer.Option(help="Store every region as RLE (no polygons).")] = False,
+                  config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """PNG class masks (pixel = class index) or colour masks → COCO: one annotation per connected region."""
+    from trashseg.data.convert import masks_to_coco, read_labelmap
+
+    if own_classes and colours is None:
+        raise TrashsegError("--own-classes takes the classes from a colour map: give --colours too (or --classes FILE)")
+    colour_map = read_labelmap(colours) if colours else None
+    own = (["Background"] + [n for n in colour_map.values() if n.lower() != "background"]
+           if own_classes and colour_map else None)
+    names = _convert_classes(classes, config, set_, own)
+    result = masks_to_coco(masks, images, names, out, colours=colour_map, polygons=not rle,
+                           max_pixels=_config(config, set_).data.max_pixels)
+    _print_conversion(result.summary(), names, own_list=classes is not None or own_classes)
+
+
+@convert_app.command("coco")
+def convert_coco(export: Annotated[Path, typer.Argument(help="CVAT \"COCO 1.0\" or Label Studio \"COCO\" JSON.")],
+                 out: ConvertOut,
+                 images: Annotated[Optional[Path], typer.Option(
+                     help="Folder holding the images (default: beside the JSON, its parent, or their images/).")]
+                 = None, classes: ClassesOpt = None,
+                 own_classes: Annotated[bool, typer.Option(
+                     help="The export's own categories are the class list (Background first).")] = False,
+                 config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Normalise a CVAT or Label Studio COCO export: categories onto the class list by name, file names found,
+    RLE compressed, areas and boxes computed, box-only annotations left out."""
+    from trashseg.data.convert import normalise_coco, own_classes as export_classes
+
+    names = _convert_classes(classes, config, set_, export_classes(export) if own_classes else None)
+    result = normalise_coco(export, names, out, images_dir=images, max_pixels=_config(config, set_).data.max_pixels)
+    _print_conversion(result.summary(), names, own_list=classes is not None or own_classes)
+
+
+@convert_app.command("export")
+def convert_export(source: Annotated[Path, typer.Argument(
+                       help="Prediction folder (its regions become predictions), or a dataset root (annotations).")],
+                   out: Annotated[Path, typer.Option(help="File to write (tasks JSON or COCO JSON).")],
+                   format: Annotated[str, typer.Option("--format", help="label-studio or cvat.")] = "label-studio",
+                   data: Annotated[Optional[Path], typer.Option(help="Dataset root (default: the folder's).")] = None,
+                   split: Annotated[Optional[str], typer.Option(
+                       help="Default: the split the folder was predicted on; for a dataset root, train.")] = None,
+                   truth: Annotated[bool, typer.Option(
+                       help="Label Studio: add the annotations beside the predictions; CVAT: export the annotations "
+                            "instead of the predictions.")] = False,
+                   flagged: Annotated[Optional[Path], typer.Option(
+                       help="Only the images of this `trashseg audit` issues.json (tasks carry its verdicts).")] = None,
+                   image_url: Annotated[str, typer.Option(
+                       help="Label Studio: prefix of each image's URL before its file_name (default: local files "
+                            "served from LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT = the dataset root).")]
+                   = "/data/local-files/?d=",
+                   config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Predictions and/or annotations → a Label Studio import (tasks + label_config.xml) or a CVAT COCO 1.0 file,
+    so a person can fix the labels the model doubts."""
+    from trashseg.analysis.labelling import write_labelling
+    from trashseg.infer.folder import PredictionFolder
+
+    if (source / "meta.json").is_file():
+        cfg, split_obj = _folder_split(source, config, set_, data, split)
+        pred = PredictionFolder(source)
+    else:
+        cfg = _config(config, set_, source)
+        split_obj, pred, truth = _load(cfg, split or "train"), None, True
+    summary = write_labelling(split_obj, pred, out, format, truth=truth, flagged=flagged, image_url=image_url)
+    console.print(summary, highlight=False)
 
 
 @app.command()

@@ -37,6 +37,7 @@ from pycocotools import mask as mask_utils
 
 from trashseg.config import DataConfig, InferConfig
 from trashseg.data.coco import CocoSplit, read_json
+from trashseg.data.convert import edge_polygons
 from trashseg.data.images import read_image
 from trashseg.data.masks import MaskCache, annotation_rle
 from trashseg.draw import Color, blend, class_colors
@@ -433,11 +434,6 @@ def gallery_html(cards: list[str], result: AuditResult, title: str, total: int) 
             f"</th></tr>{thresholds}</table></body></html>")
 
 
-def _polygons(rle: dict) -> list[list[float]]:
-    contours, _ = cv2.findContours(mask_utils.decode(rle), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
-
-
 def flagged_coco(issues: list[Issue], split: CocoSplit) -> dict:
     """The flagged items as a small COCO file for a labelling tool (CVAT imports COCO 1.0): their images, the
     flagged annotations (and the other half of each duplicate pair) with the audit's verdict in ``attributes``,
@@ -457,7 +453,7 @@ def flagged_coco(issues: list[Issue], split: CocoSplit) -> dict:
                 cat_of[issue.suggested] = max(c["id"] for c in categories) + 1
                 categories.append({"id": cat_of[issue.suggested], "name": issue.suggested})
             anns[next_id] = {"id": next_id, "image_id": issue.image_id, "category_id": cat_of[issue.suggested],
-                             "segmentation": _polygons(issue.rle), "area": issue.area, "bbox": issue.bbox,
+                             "segmentation": edge_polygons(mask_utils.decode(issue.rle))[0], "area": issue.area, "bbox": issue.bbox,
                              "iscrowd": 0, "attributes": verdict}
             next_id += 1
             continue

@@ -1,0 +1,257 @@
+"""Labels in: class masks, colour masks and CVAT / Label Studio COCO exports → a dataset `data check` passes and
+whose rasterised masks are the input's, pixel for pixel; bad inputs named, nothing written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from trashseg.config import RECYCLING_CLASSES, DataConfig
+from trashseg.data.coco import load_split
+from trashseg.data.convert import (ConvertError, MaskValueError, MissingImageFile, SizeMismatch, UnknownCategory,
+                                   masks_to_coco, normalise_coco, region_polygons)
+from trashseg.data.masks import mask_cache
+
+CLASSES = list(RECYCLING_CLASSES)
+
+
+def _masks(root: Path, name: str, classes: list[str]) -> dict[str, np.ndarray]:
+    """file_name → rasterised class mask of a split, as training sees it."""
+    split = load_split(root / name, root, classes)
+    cache = mask_cache(split, DataConfig(root=root, classes=classes))
+    return {img["file_name"]: cache.get(img) for img in split.images}
+
+
+def _write_masks(masks: dict[str, np.ndarray], folder: Path, palette: np.ndarray | None = None) -> None:
+    for name, mask in masks.items():
+        path = folder / Path(name).with_suffix(".png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), mask if palette is None else palette[mask][..., ::-1])
+
+
+def _tiny_classes(root: Path) -> list[str]:
+    cats = json.loads((root / "train.json").read_text())["categories"]
+    return ["Background"] + [c["name"] for c in sorted(cats, key=lambda c: c["id"])]
+
+
+def test_region_polygons_are_exact_or_absent() -> None:
+    """Pixel-edge outlines rasterise to exactly the region; a ring (a hole) has no faithful polygon."""
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        region = np.zeros((40, 50), np.uint8)
+        cv2.fillPoly(region, [rng.integers(0, 50, (6, 2)).astype(np.int32)], 1)
+        polygons = region_polygons(region)
+        if polygons is not None:
+            drawn = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polygons, 40, 50)))
+            assert np.array_equal(drawn, region)
+    ring = np.zeros((20, 20), np.uint8)
+    cv2.circle(ring, (10, 10), 7, 1, -1)
+    cv2.circle(ring, (10, 10), 3, 0, -1)
+    assert region_polygons(ring) is None
+    square = np.zeros((20, 20), np.uint8)
+    square[3:9, 4:12] = 1
+    assert region_polygons(square) == [[4.0, 3.0, 4.0, 9.0, 12.0, 9.0, 12.0, 3.0]]
+
+
+def test_class_masks_round_trip(sample_data: Path, tmp_path: Path, cli) -> None:
+    """masks → COCO → data check passes → the rasterised masks are the input masks, pixel for pixel."""
+    truth = _masks(sample_data, "train.json", CLASSES)
+    first = next(iter(truth.values()))
+    cv2.circle(first, (20, 20), 12, 3, -1)
+    cv2.circle(first, (20, 20), 5, 0, -1)  # a ring: a hole, which only RLE holds
+    _write_masks(truth, tmp_path / "masks")
+    out = tmp_path / "data" / "train.json"
+    code, text = cli(["convert", "masks", tmp_path / "masks", "--images", sample_data, "--out", out])
+    assert code == 0, text
+    assert f"{len(truth)} images" in text
+    code, text = cli(["data", "check", out.parent, "--report", tmp_path / "check.json"])
+    assert code == 0, text
+    back = _masks(out.parent, "train.json", CLASSES)
+    assert {Path(n).relative_to("images").as_posix() for n in back} == set(truth)
+    for name, mask in back.items():
+        assert np.array_equal(mask, truth[Path(name).relative_to("images").as_posix()]), name
+    coco = json.loads(out.read_text())
+    kinds = {type(a["segmentation"]).__name__ for a in coco["annotations"]}
+    assert kinds == {"list", "dict"}  # polygons where faithful, RLE for the rest
+
+
+def test_colour_masks_with_cvat_labelmap(tiny: Path, tmp_path: Path, cli) -> None:
+    """CVAT "Segmentation mask 1.1": colour PNGs in SegmentationClass/ + labelmap.txt, classes from the map."""
+    classes = _tiny_classes(tiny)
+    truth = _masks(tiny, "train.json", classes)
+    palette = np.array([[0, 0, 0], [250, 50, 83], [51, 221, 255], [36, 179, 83]], np.uint8)
+    export = tmp_path / "cvat"
+    _write_masks({Path(n).name: m for n, m in truth.items()}, export / "SegmentationClass", palette)
+    for name in truth:
+        shutil.copy(tiny / name, (export / "JPEGImages").mkdir(parents=True, exist_ok=True) or export / "JPEGImages")
+    (export / "labelmap.txt").write_text("# label:color_rgb:parts:actions\nbackground:0,0,0::\n" + "".join(
+        f"{name}:{','.join(map(str, palette[i]))}::\n" for i, name in enumerate(classes) if i))
+    out = tmp_path / "data" / "train.json"
+    code, text = cli(["convert", "masks", export / "SegmentationClass", "--images", export / "JPEGImages",
+                      "--colours", export / "labelmap.txt", "--own-classes", "--out", out])
+    assert code == 0, text
+    assert "data.classes=[Background, Paper, Metal, Battery]" in text
+    back = _masks(out.parent, "train.json", classes)
+    for name, mask in back.items():
+        assert np.array_equal(mask, truth[f"batch_01/{Path(name).name}"]), name
+
+
+def _cvat_export(tiny: Path, tmp: Path) -> Path:
+    """tiny as CVAT's "COCO 1.0" writes it: annotations/instances_default.json + images/, bare file names, an
+    uncompressed iscrowd RLE, no area, and a box with an empty segmentation."""
+    data = json.loads((tiny / "train.json").read_text())
+    (tmp / "images").mkdir(parents=True)
+    for img in data["images"]:
+        shutil.copy(tiny / img["file_name"], tmp / "images")
+        img["file_name"] = Path(img["file_name"]).name
+    paper = data["annotations"][0]
+    h, w = data["images"][0]["height"], data["images"][0]["width"]
+    full = mask_utils.decode(mask_utils.frPyObjects(paper["segmentation"], h, w)[0])
+    counts, value, run = [], 0, 0
+    for pixel in full.ravel(order="F"):
+        if pixel != value:
+            counts.append(run)
+            value, run = pixel, 0
+        run += 1
+    counts.append(run)
+    paper.update(segmentation={"counts": counts, "size": [h, w]}, iscrowd=1)
+    del data["annotations"][1]["area"]
+    data["annotations"].append({"id": 99, "image_id": 2, "category_id": 1, "segmentation": [], "area": 4.0,
+                                "bbox": [20, 20, 2, 2], "iscrowd": 0, "attributes": {"occluded": False}})
+    path = tmp / "annotations" / "instances_default.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _label_studio_export(tiny: Path, tmp: Path) -> Path:
+    """tiny as Label Studio's COCO export writes it: ids from 0, categories from 0 in another order,
+    /data/upload/<project>/<hash>-<name> file names, images beside it under their uploaded names."""
+    data = json.loads((tiny / "train.json").read_text())
+    (tmp / "images").mkdir(parents=True)
+    ids = {c["id"]: k for k, c in enumerate(reversed(data["categories"]))}
+    data["categories"] = [{"id": ids[c["id"]], "name": c["name"]} for c in data["categories"]]
+    for k, img in enumerate(data["images"]):
+        shutil.copy(tiny / img["file_name"], tmp / "images" / f"0a1b2c3d-{Path(img['file_name']).name}")
+        img.update(id=k, file_name=f"/data/upload/1/0a1b2c3d-{Path(img['file_name']).name}")
+    for k, ann in enumerate(data["annotations"]):
+        ann.update(id=k, image_id=ann["image_id"] - 1, category_id=ids[ann["category_id"]])
+        ann.pop("area")
+    path = tmp / "result.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("make", [_cvat_export, _label_studio_export], ids=["cvat", "label-studio"])
+def test_tool_exports_normalise(make, tiny: Path, tmp_path: Path, cli) -> None:
+    classes = _tiny_classes(tiny)
+    export = make(tiny, tmp_path / "export")
+    out = tmp_path / "data" / "train.json"
+    code, text = cli(["convert", "coco", export, "--out", out, "--set", f"data.classes=[{','.join(classes)}]"])
+    assert code == 0, text
+    if make is _cvat_export:
+        assert "1 annotation(s) with an empty segmentation (boxes) left out" in text
+    code, text = cli(["data", "check", out.parent, "--report", tmp_path / "check.json",
+                      "--set", f"data.classes=[{','.join(classes)}]"])
+    assert code == 0, text
+    truth = _masks(tiny, "train.json", classes)
+    back = _masks(out.parent, "train.json", classes)
+    assert [Path(n).name.removeprefix("0a1b2c3d-") for n in back] == [Path(n).name for n in truth]
+    for (name, mask), expected in zip(back.items(), truth.values()):
+        assert np.array_equal(mask, expected), name
+    coco = json.loads(out.read_text())
+    assert all(a["area"] > 0 and len(a["bbox"]) == 4 for a in coco["annotations"])
+    assert all(isinstance(a["segmentation"]["counts"], str) for a in coco["annotations"] if a["iscrowd"])
+
+
+def _nothing_written(out: Path) -> bool:
+    return not out.exists() and not (out.parent / "images").exists()
+
+
+def test_mask_value_out_of_range_is_named(tiny: Path, tmp_path: Path) -> None:
+    classes = _tiny_classes(tiny)
+    masks = _masks(tiny, "train.json", classes)
+    masks["batch_01/0002.png"][0, 0] = 7
+    _write_masks(masks, tmp_path / "masks")
+    out = tmp_path / "data" / "train.json"
+    with pytest.raises(MaskValueError, match=r"masks/batch_01/0002\.png: pixel value 7 .* 4 classes"):
+        masks_to_coco(tmp_path / "masks", tiny, classes, out)
+    assert _nothing_written(out)
+
+
+def test_mask_size_mismatch_and_missing_image_are_named(tiny: Path, tmp_path: Path) -> None:
+    classes = _tiny_classes(tiny)
+    masks = _masks(tiny, "train.json", classes)
+    masks["batch_01/0001.png"] = np.zeros((10, 10), np.uint8)
+    _write_masks(masks, tmp_path / "masks")
+    out = tmp_path / "data" / "train.json"
+    with pytest.raises(SizeMismatch, match=r"0001\.png: mask is 10x10, its image .*0001\.png is 48x32"):
+        masks_to_coco(tmp_path / "masks", tiny, classes, out)
+    (tiny / "batch_01/0001.png").unlink()
+    with pytest.raises(MissingImageFile, match=r"masks/batch_01/0001\.png: no image"):
+        masks_to_coco(tmp_path / "masks", tiny, classes, out)
+    assert _nothing_written(out)
+
+
+def test_unknown_category_and_missing_image_in_export_are_named(tiny: Path, tmp_path: Path, cli) -> None:
+    export = _cvat_export(tiny, tmp_path / "export")
+    out = tmp_path / "data" / "train.json"
+    with pytest.raises(UnknownCategory, match=r"instances_default\.json: categories 'Metal', 'Battery' are not"):
+        normalise_coco(export, ["Background", "Paper"], out)
+    (tmp_path / "export" / "images" / "0002.png").unlink()
+    code, text = cli(["convert", "coco", export, "--out", out, "--classes", _class_file(tiny, tmp_path)])
+    assert code == 2
+    assert "images[1] (id 2): file_name '0002.png' not found" in text
+    assert _nothing_written(out)
+
+
+def _class_file(tiny: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "classes.txt"
+    path.write_text("\n".join(_tiny_classes(tiny)) + "\n")
+    return path
+
+
+def test_label_studio_names_found_under_their_original_names(tiny: Path, tmp_path: Path) -> None:
+    """/data/upload/1/0a1b2c3d-0001.png is the user's own 0001.png: found in --images without the upload prefix."""
+    classes = _tiny_classes(tiny)
+    export = _label_studio_export(tiny, tmp_path / "export")
+    out = normalise_coco(export, classes, tmp_path / "data" / "train.json", images_dir=tiny / "batch_01").out
+    names = [img["file_name"] for img in json.loads(out.read_text())["images"]]
+    assert names == ["images/0001.png", "images/0002.png"]
+
+
+def test_a_different_image_already_in_place_is_refused(tiny: Path, tmp_path: Path) -> None:
+    classes = _tiny_classes(tiny)
+    export = _cvat_export(tiny, tmp_path / "export")
+    out = tmp_path / "data" / "train.json"
+    normalise_coco(export, classes, out)
+    before = out.read_bytes()
+    (out.parent / "images" / "0001.png").unlink()  # a hard link to the export's image: replace, not overwrite
+    cv2.imwrite(str(out.parent / "images" / "0001.png"), np.zeros((32, 48, 3), np.uint8))
+    with pytest.raises(ConvertError, match=r"images/0001\.png already exists and differs from .*export/images/0001"):
+        normalise_coco(export, classes, out)
+    assert out.read_bytes() == before
+
+
+def test_palette_masks_give_their_indices(tiny: Path, tmp_path: Path) -> None:
+    """A palette PNG (VOC's SegmentationClass convention) holds class indices whatever its colours."""
+    from PIL import Image
+
+    classes = _tiny_classes(tiny)
+    truth = _masks(tiny, "train.json", classes)
+    for name, mask in truth.items():
+        path = tmp_path / "masks" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(mask)
+        image.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0] + [0] * 756)
+        image.save(path)
+    out = masks_to_coco(tmp_path / "masks", tiny, classes, tmp_path / "data" / "train.json").out
+    assert Image.open(tmp_path / "masks" / "batch_01/0001.png").mode == "P"
+    for name, mask in _masks(out.parent, "train.json", classes).items():
+        assert np.array_equal(mask, truth[name.removeprefix("images/")]), name
