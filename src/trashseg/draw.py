@@ -65,7 +65,7 @@ def _legend(ids: list[int], classes: list[str], colors: list[Color], width: int)
         places.append((x, row))
         x += w
     strip = np.full(((row + 1) * _LINE + 4, width, 3), 255, np.uint8)
-    for i, (x, row) in zip(ids, places):
+    for i, (x, row) in zip(ids, places, strict=True):
         y = row * _LINE + 4
         cv2.rectangle(strip, (x, y + 2), (x + 12, y + 14), colors[i], -1)
         cv2.putText(strip, classes[i], (x + 18, y + 13), _FONT, _SCALE, (0, 0, 0), 1, cv2.LINE_AA)

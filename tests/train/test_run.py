@@ -18,8 +18,8 @@ from trashseg.errors import TrashsegError
 from trashseg.train.run import train
 
 RECIPE = Path(__file__).resolve().parents[2] / "configs" / "small_cpu.yaml"
-QUICK = ["train.epochs=2", "train.val_every=1", "train.max_steps_per_epoch=3", "augment.image_size=64", "train.batch_size=4",
-         "train.loggers=[csv]"]
+QUICK = ["train.epochs=2", "train.val_every=1", "train.max_steps_per_epoch=3", "augment.image_size=64",
+         "train.batch_size=4", "train.loggers=[csv]"]
 
 
 def quick_cfg(data: Path, tmp: Path, *extra: str):

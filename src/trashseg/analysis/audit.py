@@ -299,7 +299,7 @@ def run_audit(pred: str | Path, split: CocoSplit, truth: MaskCache, *,
             bar.update(task, advance=1)
     issues.sort(key=lambda i: -i.score)
     image_scores.sort(key=lambda s: s["label_quality"])
-    return AuditResult(issues, image_scores, dict(zip(names, thresholds.tolist())), warnings)
+    return AuditResult(issues, image_scores, dict(zip(names, thresholds.tolist(), strict=True)), warnings)
 
 
 # ------------------------------------------------------------------------------------------------ leakage

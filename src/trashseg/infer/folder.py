@@ -25,7 +25,6 @@ from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_open, atomic_write_json, jsonable, remove_stale_temps
 from trashseg.paths import inside
 
-
 IMAGE_LIST = "images.json"
 
 

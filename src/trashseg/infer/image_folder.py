@@ -95,8 +95,8 @@ def unreadable_error(stats: dict, out: Path) -> UnreadableImages:
     bad = stats["unreadable"]
     good = stats["predicted"] + stats["skipped"]
     where = f"the other {good} are predicted in {out}" if good else "no image could be predicted"
-    return UnreadableImages(f"{len(bad)} of {good + len(bad)} image file(s) could not be used and were skipped ({where}):\n"
-                            + "\n".join(f"  {reason}" for reason in bad.values()))
+    return UnreadableImages(f"{len(bad)} of {good + len(bad)} image file(s) could not be used and were skipped "
+                            f"({where}):\n" + "\n".join(f"  {reason}" for reason in bad.values()))
 
 
 def predict_images(model: InferenceModel, spec: str | Path, out: Path, *, cfg: Config, save_probs: bool = False,

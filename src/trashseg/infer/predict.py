@@ -44,7 +44,7 @@ class _Images(Dataset):
 
 def _collate(batch: list[tuple[str, np.ndarray | TrashsegError]]) -> tuple[tuple[str, ...], tuple]:
     """Images keep their own sizes: a batch is (names, images), resized together by the predictor."""
-    names, images = zip(*batch)
+    names, images = zip(*batch, strict=True)
     return names, images
 
 
@@ -100,7 +100,7 @@ def predict_split(model: InferenceModel, split: CocoSplit, out: Path, *, cfg: In
         if save_probs or refine is not None or objects:  # objects' confidences need the probabilities
             probs = predictor.predict(images)
             if refine is not None:
-                probs = list(refine(zip(images, probs)))
+                probs = list(refine(zip(images, probs, strict=True)))
             return [(p.argmax(0).astype(np.uint8), p) for p in probs]
         # masks only: the argmax happens where the probabilities are (the GPU's memory, say)
         return [(mask, None) for mask in predictor.predict_masks(images)]

@@ -87,7 +87,7 @@ class Predictor:
         if len(shapes) == 1:  # the usual case: one call for the whole batch
             return list(F.interpolate(probs, size=shapes.pop(), mode="bilinear", align_corners=False))
         return [F.interpolate(p[None], size=im.shape[:2], mode="bilinear", align_corners=False)[0]
-                for p, im in zip(probs, images)]
+                for p, im in zip(probs, images, strict=True)]
 
     def _slide_one(self, image: np.ndarray, scale: float) -> torch.Tensor:
         """S×S windows with the configured overlap over the image at `scale`, padded up to S where smaller."""
@@ -104,12 +104,12 @@ class Predictor:
         crops = torch.from_numpy(np.stack([padded[y:y + win, x:x + win] for y, x in boxes]))
         acc, count = None, torch.zeros(1, ph, pw, device=self.device)
         bs = self.cfg.batch_size
-        for start, chunk in zip(range(0, len(boxes), bs), crops.split(bs)):
+        for start, chunk in zip(range(0, len(boxes), bs), crops.split(bs), strict=True):
             chunk_boxes = boxes[start:start + bs]  # the same fixed-size chunks as crops.split
             probs = self._probs(chunk)
             if acc is None:
                 acc = torch.zeros(probs.shape[1], ph, pw, device=self.device)
-            for (y, x), p in zip(chunk_boxes, probs):
+            for (y, x), p in zip(chunk_boxes, probs, strict=True):
                 acc[:, y:y + win, x:x + win] += p
                 count[:, y:y + win, x:x + win] += 1
         probs = (acc / count)[:, :h, :w]
@@ -123,7 +123,7 @@ class Predictor:
                 probs = [self._slide_one(im, scale) for im in images]
             else:
                 probs = self._resize_mode(images, scale)
-            total = probs if total is None else [t.add_(p) for t, p in zip(total, probs)]
+            total = probs if total is None else [t.add_(p) for t, p in zip(total, probs, strict=True)]
         return total
 
     @torch.inference_mode()

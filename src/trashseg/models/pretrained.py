@@ -108,11 +108,11 @@ def convert_efficientnet_pytorch(source: Path, timm_name: str) -> dict[str, torc
     if len(values) != len(ours):
         raise TrashsegError(f"{source}: {len(values)} tensors, but timm's {timm_name} has {len(ours)}; "
                             "the file is not EfficientNet-Lite weights for this model")
-    for (key, own), value in zip(ours.items(), values):
+    for (key, own), value in zip(ours.items(), values, strict=True):
         if own.shape != value.shape:
             raise TrashsegError(f"{source}: tensor for {key} has shape {tuple(value.shape)}, timm's {timm_name} "
                                 f"expects {tuple(own.shape)}")
-    return {key: value.contiguous() for key, value in zip(ours, values)}
+    return {key: value.contiguous() for key, value in zip(ours, values, strict=True)}
 
 
 def load_offline_classifier(timm_name: str) -> torch.nn.Module:

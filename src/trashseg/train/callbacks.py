@@ -116,7 +116,7 @@ class ValidationReport(pl.Callback):
         table = Table(title=f"epoch {epoch} validation: mIoU {scores.miou:.4f}")
         table.add_column("class")
         table.add_column("IoU", justify="right")
-        for name, iou in zip(self.classes, scores.iou):
+        for name, iou in zip(self.classes, scores.iou, strict=True):
             table.add_row(name, "—" if iou != iou else f"{iou:.4f}")
         get_console().print(table)  # rich's console, beside Lightning's progress bar
         record = {"epoch": epoch, "step": trainer.global_step, **scores.to_dict(self.classes)}
@@ -167,7 +167,7 @@ class PredictionImages(pl.Callback):
             preds = pl_module(images).argmax(1).cpu().numpy().astype(np.uint8)
         truths = batch["mask"][: self.count].cpu().numpy() if "mask" in batch else [None] * len(preds)
         grid = np.vstack([overlay_panel(img, pred, self.classes, truth) for img, pred, truth in
-                          zip(images.cpu().numpy(), preds, truths)])
+                          zip(images.cpu().numpy(), preds, truths, strict=True)])
         for logger in loggers:
             if hasattr(logger.experiment, "add_image"):  # TensorBoard
                 logger.experiment.add_image(self.tag, grid, trainer.global_step, dataformats="HWC")

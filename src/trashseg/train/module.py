@@ -94,7 +94,7 @@ class SegmentationModule(pl.LightningModule):
         self.last_scores = scores
         self.log("val/mIoU", scores.miou, prog_bar=True, sync_dist=False)
         self.log("val/pixel_acc", scores.pixel_acc, sync_dist=False)
-        for name, iou in zip(self.cfg.data.classes, scores.iou):
+        for name, iou in zip(self.cfg.data.classes, scores.iou, strict=True):
             if iou == iou:  # NaN: class absent from both sides
                 self.log(f"val_iou/{name}", iou, sync_dist=False)
 

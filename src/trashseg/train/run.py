@@ -26,7 +26,7 @@ from trashseg.augment import CopyPasteDataset, build_transform
 from trashseg.config import Config, dump_config, load_config
 from trashseg.data.cache import ImageCache, cache_folder, image_cache
 from trashseg.data.coco import CocoSplit, load_named_split
-from trashseg.data.dataset import SegmentationDataset, SeededConcat
+from trashseg.data.dataset import SeededConcat, SegmentationDataset
 from trashseg.data.extra import PngMasks, load_extra
 from trashseg.data.masks import mask_cache
 from trashseg.data.stats import balanced_image_weights, class_stats
@@ -35,8 +35,15 @@ from trashseg.fileio import atomic_write_text, make_folder, remove_stale_temps
 from trashseg.models.pretrained import fill_legacy_normalization, resolve_normalization
 from trashseg.models.weights import load_torch_file
 from trashseg.procs import die_with_parent
-from trashseg.train.callbacks import (AtomicCheckpointIO, FreezeEncoder, PredictionImages, RNGState, SamplerEpoch,
-                                      Throughput, ValidationReport)
+from trashseg.train.callbacks import (
+    AtomicCheckpointIO,
+    FreezeEncoder,
+    PredictionImages,
+    RNGState,
+    SamplerEpoch,
+    Throughput,
+    ValidationReport,
+)
 from trashseg.train.losses import class_weights_from_shares
 from trashseg.train.module import NonFiniteLossError, SegmentationModule
 from trashseg.train.sampling import EpochSampler, ShardSampler
@@ -175,7 +182,8 @@ def build_trainer(cfg: Config, run_dir: Path, extra_callbacks: list | None = Non
     return pl.Trainer(
         default_root_dir=run_dir, max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices,
         num_nodes=t.num_nodes, strategy="ddp" if multi else "auto", precision=t.precision,
-        accumulate_grad_batches=t.accumulate, gradient_clip_val=t.grad_clip, callbacks=callbacks + (extra_callbacks or []),
+        accumulate_grad_batches=t.accumulate, gradient_clip_val=t.grad_clip,
+        callbacks=callbacks + (extra_callbacks or []),
         logger=_loggers(cfg, run_dir), plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
         num_sanity_val_steps=0, deterministic=False, log_every_n_steps=1, benchmark=torch.cuda.is_available(),
         max_time=timedelta(minutes=t.time_limit_minutes) if t.time_limit_minutes else None,
