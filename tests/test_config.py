@@ -1,6 +1,6 @@
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from trashseg.config import RECYCLING_CLASSES, dump_config, load_config
 from trashseg.errors import TrashsegError
 

@@ -5,7 +5,7 @@ import json
 import pytest
 from torch.utils.data import DataLoader, Dataset
 
-from tests.conftest import CLASSES, make_coco, run_cli
+from tests.helpers import CLASSES, make_coco, run_cli
 from trashseg.errors import TrashsegError, user_message
 
 

@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from tests.conftest import CLASSES
+from tests.helpers import CLASSES
 from trashseg.analysis.eda import object_rows, size_bucket, write_eda
 from trashseg.config import load_config
 from trashseg.data.coco import load_named_split

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import CLASSES, make_coco
+from tests.helpers import CLASSES, make_coco
 from trashseg.augment import CopyPasteDataset, build_transform, cutmix, paste_objects
 from trashseg.config import AugmentConfig, CopyPasteConfig
 from trashseg.data.coco import load_split

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.train.test_run import quick_cfg
+from tests.helpers import quick_cfg
 from trashseg.config import OptimConfig
 from trashseg.models.pretrained import IMAGENET_MEAN
 from trashseg.models.segmenter import Segmenter
