@@ -75,7 +75,7 @@ class Model:
         """Where the model came from (source file, runtime, validation mIoU when known)."""
         return self.network.info
 
-    def predict(self, photos: Photo | Sequence[Photo], *, tta: str | None = None,
+    def predict(self, photos: Photo | list[Photo] | tuple[Photo, ...], *, tta: str | None = None,
                 scales: Sequence[float] | None = None, probs: bool = False,
                 min_area: int = 0) -> Result | list[Result]:
         """Segment one photo, or a list of them (→ a list of results, predicted `infer.batch_size` at a time).

@@ -275,15 +275,16 @@ def predict(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file 
     model = load_model(source, dev)
     cfg = _config(config, set_, data, model.classes)
     _infer_cfg(cfg, hflip, vflip, scales)
-    options = {"save_probs": save_probs, "refine": DenseCRF(cfg.crf) if crf else None, "objects": objects,
-               "min_area": min_area, "device": dev, "workers": workers}
+    refine = DenseCRF(cfg.crf) if crf else None
     if images is not None:
-        stats = predict_images(model, images, out, cfg=cfg, **options)
+        stats = predict_images(model, images, out, cfg=cfg, save_probs=save_probs, refine=refine, objects=objects,
+                               min_area=min_area, device=dev, workers=workers)
         console.print(f"{out}: { {k: v for k, v in stats.items() if k != 'unreadable'} }")
         if stats["unreadable"]:
             raise unreadable_error(stats, out)
         return
-    stats = predict_split(model, _load(cfg, split), out, cfg=cfg.infer, **options)
+    stats = predict_split(model, _load(cfg, split), out, cfg=cfg.infer, save_probs=save_probs, refine=refine,
+                          objects=objects, min_area=min_area, device=dev, workers=workers)
     console.print(f"{out}: {stats}")
 
 

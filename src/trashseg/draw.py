@@ -27,7 +27,7 @@ def class_colors(num_classes: int) -> list[Color]:
     tab20 = matplotlib.colormaps["tab20"]
     extra = [colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.75, 0.9) for i in range(max(0, num_classes - 21))]
     rgb = [tab20(i)[:3] for i in range(min(20, num_classes - 1))] + extra
-    return [(0, 0, 0)] + [tuple(int(255 * v) for v in c) for c in rgb]
+    return [(0, 0, 0)] + [(int(255 * r), int(255 * g), int(255 * b)) for r, g, b in rgb]
 
 
 def _fit(mask: np.ndarray, image: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ def evaluate(pred: str | Path, split: CocoSplit, cache: MaskCache, *, size: int 
         if missing:
             raise TrashsegError(f"{pred}: no prediction for {len(missing)} image(s) of {split.name}, "
                                 f"e.g. {missing[:3]}")
-        get = masks.__getitem__
+        get = masks.__getitem__  # type: ignore[assignment]  # both map a file name to its mask
     meter = ConfusionMeter(num_classes)
     for image in split.images:
         gt = cache.get(image)

@@ -453,6 +453,7 @@ def flagged_coco(issues: list[Issue], split: CocoSplit) -> dict:
         verdict = {"audit_rank": rank, "audit_kind": issue.kind, "audit_suggested": issue.suggested,
                    "audit_score": round(issue.score, 4)}
         if issue.annotation_id is None:
+            assert issue.rle is not None  # an unlabelled region always carries its mask
             if issue.suggested not in cat_of:
                 cat_of[issue.suggested] = max(c["id"] for c in categories) + 1
                 categories.append({"id": cat_of[issue.suggested], "name": issue.suggested})

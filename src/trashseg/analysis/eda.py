@@ -60,8 +60,9 @@ def object_rows(split: CocoSplit) -> list[ObjectRow]:
         for ann in split.anns_by_image.get(img["id"], []):
             rle, _ = annotation_rle(ann, img["height"], img["width"], str(split.path))
             if rle is not None:
+                x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
                 rows.append(ObjectRow(n, ann["id"], split.cat_to_class[ann["category_id"]],
-                                      float(mask_utils.area(rle)), tuple(float(v) for v in mask_utils.toBbox(rle))))
+                                      float(mask_utils.area(rle)), (x, y, w, h)))
     return rows
 
 

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import matplotlib.pyplot as plt
@@ -57,7 +58,7 @@ def imagenet_extractor(device: str) -> Extractor:
     pooled, inputs normalised as its weights expect."""
     from trashseg.models.pretrained import encoder_normalization, load_offline_classifier
 
-    model = load_offline_classifier(IMAGENET_ENCODER).to(device)
+    model: Any = load_offline_classifier(IMAGENET_ENCODER).to(device)  # timm's: forward_intermediates is its API
     mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) * 255 for v in
                  encoder_normalization(f"tu-{IMAGENET_ENCODER}"))
 
@@ -76,7 +77,7 @@ def run_extractor(run: Path, device: str) -> Extractor:
     model = Segmenter.load(run, device)
 
     def features(images: torch.Tensor) -> list[torch.Tensor]:
-        return [f.float().mean(dim=(2, 3)) for f in model.net.encoder(model.normalize(images))]
+        return [f.float().mean(dim=(2, 3)) for f in model.net.get_submodule("encoder")(model.normalize(images))]
 
     return Extractor(f"encoder of {model.info['source']}", features)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from itertools import zip_longest
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -157,6 +158,7 @@ def _rows_in_lockstep(paths: list[Path], num_classes: int) -> Iterator[tuple[str
         if any(r is end for r in rows):
             short = [str(p) for p, r in zip(paths, rows, strict=True) if r is end]
             raise TrashsegError(f"submissions have different row counts: {short} end early")
+        rows = cast(tuple[tuple[int, str, str], ...], rows)  # none is the `end` marker now
         ids = {image_id for _, image_id, _ in rows}
         if len(ids) > 1:
             raise TrashsegError(f"line {rows[0][0]}: image ids differ between CSVs ({sorted(ids)}); "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import shutil
 from pathlib import Path
+from typing import Any
 
 from trashseg.config import Config
 from trashseg.data.coco import CocoSplit, load_split, read_json
@@ -59,7 +60,8 @@ def list_images(spec: str | Path, out: Path, classes: list[str], *, max_pixels: 
     """Write ``out/images.json`` for the usable images of `spec` and load it as a split; returns it and the files
     refused from their header ({file_name: reason}). Nothing is written when no image is usable."""
     root, files = find_images(spec, out)
-    images, refused = [], {}
+    images: list[dict[str, Any]] = []
+    refused: dict[str, str] = {}
     for path in files:
         name = path.relative_to(root).as_posix()
         if found := escape(root, name, allow_external_links):

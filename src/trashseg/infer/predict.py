@@ -52,7 +52,8 @@ class Refiner(Protocol):
     """Refines probabilities with their image (``postprocess.crf.DenseCRF`` for ``predict --crf``). Passed in by
     the caller, so that inference does not import a later stage."""
 
-    settings: dict[str, Any]  # recorded in meta.json as "crf"
+    @property
+    def settings(self) -> dict[str, Any]: ...  # recorded in meta.json as "crf"
 
     def __call__(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]: ...
 

@@ -69,14 +69,17 @@ class Predictor:
         """Softmax averaged over flip views for a uint8 B×H×W×3 batch → B×C×H×W float32, left on the device."""
         batch = batch.to(self.device, non_blocking=True)
         flips = self._flips()
-        total = None
-        for dims in flips:
-            view = batch.flip(dims) if dims else batch
-            chunks = [self._softmax(chunk) for chunk in view.split(self.cfg.batch_size)]
-            probs = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
-            probs = probs.flip([d + 1 for d in dims]) if dims else probs  # NCHW now: H = 2, W = 3
-            total = probs if total is None else total.add_(probs)
+        total = self._flipped_probs(batch, flips[0])
+        for dims in flips[1:]:
+            total.add_(self._flipped_probs(batch, dims))
         return total.div_(len(flips)) if len(flips) > 1 else total
+
+    def _flipped_probs(self, batch: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+        """Softmax of the batch flipped along `dims` (B×H×W×3: H = 1, W = 2), flipped back to the batch's view."""
+        view = batch.flip(dims) if dims else batch
+        chunks = [self._softmax(chunk) for chunk in view.split(self.cfg.batch_size)]
+        probs = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+        return probs.flip([d + 1 for d in dims]) if dims else probs  # NCHW now: H = 2, W = 3
 
     def _resize_mode(self, images: list[np.ndarray], scale: float) -> list[torch.Tensor]:
         side = self._side(scale)
@@ -112,6 +115,7 @@ class Predictor:
             for (y, x), p in zip(chunk_boxes, probs, strict=True):
                 acc[:, y:y + win, x:x + win] += p
                 count[:, y:y + win, x:x + win] += 1
+        assert acc is not None  # there is always at least one window
         probs = (acc / count)[:, :h, :w]
         return F.interpolate(probs[None], size=image.shape[:2], mode="bilinear", align_corners=False)[0]
 
@@ -124,6 +128,7 @@ class Predictor:
             else:
                 probs = self._resize_mode(images, scale)
             total = probs if total is None else [t.add_(p) for t, p in zip(total, probs, strict=True)]
+        assert total is not None  # infer.scales is never empty (InferConfig)
         return total
 
     @torch.inference_mode()
