@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from trashseg.data.coco import CocoSplit
 from trashseg.data.masks import MaskCache
@@ -21,6 +23,7 @@ def evaluate(pred: str | Path, split: CocoSplit, cache: MaskCache, *, size: int 
         raise TrashsegError(f"{split.path}: has no annotations, so it cannot be scored")
     pred = Path(pred)
     num_classes = len(split.classes)
+    get: Callable[[str], np.ndarray]  # file name → predicted mask
     if pred.is_dir():
         folder = PredictionFolder(pred)
         if folder.classes != split.classes:
@@ -32,7 +35,7 @@ def evaluate(pred: str | Path, split: CocoSplit, cache: MaskCache, *, size: int 
         if missing:
             raise TrashsegError(f"{pred}: no prediction for {len(missing)} image(s) of {split.name}, "
                                 f"e.g. {missing[:3]}")
-        get = masks.__getitem__  # type: ignore[assignment]  # both map a file name to its mask
+        get = masks.__getitem__
     meter = ConfusionMeter(num_classes)
     for image in split.images:
         gt = cache.get(image)
