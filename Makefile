@@ -16,6 +16,8 @@ demo: $(STAMP)
 	$(BIN)/trashseg demo --out demo_out
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

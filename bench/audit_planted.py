@@ -61,7 +61,8 @@ def main() -> None:
     at_n = score_audit(issues, planted)
     at_2n = score_audit(issues, planted, top=2 * len(planted))
     print(json.dumps({"at_planted": at_n, "at_twice": at_2n, "listed": len(issues)}, indent=2))
-    fold_miou = [json.loads(m.read_text())["best"]["miou"] for m in sorted((args.out / "runs").glob("fold*/metrics.json"))]
+    fold_miou = [json.loads(m.read_text())["best"]["miou"]
+                 for m in sorted((args.out / "runs").glob("fold*/metrics.json"))]
     kinds = ", ".join(f"{k} {v:.2f}" for k, v in at_n["recall_by_kind"].items())
     body = (f"`python bench/audit_planted.py --train {args.train} --share {args.share} --epochs {args.epochs} "
             f"--folds {args.folds}`: generated data ({args.train} train images at {args.size}²), "

@@ -10,9 +10,9 @@ converted to float before the transform, float64 mask. Writes the figures to doc
 from __future__ import annotations
 
 import argparse
-import os
 import contextlib
 import io
+import os
 import platform
 import sys
 import time
@@ -101,7 +101,8 @@ def main() -> None:
         "| --- | ---: | ---: |",
         f"| competition baseline (annToMask every time, float before augment) | {baseline:.1f} | 1.00× |",
         f"| trashseg, caches cold (first epoch: decode, rasterise, store) | {cold:.1f} | {cold / baseline:.2f}× |",
-        f"| trashseg, caches warm (later epochs: read arrays, resize) | {ours_rate:.1f} | {ours_rate / baseline:.2f}× |",
+        f"| trashseg, caches warm (later epochs: read arrays, resize) | {ours_rate:.1f} "
+        f"| {ours_rate / baseline:.2f}× |",
         f"| trashseg presized (`data.cache_size: {SIZE}`), cold | {cold_pre:.1f} | {cold_pre / baseline:.2f}× |",
         f"| trashseg presized (`data.cache_size: {SIZE}`), warm (later epochs) | {pre_rate:.1f} | "
         f"{pre_rate / baseline:.2f}× |",

@@ -18,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import update_section  # noqa: E402
 

@@ -118,10 +118,14 @@ def run_ours(cfg: Config, args: argparse.Namespace, val: DataLoader) -> dict:
     for which in ("last", "best"):
         ckpt = run / "checkpoints" / f"{which}.ckpt"
         model = Segmenter.load(ckpt if ckpt.exists() else run / "checkpoints" / "last.ckpt")
-        predictor = Predictor(model, model.image_size, InferConfig(batch_size=16))
-        predict = lambda x: torch.from_numpy(np.stack(predictor.predict(list(x.numpy()))))  # noqa: E731
-        out[which] = score(predict, val, len(cfg.data.classes))
+        out[which] = score(_tensor_predict(Predictor(model, model.image_size, InferConfig(batch_size=16))), val,
+                           len(cfg.data.classes))
     return out
+
+
+def _tensor_predict(predictor: Predictor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`score` feeds a batch tensor; the Predictor takes and returns lists of arrays."""
+    return lambda x: torch.from_numpy(np.stack(predictor.predict(list(x.numpy()))))
 
 
 def main() -> None:
@@ -177,15 +181,16 @@ def report(results: dict, classes: list[str]) -> None:
         for key in ("plain_random", "plain_pretrained"):
             if key in rows:
                 r = rows[key]
-                lines += [f"{key}: Unet-{r['encoder']} weights={r['weights']}, {r['steps']} steps, {r['epochs']} epochs "
-                          f"({r['date']})."]
+                lines += [f"{key}: Unet-{r['encoder']} weights={r['weights']}, {r['steps']} steps, "
+                          f"{r['epochs']} epochs ({r['date']})."]
         lines += ["", "| | " + " | ".join(name for name, _ in cols) + " |", "| --- |" + " ---: |" * len(cols),
                   "| **mIoU** | " + " | ".join(f"**{_fmt(c['miou'])}**" for _, c in cols) + " |"]
         if fair:
-            lines += ["| ratio to the pretrained plain loop | " + " | ".join(f"{c['miou'] / fair:.2f}×" for _, c in cols)
-                      + " |"]
+            ratios = " | ".join(f"{c['miou'] / fair:.2f}×" for _, c in cols)
+            lines += [f"| ratio to the pretrained plain loop | {ratios} |"]
         lines += ["| foreground classes > 0.05 IoU | " + " | ".join(str(_above(c["iou"])) for _, c in cols) + " |"]
-        lines += [f"| {name} | " + " | ".join(_fmt(c["iou"][i]) for _, c in cols) + " |" for i, name in enumerate(classes)]
+        lines += [f"| {name} | " + " | ".join(_fmt(c["iou"][i]) for _, c in cols) + " |"
+                  for i, name in enumerate(classes)]
         lines += [""]
     text = (f"TrashCan val (452 images, 39 videos), scored at {EVAL_SIZE}² with the competition mIoU, on "
             f"{platform.machine()} CPU ({os.cpu_count()} cores). Each budget is wall-clock training time per row.\n\n"

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from trashseg.config import RECYCLING_CLASSES, dump_config, load_config
 from trashseg.errors import TrashsegError
 
@@ -102,7 +102,8 @@ def test_a_local_file_wins_over_a_shipped_recipe_of_the_same_name(tmp_path, monk
 
 def test_unknown_recipe_names_the_shipped_ones(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(TrashsegError, match=r"config file not found: upernet_swin_x; .*upernet_swin_b.*trashseg configs"):
+    with pytest.raises(TrashsegError,
+                       match=r"config file not found: upernet_swin_x; .*upernet_swin_b.*trashseg configs"):
         load_config("upernet_swin_x")
     with pytest.raises(TrashsegError, match="config file not found: ../configs/small_cpu.yaml"):
         load_config("../configs/small_cpu.yaml")  # names never climb out of the shipped folder

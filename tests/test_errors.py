@@ -5,7 +5,7 @@ import json
 import pytest
 from torch.utils.data import DataLoader, Dataset
 
-from tests.conftest import CLASSES, make_coco, run_cli
+from tests.helpers import CLASSES, make_coco, run_cli
 from trashseg.errors import TrashsegError, user_message
 
 
@@ -45,7 +45,8 @@ def test_missing_extra_names_the_extra_to_install(monkeypatch):
     from trashseg.errors import MissingExtra, require_extra
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
-    with pytest.raises(MissingExtra, match=r"""needs the optional package 'onnxruntime': pip install "trashseg\[onnx\]\""""):
+    with pytest.raises(MissingExtra,
+                       match=r"""needs the optional package 'onnxruntime': pip install "trashseg\[onnx\]\""""):
         require_extra("onnxruntime", "onnx", "Running an ONNX model")
     assert require_extra("json", "x", "y") is json
 

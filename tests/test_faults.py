@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import run_cli
-from tests.train.test_run import QUICK, RECIPE
+from tests.helpers import QUICK, RECIPE, run_cli
 from trashseg.config import load_config
 from trashseg.procs import process_running
 from trashseg.train.run import train

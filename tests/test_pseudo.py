@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from trashseg.pseudo import confident_labels
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tests.conftest import CLASSES, make_coco, run_cli
+from tests.helpers import CLASSES, make_coco, run_cli
 from trashseg.data.coco import load_split
 from trashseg.errors import TrashsegError
 from trashseg.submission import check_submission, read_submission, write_submission

@@ -17,10 +17,11 @@ _LAZY = {"load": "trashseg.api", "Model": "trashseg.api", "Result": "trashseg.ap
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:
-    from trashseg.api import Model, Result, load
-    from trashseg.data.images import ImageError
-    from trashseg.errors import ModelNotFoundError, TrashsegError
-    from trashseg.infer.objects import SegmentObject
+    # "X as X": re-exported names (PEP 484), for type checkers and linters that cannot read _LAZY
+    from trashseg.api import Model as Model, Result as Result, load as load
+    from trashseg.data.images import ImageError as ImageError
+    from trashseg.errors import ModelNotFoundError as ModelNotFoundError, TrashsegError as TrashsegError
+    from trashseg.infer.objects import SegmentObject as SegmentObject
 
 
 def __getattr__(name: str) -> Any:

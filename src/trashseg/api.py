@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from trashseg.infer.objects import SegmentObject, find_objects
 from trashseg.infer.predictor import Predictor
 from trashseg.models.segmenter import InferenceModel, load_model
 
-Photo = Union[str, os.PathLike, Image.Image, np.ndarray]
+Photo = str | os.PathLike | Image.Image | np.ndarray
 # tta= names → (hflip, vflip); scales are their own argument, as on the command line
 TTA = {"none": (False, False), "hflip": (True, False), "vflip": (False, True), "flip": (True, True)}
 
@@ -48,7 +48,7 @@ class Result:
     def shares(self) -> dict[str, float]:
         """Class name → share of the photo's pixels, every class (they sum to 1)."""
         counts = np.bincount(self.mask.ravel(), minlength=len(self.classes))
-        return {name: float(n) / self.mask.size for name, n in zip(self.classes, counts)}
+        return {name: float(n) / self.mask.size for name, n in zip(self.classes, counts, strict=True)}
 
     def overlay(self, alpha: float = 0.5) -> Image.Image:
         """The photo with each predicted class tinted in its colour (the colours of ``trashseg overlay``)."""
@@ -75,7 +75,7 @@ class Model:
         """Where the model came from (source file, runtime, validation mIoU when known)."""
         return self.network.info
 
-    def predict(self, photos: Photo | Sequence[Photo], *, tta: str | None = None,
+    def predict(self, photos: Photo | list[Photo] | tuple[Photo, ...], *, tta: str | None = None,
                 scales: Sequence[float] | None = None, probs: bool = False,
                 min_area: int = 0) -> Result | list[Result]:
         """Segment one photo, or a list of them (→ a list of results, predicted `infer.batch_size` at a time).
@@ -104,9 +104,10 @@ class Model:
         predictor = Predictor(self.network, self.network.image_size, cfg, device=self.device)
         results = []
         for start in range(0, len(photos), cfg.batch_size):  # decoded a batch at a time: a long list fits memory
+            batch = slice(start, start + cfg.batch_size)
             images = [photo_array(photo, name, self.max_pixels)
-                      for photo, name in zip(photos[start:start + cfg.batch_size], names[start:])]
-            for image, p in zip(images, predictor.predict(images)):
+                      for photo, name in zip(photos[batch], names[batch], strict=True)]
+            for image, p in zip(images, predictor.predict(images), strict=True):
                 mask = p.argmax(0).astype(np.uint8)
                 results.append(Result(image=image, mask=mask, classes=self.classes, probs=p if keep_probs else None,
                                       objects=find_objects(mask, self.classes, p, min_area=min_area)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -25,14 +25,14 @@ convert_app = typer.Typer(no_args_is_help=True, help="Labels in from other tools
 app.add_typer(convert_app, name="convert")
 console = Console()
 
-ConfigOpt = Annotated[Optional[Path], typer.Option(
+ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", "-c", help="Recipe: a YAML file or a shipped recipe's name (e.g. data/trashcan; `trashseg configs`).")]
 DEMO_OUT = Path("demo_out")  # where `trashseg demo` writes by default, and `trashseg serve` looks without a model
 # `\\[` keeps rich from reading "[a,b]" as markup and dropping it from the help text.
-SetOpt = Annotated[Optional[list[str]], typer.Option(
+SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="Override a config key: --set data.classes=\\[a,b] (value parsed as YAML).")]
 SplitOpt = Annotated[str, typer.Option(help="train / val / test, or a COCO file name under the dataset root.")]
-FolderSplitOpt = Annotated[Optional[str], typer.Option(help="Default: the split the folder was predicted on.")]
+FolderSplitOpt = Annotated[str | None, typer.Option(help="Default: the split the folder was predicted on.")]
 
 
 def _config(config: Path | None, overrides: list[str] | None, data: Path | None = None,
@@ -58,7 +58,7 @@ def _scores_table(scores, classes: list[str], title: str) -> Table:
     table.add_column("class")
     table.add_column("IoU", justify="right")
     table.add_column("acc", justify="right")
-    for name, iou, acc in zip(classes, scores.iou, scores.class_acc):
+    for name, iou, acc in zip(classes, scores.iou, scores.class_acc, strict=True):
         table.add_row(name, "—" if iou != iou else f"{iou:.4f}", "—" if acc != acc else f"{acc:.4f}")
     table.add_section()
     table.add_row("[bold]mIoU[/bold]", f"[bold]{scores.miou:.4f}[/bold]", f"{scores.mean_class_acc:.4f}")
@@ -108,7 +108,7 @@ def data_check(data: Annotated[Path, typer.Argument(help="Dataset root folder.")
 
 @submission_app.command("check")
 def submission_check(file: Annotated[Path, typer.Argument(help="Submission CSV.")],
-                     data: Annotated[Optional[Path], typer.Option(help="Dataset root.")] = None,
+                     data: Annotated[Path | None, typer.Option(help="Dataset root.")] = None,
                      split: SplitOpt = "test", config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Check a submission CSV against the test split: header, rows, ids, order, lengths, class ids."""
     from trashseg.submission import check_submission
@@ -124,10 +124,10 @@ def submission_check(file: Annotated[Path, typer.Argument(help="Submission CSV."
 
 @app.command()
 def evaluate(pred: Annotated[Path, typer.Argument(help="Submission CSV or prediction folder (masks/*.png).")],
-             data: Annotated[Optional[Path], typer.Option(help="Dataset root.")] = None,
+             data: Annotated[Path | None, typer.Option(help="Dataset root.")] = None,
              split: SplitOpt = "val", config: ConfigOpt = None, set_: SetOpt = None,
              size: Annotated[int, typer.Option(help="Score at size×size (competition: 256); 0 = native.")] = 256,
-             out: Annotated[Optional[Path], typer.Option(help="Write scores as JSON here.")] = None) -> None:
+             out: Annotated[Path | None, typer.Option(help="Write scores as JSON here.")] = None) -> None:
     """Score predictions with the competition's mIoU and print per-class IoU."""
     from trashseg.data.masks import mask_cache
     from trashseg.evaluate import evaluate as run_evaluate
@@ -144,11 +144,11 @@ def evaluate(pred: Annotated[Path, typer.Argument(help="Submission CSV or predic
 @app.command()
 def split(data: Annotated[Path, typer.Argument(help="Dataset root.")],
           folds: Annotated[int, typer.Option(help="Number of folds.")] = 5,
-          group_by: Annotated[Optional[str], typer.Option(
+          group_by: Annotated[str | None, typer.Option(
               help="Regex on file_name; images with the same match (first group) stay together. "
                    "Default: the folder. Empty string: no grouping.")] = None,
           source: Annotated[str, typer.Option(help="Split file to divide (train / a COCO file name).")] = "train",
-          out: Annotated[Optional[Path], typer.Option(help="Folder for the fold JSONs (default DATA/folds).")] = None,
+          out: Annotated[Path | None, typer.Option(help="Folder for the fold JSONs (default DATA/folds).")] = None,
           seed: int = 0, config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Multilabel-stratified, grouped k-fold split; prints per-fold class balance."""
     from trashseg.data.masks import mask_cache
@@ -178,14 +178,14 @@ def split(data: Annotated[Path, typer.Argument(help="Dataset root.")],
 @app.command()
 def train(config: Annotated[Path, typer.Argument(
               help="Recipe: a shipped recipe's name (e.g. upernet_swin_b; `trashseg configs`) or a YAML file.")],
-          data: Annotated[Optional[Path], typer.Option(help="Dataset root (data.root).")] = None,
+          data: Annotated[Path | None, typer.Option(help="Dataset root (data.root).")] = None,
           set_: SetOpt = None,
-          out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<name>).")] = None,
+          out: Annotated[Path | None, typer.Option(help="Run folder (default runs/<name>).")] = None,
           resume: Annotated[bool, typer.Option(help="Continue the run in --out from last.ckpt.")] = False,
-          fold: Annotated[Optional[int], typer.Option(help="Train on fold k of `trashseg split`.")] = None,
-          all_folds: Annotated[Optional[int], typer.Option(
+          fold: Annotated[int | None, typer.Option(help="Train on fold k of `trashseg split`.")] = None,
+          all_folds: Annotated[int | None, typer.Option(
               "--all-folds", help="Train folds 0..K-1, each into OUT/fold<k>.")] = None,
-          extra_data: Annotated[Optional[list[Path]], typer.Option(
+          extra_data: Annotated[list[Path] | None, typer.Option(
               help="Pseudo-label dataset(s) from `trashseg pseudo` (data.extra); mix with data.extra_ratio.")] = None
           ) -> None:
     """Train a model; the run folder holds config, checkpoints (best by val mIoU, last), metrics and plots."""
@@ -241,20 +241,20 @@ def _device(device: str | None) -> str:
 
 @app.command()
 def predict(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file or exported .onnx model.")],
-            data: Annotated[Optional[Path], typer.Option(help="Dataset root.")] = None,
+            data: Annotated[Path | None, typer.Option(help="Dataset root.")] = None,
             split: SplitOpt = "test", out: PredOut = Path("preds/latest"),
             save_probs: Annotated[bool, typer.Option(help="Also write float16 probabilities (for ensembles, "
                                                            "CRF, pseudo-labels).")] = False,
-            hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip")] = None,
-            vflip: Annotated[Optional[bool], typer.Option("--vflip/--no-vflip")] = None,
-            scales: Annotated[Optional[str], typer.Option(help="TTA scales, e.g. 0.75,1.0,1.25,1.5")] = None,
+            hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip")] = None,
+            vflip: Annotated[bool | None, typer.Option("--vflip/--no-vflip")] = None,
+            scales: Annotated[str | None, typer.Option(help="TTA scales, e.g. 0.75,1.0,1.25,1.5")] = None,
             crf: Annotated[bool, typer.Option(help="Refine with dense CRF (crf.* keys).")] = False,
             objects: Annotated[bool, typer.Option(help="Also write objects/<file_name>.json: each connected region "
                                                        "of a class with its area, box, centroid, confidence.")] = False,
             min_area: Annotated[int, typer.Option(min=0, help="With --objects: leave out regions smaller than this "
                                                               "(pixels).")] = 0,
-            device: Annotated[Optional[str], typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
-            images: Annotated[Optional[str], typer.Option(
+            device: Annotated[str | None, typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
+            images: Annotated[str | None, typer.Option(
                 help="Instead of a dataset: a folder of photos (JPEG, PNG, ...; searched recursively) or a pattern "
                      "such as 'photos/*.jpg'. EXIF orientation is honoured; unreadable files are skipped and named "
                      "at the end (exit 2).")] = None,
@@ -278,15 +278,16 @@ def predict(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file 
     model = load_model(source, dev)
     cfg = _config(config, set_, data, model.classes)
     _infer_cfg(cfg, hflip, vflip, scales)
-    options = {"save_probs": save_probs, "refine": DenseCRF(cfg.crf) if crf else None, "objects": objects,
-               "min_area": min_area, "device": dev, "workers": workers}
+    refine = DenseCRF(cfg.crf) if crf else None
     if images is not None:
-        stats = predict_images(model, images, out, cfg=cfg, **options)
+        stats = predict_images(model, images, out, cfg=cfg, save_probs=save_probs, refine=refine, objects=objects,
+                               min_area=min_area, device=dev, workers=workers)
         console.print(f"{out}: { {k: v for k, v in stats.items() if k != 'unreadable'} }")
         if stats["unreadable"]:
             raise unreadable_error(stats, out)
         return
-    stats = predict_split(model, _load(cfg, split), out, cfg=cfg.infer, **options)
+    stats = predict_split(model, _load(cfg, split), out, cfg=cfg.infer, save_probs=save_probs, refine=refine,
+                          objects=objects, min_area=min_area, device=dev, workers=workers)
     console.print(f"{out}: {stats}")
 
 
@@ -306,7 +307,7 @@ def _folder_split(pred: Path, config: Path | None, set_: list[str] | None, data:
 
 @app.command("crf")
 def crf_cmd(pred: Annotated[Path, typer.Argument(help="Prediction folder with probabilities.")],
-            out: PredOut, data: Annotated[Optional[Path], typer.Option(help="Dataset root (for the images).")] = None,
+            out: PredOut, data: Annotated[Path | None, typer.Option(help="Dataset root (for the images).")] = None,
             split: FolderSplitOpt = None, save_probs: bool = False, config: ConfigOpt = None,
             set_: SetOpt = None) -> None:
     """Dense CRF on saved probabilities, parallel over images (crf.workers)."""
@@ -318,9 +319,9 @@ def crf_cmd(pred: Annotated[Path, typer.Argument(help="Prediction folder with pr
 
 @app.command()
 def overlay(pred: Annotated[Path, typer.Argument(help="Prediction folder (predict, crf or ensemble output).")],
-            out: Annotated[Optional[Path], typer.Option(help="Folder for the JPEGs (default PRED/overlays).")]
-            = None, data: Annotated[Optional[Path], typer.Option(help="Dataset root (for the images).")] = None,
-            split: FolderSplitOpt = None, limit: Annotated[Optional[int], typer.Option(
+            out: Annotated[Path | None, typer.Option(help="Folder for the JPEGs (default PRED/overlays).")]
+            = None, data: Annotated[Path | None, typer.Option(help="Dataset root (for the images).")] = None,
+            split: FolderSplitOpt = None, limit: Annotated[int | None, typer.Option(
                 help="Only the first N images of the split.")] = None, config: ConfigOpt = None,
             set_: SetOpt = None) -> None:
     """Each image with its prediction drawn over it, beside the ground truth when the split has it."""
@@ -340,7 +341,7 @@ def _folder_classes(pred: Path) -> list[str]:
 def ensemble(members: Annotated[list[Path], typer.Argument(help="Prediction folders, or submission CSVs.")],
              out: Annotated[Path, typer.Option(help="Output prediction folder (or .csv for CSV voting).")],
              mode: Annotated[str, typer.Option(help="soft (probabilities) or hard (majority).")] = "soft",
-             weights: Annotated[Optional[str], typer.Option(help="Comma-separated member weights.")] = None,
+             weights: Annotated[str | None, typer.Option(help="Comma-separated member weights.")] = None,
              save_probs: bool = False, num_classes: Annotated[int, typer.Option(
                  help="Class count, for CSV voting only.")] = 11) -> None:
     """Soft or hard voting, image by image; ties go to the member with the best validation mIoU."""
@@ -358,15 +359,15 @@ def ensemble(members: Annotated[list[Path], typer.Argument(help="Prediction fold
 
 @app.command()
 def kfold(root: Annotated[Path, typer.Argument(help="Folder of fold runs (train --all-folds K --out ROOT).")],
-          data: Annotated[Optional[Path], typer.Option(help="Dataset root.")] = None,
-          split: Annotated[Optional[str], typer.Option(
+          data: Annotated[Path | None, typer.Option(help="Dataset root.")] = None,
+          split: Annotated[str | None, typer.Option(
               help="Split to predict (default test); with --oof the split the folds divide (default train).")]
           = None, out: PredOut = Path("preds/kfold"), mode: str = "soft",
           oof: Annotated[bool, typer.Option(
               help="Out-of-fold: each fold's model predicts only its own validation images, into one folder "
                    "with probabilities (the honest input for `trashseg audit`); no voting.")] = False,
-          hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip")] = None,
-          device: Optional[str] = None, config: ConfigOpt = None, set_: SetOpt = None) -> None:
+          hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip")] = None,
+          device: str | None = None, config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Predict with every fold's model and vote, in one command (or --oof: out-of-fold probabilities)."""
     from trashseg.ensemble.kfold import fold_runs, kfold_predict, oof_predict
     from trashseg.models.segmenter import load_model
@@ -385,8 +386,8 @@ def kfold(root: Annotated[Path, typer.Argument(help="Folder of fold runs (train 
 def audit(source: Annotated[Path, typer.Argument(
               help="Prediction folder with probabilities (predict --save-probs, kfold --oof), a folder of fold "
                    "runs (train --all-folds: predicted out-of-fold), or a run folder / checkpoint.")],
-          data: Annotated[Optional[Path], typer.Option(help="Dataset root (default: the prediction folder's).")]
-          = None, split: Annotated[Optional[str], typer.Option(
+          data: Annotated[Path | None, typer.Option(help="Dataset root (default: the prediction folder's).")]
+          = None, split: Annotated[str | None, typer.Option(
               help="Split to audit (default: the prediction folder's, else train).")] = None,
           out: Annotated[Path, typer.Option(help="Report folder.")] = Path("reports/audit"),
           limit: Annotated[int, typer.Option(help="Suspects shown in the gallery and exported to COCO.")] = 200,
@@ -394,7 +395,7 @@ def audit(source: Annotated[Path, typer.Argument(
               help="Share of an object's pixels the model must confidently contradict.")] = 0.5,
           duplicate_iou: Annotated[float, typer.Option(
               help="Mask IoU above which two annotations of different classes are one object.")] = 0.5,
-          device: Optional[str] = None, config: ConfigOpt = None, set_: SetOpt = None) -> None:
+          device: str | None = None, config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Rank the annotations that are probably wrong: gallery.html, issues.json, flagged_coco.json."""
     from trashseg.analysis.audit import AuditSettings, leakage_warnings, predictions_for, run_audit, write_audit
     from trashseg.data.masks import mask_cache
@@ -432,7 +433,7 @@ def pseudo(pred: Annotated[Path, typer.Argument(help="Prediction folder with pro
 
 @app.command()
 def submit(pred: Annotated[Path, typer.Argument(help="Prediction folder.")],
-           data: Annotated[Optional[Path], typer.Option(help="Dataset root.")] = None, split: SplitOpt = "test",
+           data: Annotated[Path | None, typer.Option(help="Dataset root.")] = None, split: SplitOpt = "test",
            out: Annotated[Path, typer.Option(help="CSV to write.")] = Path("submission.csv"),
            config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Write the competition CSV (256×256, rows in the split's order)."""
@@ -445,7 +446,7 @@ def submit(pred: Annotated[Path, typer.Argument(help="Prediction folder.")],
 @app.command()
 def export(run: Annotated[Path, typer.Argument(help="Run folder or checkpoint.")],
            format: Annotated[str, typer.Option("--format", help="Only onnx for now.")] = "onnx",
-           out: Annotated[Optional[Path], typer.Option(help="Output file (default RUN/model.onnx).")] = None) -> None:
+           out: Annotated[Path | None, typer.Option(help="Output file (default RUN/model.onnx).")] = None) -> None:
     """Export to ONNX (uint8 NHWC in, logits out, dynamic batch/size) and report parity with PyTorch."""
     from trashseg.infer.export import export_run
 
@@ -455,17 +456,17 @@ def export(run: Annotated[Path, typer.Argument(help="Run folder or checkpoint.")
 
 
 @app.command()
-def serve(source: Annotated[Optional[Path], typer.Argument(
+def serve(source: Annotated[Path | None, typer.Argument(
               help="Run folder, .ckpt file or exported .onnx model (default: the best model of `trashseg demo`).",
               show_default=False)] = None,
           host: Annotated[str, typer.Option(help="0.0.0.0 to reach it from other machines.")] = "127.0.0.1",
-          port: int = 8000, hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip")] = None,
-          vflip: Annotated[Optional[bool], typer.Option("--vflip/--no-vflip")] = None,
-          scales: Annotated[Optional[str], typer.Option(help="TTA scales, e.g. 0.75,1.0,1.25,1.5")] = None,
-          workers: Annotated[Optional[int], typer.Option(help="Inferences at once (serve.workers).")] = None,
-          queue: Annotated[Optional[int], typer.Option(help="Requests waiting; more get 503 (serve.queue).")] = None,
-          timeout: Annotated[Optional[float], typer.Option(help="Seconds before 504 (serve.timeout).")] = None,
-          device: Annotated[Optional[str], typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
+          port: int = 8000, hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip")] = None,
+          vflip: Annotated[bool | None, typer.Option("--vflip/--no-vflip")] = None,
+          scales: Annotated[str | None, typer.Option(help="TTA scales, e.g. 0.75,1.0,1.25,1.5")] = None,
+          workers: Annotated[int | None, typer.Option(help="Inferences at once (serve.workers).")] = None,
+          queue: Annotated[int | None, typer.Option(help="Requests waiting; more get 503 (serve.queue).")] = None,
+          timeout: Annotated[float | None, typer.Option(help="Seconds before 504 (serve.timeout).")] = None,
+          device: Annotated[str | None, typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
           config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Web demo: upload a photo, see its segmentation and class shares (also a JSON / PNG API at /predict,
     /health and /ready for probes). The model loads once the server listens."""
@@ -512,7 +513,7 @@ def _demo_model() -> Path:
 
 
 @app.command()
-def models(encoders: Annotated[Optional[str], typer.Option(
+def models(encoders: Annotated[str | None, typer.Option(
         help="List encoder names matching this shell pattern, e.g. '*lite*' or 'tu-convnext*'.")] = None,
            limit: Annotated[int, typer.Option(help="At most this many encoders.")] = 50) -> None:
     """Architectures, encoders, and which encoders' ImageNet weights work offline here."""
@@ -521,19 +522,21 @@ def models(encoders: Annotated[Optional[str], typer.Option(
     from trashseg.models.pretrained import OFFLINE_WEIGHTS
 
     console.print(f"[bold]Architectures[/bold] (model.arch): {', '.join(list_archs())}")
-    table = Table("model.encoder", "alias", "offline `imagenet` weights", title="Pretrained encoders that need no network")
+    table = Table("model.encoder", "alias", "offline `imagenet` weights",
+                  title="Pretrained encoders that need no network")
     for spec in OFFLINE_WEIGHTS.values():
         table.add_row(spec.encoder, spec.alias, offline_status(spec.encoder))
     console.print(table)
     if encoders:
         found = find_encoders(encoders)
+        shown = f", first {limit}" if len(found) > limit else ""
         table = Table("model.encoder", "library", "offline weights",
-                      title=f"Encoders matching {encoders!r}: {len(found)}" + (f", first {limit}" if len(found) > limit else ""))
+                      title=f"Encoders matching {encoders!r}: {len(found)}{shown}")
         for info in found[:limit]:
             table.add_row(info.name, info.library, info.offline or "hub download only")
         console.print(table)
-    console.print("Other encoders' `imagenet` weights download from the smp/timm hub; offline, point model.weights at a "
-                  "local file instead.", highlight=False)
+    console.print("Other encoders' `imagenet` weights download from the smp/timm hub; offline, point model.weights "
+                  "at a local file instead.", highlight=False)
 
 
 @app.command()
@@ -559,16 +562,16 @@ def shift(data: Annotated[Path, typer.Argument(help="Dataset root.")],
           = "train,val,test",
           out: Annotated[Path, typer.Option(help="Folder for index.html, shift.json and the proposed split files.")]
           = Path("reports/shift"),
-          run: Annotated[Optional[Path], typer.Option(help="Use this trained run's encoder instead of ImageNet "
+          run: Annotated[Path | None, typer.Option(help="Use this trained run's encoder instead of ImageNet "
                                                            "EfficientNet-Lite0.")] = None,
           size: Annotated[int, typer.Option(help="Images are resized to size×size for the encoder.")] = 224,
           permutations: Annotated[int, typer.Option(help="Shuffles for the baseline.")] = 200,
           group_by: Annotated[str, typer.Option(help="Regex on file_name: images with the same match form a group "
                                                      "(default: the folder); empty: every image its own.")] = r"^(.*)/",
-          val_size: Annotated[Optional[int], typer.Option(help="Images in the proposed validation set (default: "
+          val_size: Annotated[int | None, typer.Option(help="Images in the proposed validation set (default: "
                                                                 "the target's size, at most a fifth of the pool).")]
           = None,
-          device: Annotated[Optional[str], typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
+          device: Annotated[str | None, typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
           config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Do the splits look alike to a pretrained encoder? Energy distance with a permutation baseline, a PCA map,
     the pool images farthest from the target, and a validation subset closest to the target (COCO files)."""
@@ -596,8 +599,9 @@ def shift(data: Annotated[Path, typer.Argument(help="Dataset root.")],
 
 
 @app.command()
-def report(preds: Annotated[list[Path], typer.Argument(help="Prediction folder(s) of one split; several are compared.")],
-           data: Annotated[Optional[Path], typer.Option(help="Dataset root.")] = None,
+def report(preds: Annotated[list[Path], typer.Argument(
+               help="Prediction folder(s) of one split; several are compared.")],
+           data: Annotated[Path | None, typer.Option(help="Dataset root.")] = None,
            split: FolderSplitOpt = None,
            out: Annotated[Path, typer.Option(help="Folder for index.html, report.json, per_image.csv/json.")]
            = Path("reports/eval"),

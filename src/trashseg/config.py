@@ -170,8 +170,8 @@ class TrainConfig(Section):
     devices: int | str = 1
     num_nodes: int = 1
     accelerator: str = "auto"
-    loggers: list[Literal["csv", "tensorboard", "wandb", "mlflow"]] = Field(
-        default_factory=lambda: ["csv", "tensorboard"])
+    # a list default is copied per instance by pydantic
+    loggers: list[Literal["csv", "tensorboard", "wandb", "mlflow"]] = ["csv", "tensorboard"]
     val_every: int = Field(1, ge=1)  # validate every N epochs
     max_steps_per_epoch: int | None = None  # cap an epoch (quick runs, time-boxed benchmarks)
     time_limit_minutes: float | None = None  # stop cleanly (checkpoints kept) after this much training time
@@ -231,7 +231,7 @@ class ServeConfig(Section):
     `queue` wait; more get 503. A request unanswered after `timeout` seconds gets 504.
     """
 
-    tta: list[Literal["none", "flip", "vflip", "hvflip"]] = Field(default_factory=lambda: ["none", "flip"])
+    tta: list[Literal["none", "flip", "vflip", "hvflip"]] = ["none", "flip"]  # copied per instance by pydantic
     max_scales: int = Field(2, ge=1)  # how many TTA scales one request may ask for
     max_scale: float = Field(1.5, gt=0)  # the largest of them (cost grows with its square)
     workers: int = Field(1, ge=1)  # torch already spreads one image over every core
@@ -260,8 +260,8 @@ def _deep_merge(base: dict, override: dict) -> dict:
     for key, value in override.items():
         if isinstance(value, dict):
             inherited = out.get(key)
-            keep = isinstance(inherited, dict) and value.get("_delete_") is not True
-            out[key] = _deep_merge(inherited if keep else {}, {k: v for k, v in value.items() if k != "_delete_"})
+            keep = inherited if isinstance(inherited, dict) and value.get("_delete_") is not True else {}
+            out[key] = _deep_merge(keep, {k: v for k, v in value.items() if k != "_delete_"})
         else:
             out[key] = copy.deepcopy(value)
     return out

@@ -27,7 +27,7 @@ def class_colors(num_classes: int) -> list[Color]:
     tab20 = matplotlib.colormaps["tab20"]
     extra = [colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.75, 0.9) for i in range(max(0, num_classes - 21))]
     rgb = [tab20(i)[:3] for i in range(min(20, num_classes - 1))] + extra
-    return [(0, 0, 0)] + [tuple(int(255 * v) for v in c) for c in rgb]
+    return [(0, 0, 0)] + [(int(255 * r), int(255 * g), int(255 * b)) for r, g, b in rgb]
 
 
 def _fit(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
@@ -65,7 +65,7 @@ def _legend(ids: list[int], classes: list[str], colors: list[Color], width: int)
         places.append((x, row))
         x += w
     strip = np.full(((row + 1) * _LINE + 4, width, 3), 255, np.uint8)
-    for i, (x, row) in zip(ids, places):
+    for i, (x, row) in zip(ids, places, strict=True):
         y = row * _LINE + 4
         cv2.rectangle(strip, (x, y + 2), (x + 12, y + 14), colors[i], -1)
         cv2.putText(strip, classes[i], (x + 18, y + 13), _FONT, _SCALE, (0, 0, 0), 1, cv2.LINE_AA)

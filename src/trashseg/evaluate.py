@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from trashseg.data.coco import CocoSplit
 from trashseg.data.masks import MaskCache
@@ -21,6 +23,7 @@ def evaluate(pred: str | Path, split: CocoSplit, cache: MaskCache, *, size: int 
         raise TrashsegError(f"{split.path}: has no annotations, so it cannot be scored")
     pred = Path(pred)
     num_classes = len(split.classes)
+    get: Callable[[str], np.ndarray]  # file name → predicted mask
     if pred.is_dir():
         folder = PredictionFolder(pred)
         if folder.classes != split.classes:

@@ -61,7 +61,7 @@ class SegScores:
         out = asdict(self)
         if classes:
             out["per_class"] = {name: {"iou": iou, "acc": acc} for name, iou, acc in
-                                zip(classes, self.iou, self.class_acc)}
+                                zip(classes, self.iou, self.class_acc, strict=True)}
         return _nan_to_none(out)
 
 
@@ -76,6 +76,11 @@ def _nan_to_none(obj):
     return obj
 
 
+def _nan_mean(values: np.ndarray) -> float:
+    """Mean over the classes that have a value; NaN when none has (no class present at all)."""
+    return float(np.nanmean(values)) if np.any(~np.isnan(values)) else float("nan")
+
+
 def scores_from_confusion(hist: np.ndarray | torch.Tensor) -> SegScores:
     hist = (hist.cpu().numpy() if isinstance(hist, torch.Tensor) else np.asarray(hist)).astype(np.float64)
     diag, rows, cols, total = np.diag(hist), hist.sum(axis=1), hist.sum(axis=0), hist.sum()
@@ -85,8 +90,7 @@ def scores_from_confusion(hist: np.ndarray | torch.Tensor) -> SegScores:
         pixel_acc = diag.sum() / total
     freq = rows / total if total else rows
     present = freq > 0
-    nan_mean = (lambda v: float(np.nanmean(v)) if np.any(~np.isnan(v)) else float("nan"))
-    return SegScores(miou=nan_mean(iou), pixel_acc=float(pixel_acc), mean_class_acc=nan_mean(class_acc),
+    return SegScores(miou=_nan_mean(iou), pixel_acc=float(pixel_acc), mean_class_acc=_nan_mean(class_acc),
                      fwiou=float((freq[present] * iou[present]).sum()), iou=iou.tolist(),
                      class_acc=class_acc.tolist())
 

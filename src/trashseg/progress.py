@@ -46,7 +46,7 @@ def for_each_pending(items: Sequence[Item], *, label: str, finished: Callable[[I
     start = time.perf_counter()
     with progress_bar() as bar:
         task = bar.add_task(label, total=len(todo), rate="-")
-        for count, (item, result) in enumerate(zip(todo, compute(todo)), start=1):
+        for count, (item, result) in enumerate(zip(todo, compute(todo), strict=True), start=1):
             write(item, result)
             bar.update(task, advance=1, rate=f"{count / (time.perf_counter() - start):.1f}")
     return LoopStats(done=len(todo), skipped=len(items) - len(todo), seconds=time.perf_counter() - start)

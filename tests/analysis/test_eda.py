@@ -1,12 +1,11 @@
 import json
 from pathlib import Path
 
+from tests.helpers import CLASSES
 from trashseg.analysis.eda import object_rows, size_bucket, write_eda
 from trashseg.config import load_config
 from trashseg.data.coco import load_named_split
 from trashseg.data.masks import MaskCache
-
-from tests.conftest import CLASSES
 
 
 def _tiny_split(tiny: Path):

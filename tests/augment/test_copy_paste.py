@@ -4,13 +4,13 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import CLASSES, make_coco
+from tests.helpers import CLASSES, make_coco
 from trashseg.augment import CopyPasteDataset, build_transform, cutmix, paste_objects
-from trashseg.data.stats import class_stats
 from trashseg.config import AugmentConfig, CopyPasteConfig
 from trashseg.data.coco import load_split
 from trashseg.data.dataset import SegmentationDataset
 from trashseg.data.masks import MaskCache
+from trashseg.data.stats import class_stats
 from trashseg.errors import TrashsegError
 
 PAPER, METAL, BATTERY = 1, 2, 3

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import make_read_only, write_image
+from tests.helpers import make_read_only, write_image
 from trashseg.data.cache import ImageCache
 from trashseg.errors import TrashsegError
 

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from tests.conftest import CLASSES, make_coco, run_cli, write_bomb, write_image
+from tests.helpers import CLASSES, make_coco, run_cli, write_bomb, write_image
 from trashseg.config import DataConfig
 from trashseg.data.check import check_dataset
 

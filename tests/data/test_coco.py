@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tests.conftest import CLASSES, make_coco
+from tests.helpers import CLASSES, make_coco
 from trashseg.data.coco import load_split, parse_split
 from trashseg.errors import TrashsegError
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import CLASSES, make_coco, write_bomb, write_image
+from tests.helpers import CLASSES, make_coco, write_bomb, write_image
 from trashseg.augment import build_transform
 from trashseg.config import AugmentConfig
 from trashseg.data.cache import ImageCache

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import write_bomb
+from tests.helpers import write_bomb
 from trashseg.data.images import ImageError, ImageTooLarge, check_pixels, decode_image, read_image
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from tests.conftest import CLASSES, make_coco
+from tests.helpers import CLASSES, make_coco
 from trashseg.data.coco import load_split
 from trashseg.data.masks import MaskCache, rasterize
 from trashseg.errors import TrashsegError

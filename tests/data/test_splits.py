@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from trashseg.data.splits import image_groups, make_folds
 from trashseg.data.stats import ClassStats
 from trashseg.errors import TrashsegError
@@ -25,7 +25,7 @@ def test_groups_never_straddle_and_classes_spread():
 
 
 def test_too_few_groups_and_bad_regex_are_named(tiny):
-    from tests.conftest import CLASSES
+    from tests.helpers import CLASSES
     from trashseg.data.coco import load_split
 
     split = load_split(tiny / "train.json", tiny, CLASSES)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import RECIPE
 from trashseg.config import load_config
 from trashseg.infer.folder import PredictionFolder
 
-RECIPE = Path(__file__).resolve().parents[2] / "configs" / "small_cpu.yaml"
 # One step per epoch on 32 px crops from random init: the workflow, not the accuracy, is under test.
 TINY = ["model.weights=null", "train.epochs=1", "train.val_every=1", "train.max_steps_per_epoch=1",
         "augment.image_size=32", "train.batch_size=2", "train.loggers=[csv]"]

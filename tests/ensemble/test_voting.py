@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from trashseg.ensemble.voting import ensemble_csvs, ensemble_folders, hard_vote
 from trashseg.errors import TrashsegError
 from trashseg.infer.folder import PredictionFolder

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 from PIL import Image
 
 from trashseg.infer.folder import PredictionFolder
@@ -134,7 +133,8 @@ def test_pattern_and_output_inside_the_photo_folder(trained_run, tmp_path, cli):
 def test_images_and_a_dataset_split_never_share_a_folder(trained_run, sample_data, tmp_path, cli):
     photos, out = tmp_path / "photos", tmp_path / "pred"
     _photos(photos)
-    assert cli(["predict", trained_run, "--data", sample_data, "--split", "val", "--out", out, "--workers", "0"])[0] == 0
+    args = ["predict", trained_run, "--data", sample_data, "--split", "val", "--out", out, "--workers", "0"]
+    assert cli(args)[0] == 0
     code, text = cli(["predict", trained_run, "--images", photos, "--out", out])
     assert code == 2 and "already holds predictions of" in text and not (out / "images.json").exists(), text
     code, text = cli(["predict", trained_run, "--images", photos, "--data", sample_data, "--out", tmp_path / "x"])

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli, write_bomb, write_image
+from tests.helpers import run_cli, write_bomb, write_image
 from trashseg.infer.folder import PredictionFolder
 
 
@@ -173,7 +173,7 @@ def test_predict_refuses_an_image_bomb(trained_run, sample_data, tmp_path, capsy
 
 def test_predict_out_that_is_a_file_or_read_only_is_named(trained_run, sample_data, tmp_path, monkeypatch, capsys):
     """Issue 16.8: a named error instead of FileExistsError / PermissionError tracebacks."""
-    from tests.conftest import make_read_only
+    from tests.helpers import make_read_only
 
     taken = tmp_path / "preds.txt"
     taken.write_text("notes")

@@ -54,7 +54,7 @@ def test_masks_only_path_gives_the_argmax_of_the_probabilities(cfg):
 
     masks = predictor.predict_masks(images)
 
-    for mask, probs in zip(masks, predictor.predict(images)):
+    for mask, probs in zip(masks, predictor.predict(images), strict=True):
         assert mask.dtype == np.uint8 and mask.shape == probs.shape[1:]
         np.testing.assert_array_equal(mask, probs.argmax(0))
     assert 0 < masks[0].mean() < 1  # both classes occur: the comparison above is not vacuous

@@ -196,7 +196,8 @@ def test_plain_timm_backbone_loads_into_a_tu_encoder(tmp_path: Path) -> None:
 
     encoder = model.encoder.model.state_dict()
     assert torch.equal(encoder["stem_0.weight"], backbone.state_dict()["stem.0.weight"])
-    assert torch.equal(encoder["stages_3.blocks.1.conv_dw.weight"], backbone.state_dict()["stages.3.blocks.1.conv_dw.weight"])
+    assert torch.equal(encoder["stages_3.blocks.1.conv_dw.weight"],
+                       backbone.state_dict()["stages.3.blocks.1.conv_dw.weight"])
 
 
 def test_missing_weights_file() -> None:

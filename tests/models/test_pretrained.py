@@ -89,7 +89,7 @@ def test_encoder_listing_marks_offline_weights() -> None:
 
 
 def test_models_command_lists_offline_encoders(capsys: pytest.CaptureFixture) -> None:
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     code, out = run_cli(["models", "--encoders", "*lite0*"], capsys)
     assert code == 0 and "UPerNet" in out and "OCRNet" in out

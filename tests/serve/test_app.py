@@ -14,7 +14,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from tests.conftest import write_bomb
+from tests.helpers import write_bomb
 from trashseg.config import InferConfig, ServeConfig
 from trashseg.models.segmenter import load_model
 from trashseg.serve.app import create_app

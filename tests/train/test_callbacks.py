@@ -27,7 +27,8 @@ def test_prediction_images_go_to_tensorboard_and_nowhere_without_it(tmp_path):
         logits[:, 1, :, : images.shape[2] // 2] = 1
         return logits
 
-    batch = {"image": torch.full((3, 16, 20, 3), 90, dtype=torch.uint8), "mask": torch.ones(3, 16, 20, dtype=torch.uint8)}
+    batch = {"image": torch.full((3, 16, 20, 3), 90, dtype=torch.uint8),
+             "mask": torch.ones(3, 16, 20, dtype=torch.uint8)}
     callback = PredictionImages(["bg", "paper"], count=2)
     tb = TensorBoardLogger(tmp_path, name="tb", version=0)
     trainer = SimpleNamespace(loggers=[CSVLogger(tmp_path), tb], sanity_checking=False, is_global_zero=True,

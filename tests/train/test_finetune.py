@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.train.test_run import quick_cfg
+from tests.helpers import quick_cfg
 from trashseg.config import OptimConfig
 from trashseg.models.pretrained import IMAGENET_MEAN
 from trashseg.models.segmenter import Segmenter
@@ -43,7 +43,7 @@ def test_freeze_bn_keeps_pretrained_statistics(sample_data: Path, tmp_path: Path
     before = [bn.running_mean.clone() for bn in _batchnorms(module)]
     module(torch.randint(0, 255, (2, 64, 64, 3), dtype=torch.uint8))
     assert all(not bn.training for bn in _batchnorms(module)) and module.segmenter.net.decoder.training
-    assert all(torch.equal(b, bn.running_mean) for b, bn in zip(before, _batchnorms(module)))
+    assert all(torch.equal(b, bn.running_mean) for b, bn in zip(before, _batchnorms(module), strict=True))
 
 
 class Snapshots(pl.Callback):
@@ -69,7 +69,8 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 def test_frozen_encoder_epochs_train_the_decoder_only(sample_data: Path, tmp_path: Path) -> None:
     snapshots = Snapshots()
-    cfg = quick_cfg(sample_data, tmp_path, "model.weights=null", "train.freeze_encoder_epochs=1", "train.ema_decay=null")
+    cfg = quick_cfg(sample_data, tmp_path, "model.weights=null", "train.freeze_encoder_epochs=1",
+                    "train.ema_decay=null")
     train(cfg, tmp_path / "run", extra_callbacks=[snapshots])
     start, epoch0, epoch1 = snapshots.states
     assert _same(start["encoder"], epoch0["encoder"])  # weights and BatchNorm statistics untouched

@@ -1,34 +1,13 @@
 """Checkpoints are read as data, never run as code: every command that opens one goes through Segmenter.load
 (issue 16.1)."""
 
-import os
-from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import run_cli
+from tests.helpers import hostile_checkpoint, run_cli
 from trashseg.errors import TrashsegError
 from trashseg.models.segmenter import Segmenter
-
-
-class Payload:
-    """What a hostile checkpoint carries: unpickling it runs a shell command that creates `marker`."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
-def hostile_checkpoint(real: Path, out: Path, marker: Path) -> Path:
-    """A real trashseg checkpoint with a payload added beside its weights and config."""
-    ckpt = torch.load(real, weights_only=True)
-    ckpt["callbacks"] = {"Innocent": Payload(marker)}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, out)
-    return out
 
 
 def test_checkpoints_our_trainer_writes_hold_only_tensors_and_plain_values(trained_run):

@@ -12,18 +12,10 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from tests.conftest import run_cli
+from tests.helpers import QUICK, RECIPE, Payload, quick_cfg, run_cli
 from trashseg.config import load_config
 from trashseg.errors import TrashsegError
 from trashseg.train.run import train
-
-RECIPE = Path(__file__).resolve().parents[2] / "configs" / "small_cpu.yaml"
-QUICK = ["train.epochs=2", "train.val_every=1", "train.max_steps_per_epoch=3", "augment.image_size=64", "train.batch_size=4",
-         "train.loggers=[csv]"]
-
-
-def quick_cfg(data: Path, tmp: Path, *extra: str):
-    return load_config(RECIPE, [f"data.root={data}", f"data.cache_dir={tmp / 'cache'}", *QUICK, *extra])
 
 
 class Crash(pl.Callback):
@@ -135,8 +127,6 @@ def test_nan_loss_message_names_only_a_checkpoint_that_exists(sample_data, tmp_p
 
 
 def test_resume_refuses_a_last_ckpt_with_a_pickled_payload(sample_data, tmp_path, capsys):
-    from tests.train.test_module import Payload
-
     marker, run = tmp_path / "pwned", tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     torch.save({"state_dict": {}, "loops": Payload(marker)}, run / "checkpoints" / "last.ckpt")

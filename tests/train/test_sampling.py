@@ -99,7 +99,7 @@ def test_ddp_ranks_split_one_global_order_into_equal_shares(monkeypatch: pytest.
         shares.append(_epoch(sampler, 2))
         assert len(shares[-1]) == len(sampler) == 4
 
-    interleaved = [item for group in zip(*shares) for item in group]
+    interleaved = [item for group in zip(*shares, strict=True) for item in group]
     assert interleaved[:10] == single  # no image lost, none seen twice, same seeds as one process
     assert interleaved[10:] == single[:2]  # the padding repeats the start of the epoch
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,6 +271,17 @@ def _audited_images(folder: PredictionFolder, split: CocoSplit) -> tuple[list[di
     return images, warnings
 
 
+def _labels_and_probs(folder: PredictionFolder, truth: MaskCache, images: list[dict],
+                      label: str) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
+    """(image, its mask, its probabilities at the mask's size) per image, with a progress bar: each audit pass."""
+    with progress_bar() as bar:
+        task = bar.add_task(label, total=len(images), rate="-")
+        for img in images:
+            labels = truth.get(img)
+            yield img, labels, _probs_for(folder, img["file_name"], labels.shape)
+            bar.update(task, advance=1)
+
+
 def run_audit(pred: str | Path, split: CocoSplit, truth: MaskCache, *,
               settings: AuditSettings | None = None) -> AuditResult:
     """Two passes over the images: cleanlab's per-class thresholds from all of them, then each image judged."""
@@ -279,28 +291,18 @@ def run_audit(pred: str | Path, split: CocoSplit, truth: MaskCache, *,
     images, warnings = _audited_images(folder, split)
     names = split.classes
     inspector = inspector_cls(num_class=len(names), verbose=False, store_results=False)
-    with progress_bar() as bar:
-        task = bar.add_task("audit: class thresholds", total=len(images), rate="-")
-        for img in images:
-            labels = truth.get(img)
-            probs = _probs_for(folder, img["file_name"], labels.shape)
-            inspector.update_confident_thresholds(labels.ravel(), probs.reshape(len(names), -1).T)
-            bar.update(task, advance=1)
+    for _, labels, probs in _labels_and_probs(folder, truth, images, "audit: class thresholds"):
+        inspector.update_confident_thresholds(labels.ravel(), probs.reshape(len(names), -1).T)
     thresholds = np.asarray(inspector.get_confident_thresholds(silent=True), dtype=np.float32)
     issues, image_scores = [], []
-    with progress_bar() as bar:
-        task = bar.add_task("audit: judge images", total=len(images), rate="-")
-        for img in images:
-            labels = truth.get(img)
-            probs = _probs_for(folder, img["file_name"], labels.shape)
-            score = quality_scores(labels[None], probs[None], verbose=False)[0][0]
-            image_scores.append({"image_id": img["id"], "file_name": img["file_name"], "label_quality": float(score)})
-            issues += audit_image(img, split.anns_by_image.get(img["id"], []), probs, labels, thresholds,
-                                  split.cat_to_class, names, settings, str(split.path))
-            bar.update(task, advance=1)
+    for img, labels, probs in _labels_and_probs(folder, truth, images, "audit: judge images"):
+        score = quality_scores(labels[None], probs[None], verbose=False)[0][0]
+        image_scores.append({"image_id": img["id"], "file_name": img["file_name"], "label_quality": float(score)})
+        issues += audit_image(img, split.anns_by_image.get(img["id"], []), probs, labels, thresholds,
+                              split.cat_to_class, names, settings, str(split.path))
     issues.sort(key=lambda i: -i.score)
     image_scores.sort(key=lambda s: s["label_quality"])
-    return AuditResult(issues, image_scores, dict(zip(names, thresholds.tolist())), warnings)
+    return AuditResult(issues, image_scores, dict(zip(names, thresholds.tolist(), strict=True)), warnings)
 
 
 # ------------------------------------------------------------------------------------------------ leakage
@@ -449,6 +451,7 @@ def flagged_coco(issues: list[Issue], split: CocoSplit) -> dict:
         verdict = {"audit_rank": rank, "audit_kind": issue.kind, "audit_suggested": issue.suggested,
                    "audit_score": round(issue.score, 4)}
         if issue.annotation_id is None:
+            assert issue.rle is not None  # an unlabelled region always carries its mask
             if issue.suggested not in cat_of:
                 cat_of[issue.suggested] = max(c["id"] for c in categories) + 1
                 categories.append({"id": cat_of[issue.suggested], "name": issue.suggested})

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import matplotlib.pyplot as plt
 import numpy as np
 from pycocotools import mask as mask_utils
 
@@ -25,8 +26,6 @@ from trashseg.draw import blend, class_colors
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_write_json, make_folder
 from trashseg.progress import progress_bar
-
-import matplotlib.pyplot as plt  # noqa: E402  (after html, which selects the headless backend)
 
 # COCO's object-size buckets (area in pixels at the image's own size).
 SIZE_BUCKETS: tuple[tuple[str, float], ...] = (("small <32²", 32**2), ("medium <96²", 96**2), ("large", np.inf))
@@ -61,8 +60,9 @@ def object_rows(split: CocoSplit) -> list[ObjectRow]:
         for ann in split.anns_by_image.get(img["id"], []):
             rle, _ = annotation_rle(ann, img["height"], img["width"], str(split.path))
             if rle is not None:
+                x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
                 rows.append(ObjectRow(n, ann["id"], split.cat_to_class[ann["category_id"]],
-                                      float(mask_utils.area(rle)), tuple(float(v) for v in mask_utils.toBbox(rle))))
+                                      float(mask_utils.area(rle)), (x, y, w, h)))
     return rows
 
 
@@ -117,7 +117,7 @@ def _bars(panels: list[tuple[list[str], list[float], str, bool, str]]):
     """Bar charts side by side: (classes, values, title, log scale, colour) per panel."""
     width = sum(max(3.5, 0.3 * len(p[0])) for p in panels)
     fig, axes = plt.subplots(1, len(panels), figsize=(width, 3.4), squeeze=False)
-    for ax, (classes, values, title, log, color) in zip(axes[0], panels):
+    for ax, (classes, values, title, log, color) in zip(axes[0], panels, strict=True):
         ax.bar(range(len(classes)), values, color=color)
         ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=8)
         ax.set_title(title, fontsize=10)
@@ -156,7 +156,7 @@ def _cooccurrence_figure(matrix: np.ndarray, classes: list[str]):
                 ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=6,
                         color="white" if share[i, j] > 0.5 else "black")
     ax.set_xticks(range(n), classes[1:], rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(n), [f"{c} ({int(d)})" for c, d in zip(classes[1:], diag)], fontsize=8)
+    ax.set_yticks(range(n), [f"{c} ({int(d)})" for c, d in zip(classes[1:], diag, strict=True)], fontsize=8)
     ax.set_title("co-occurrence: images with both (colour: share of the row class's images)", fontsize=9)
     return fig
 

@@ -115,7 +115,7 @@ class Page:
         """A colour legend: one swatch and name per class."""
         items = "".join(f'<span style="display:inline-block;margin-right:1em"><span style="display:inline-block;'
                         f'width:.9em;height:.9em;background:rgb{tuple(c)};vertical-align:middle"></span> '
-                        f"{html.escape(n)}</span>" for n, c in zip(names, colors))
+                        f"{html.escape(n)}</span>" for n, c in zip(names, colors, strict=True))
         self.parts.append(f"<p>{items}</p>")
 
     def table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], sortable: bool = False) -> None:

@@ -123,7 +123,7 @@ def score_audit(issues: list[dict[str, Any]], planted: list[PlantedError], top: 
     listed = issues[:top]
     found = [any(_finds(i, e, min_overlap) for i in listed) for e in planted]
     hits = sum(any(_finds(i, e, min_overlap) for e in planted) for i in listed)
-    by_kind = {k: [f for f, e in zip(found, planted) if e.kind == k] for k in PLANT_KINDS}
+    by_kind = {k: [f for f, e in zip(found, planted, strict=True) if e.kind == k] for k in PLANT_KINDS}
     return {"top": top, "listed": len(listed), "planted": len(planted),
             "precision": hits / len(listed) if listed else 0.0,
             "recall": sum(found) / len(planted) if planted else 0.0,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import matplotlib.pyplot as plt
 import numpy as np
 from pycocotools import mask as mask_utils
 
@@ -34,8 +35,6 @@ from trashseg.infer.folder import PredictionFolder
 from trashseg.metrics import COMPETITION_SIZE, SegScores, confusion_matrix, resize_nearest, scores_from_confusion
 from trashseg.progress import progress_bar
 from trashseg.train.plots import plot_confusion
-
-import matplotlib.pyplot as plt  # noqa: E402  (after html, which selects the headless backend)
 
 WORST = 12
 THUMB = 240
@@ -177,7 +176,7 @@ def _class_bars(results: list[FolderScores], classes: list[str]):
 def _bucket_bars(results: list[FolderScores]):
     names = [b for b, _ in SIZE_BUCKETS]
     buckets = [r.bucket_iou() for r in results]  # computed once per folder
-    series = [(r.name, [b[n]["all"] or 0.0 for n in names]) for r, b in zip(results, buckets)]
+    series = [(r.name, [b[n]["all"] or 0.0 for n in names]) for r, b in zip(results, buckets, strict=True)]
     ticks = [f"{n}\n({buckets[0][n]['objects']} objects)" for n in names]
     return _grouped_bars(series, ticks, figsize=(6.5, 3.2), ylabel="mean object IoU", title="IoU by object size")
 
@@ -236,7 +235,7 @@ def write_report(preds: list[Path], split: CocoSplit, out: str | Path, cache: Ma
     make_folder(out)
     classes = split.classes
     results = [score_folder(PredictionFolder(p), n, split, cache)
-               for p, n in zip(preds, folder_names(preds))]
+               for p, n in zip(preds, folder_names(preds), strict=True)]
     per_image = _per_image_rows(results)
     histories = {str(run): read_history(run) for r in results for run in source_runs(r.folder)}
     numbers = {"split": str(split.path), "images": len(split.images), "size": COMPETITION_SIZE,

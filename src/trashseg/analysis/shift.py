@@ -23,8 +23,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from scipy.spatial.distance import cdist
@@ -37,8 +39,6 @@ from trashseg.data.splits import image_groups, subset_coco
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_write_json, make_folder
 from trashseg.progress import progress_bar
-
-import matplotlib.pyplot as plt  # noqa: E402  (after html, which selects the headless backend)
 
 IMAGENET_ENCODER = "tf_efficientnet_lite0"
 NEAREST = 10  # "far from the target" = mean distance to this many nearest target images
@@ -58,7 +58,7 @@ def imagenet_extractor(device: str) -> Extractor:
     pooled, inputs normalised as its weights expect."""
     from trashseg.models.pretrained import encoder_normalization, load_offline_classifier
 
-    model = load_offline_classifier(IMAGENET_ENCODER).to(device)
+    model: Any = load_offline_classifier(IMAGENET_ENCODER).to(device)  # timm's: forward_intermediates is its API
     mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) * 255 for v in
                  encoder_normalization(f"tu-{IMAGENET_ENCODER}"))
 
@@ -77,7 +77,7 @@ def run_extractor(run: Path, device: str) -> Extractor:
     model = Segmenter.load(run, device)
 
     def features(images: torch.Tensor) -> list[torch.Tensor]:
-        return [f.float().mean(dim=(2, 3)) for f in model.net.encoder(model.normalize(images))]
+        return [f.float().mean(dim=(2, 3)) for f in model.net.get_submodule("encoder")(model.normalize(images))]
 
     return Extractor(f"encoder of {model.info['source']}", features)
 
@@ -98,7 +98,7 @@ def extract(split: CocoSplit, extractor: Extractor, *, size: int, device: str,
             bar.update(task, completed=done, rate=f"{done / (time.perf_counter() - start):.1f}")
     if not out:
         raise TrashsegError(f"{split.path}: has no images")
-    return [np.concatenate(stage) for stage in zip(*out)]
+    return [np.concatenate(stage) for stage in zip(*out, strict=True)]
 
 
 def balance_stages(stages: list[np.ndarray]) -> np.ndarray:
@@ -238,7 +238,7 @@ def write_shift(splits: dict[str, CocoSplit], out: str | Path, extractor: Extrac
     feats = {name: extract(split, extractor, size=size, device=device) for name, split in splits.items()}
     counts = {name: len(f[0]) for name, f in feats.items()}
     labels = [name for name in names for _ in range(counts[name])]
-    all_feats = balance_stages([np.concatenate(stage) for stage in zip(*(feats[n] for n in names))])
+    all_feats = balance_stages([np.concatenate(stage) for stage in zip(*(feats[n] for n in names), strict=True)])
     pca = PCA(n_components=min(components, *all_feats.shape), random_state=seed).fit(all_feats)
     z = pca.transform(all_feats)
     d = cdist(z, z).astype(np.float64)
@@ -269,8 +269,8 @@ def write_shift(splits: dict[str, CocoSplit], out: str | Path, extractor: Extrac
         "pca_explained_variance": float(pca.explained_variance_ratio_.sum()), "permutations": rounds,
         "group_by": group_by, "splits": {n: {"file": str(splits[n].path), "images": len(index[n])} for n in names},
         "distances": pairs, "proposed_val": proposal,
-        "farthest_from_target": [{"file_name": pool_split.images[i]["file_name"], "image_id": pool_split.images[i]["id"],
-                                  "score": float(far[i])} for i in order[:50]],
+        "farthest_from_target": [{"file_name": pool_split.images[i]["file_name"],
+                                  "image_id": pool_split.images[i]["id"], "score": float(far[i])} for i in order[:50]],
     }
     atomic_write_json(out / "shift.json", numbers)
     _page(numbers, z, labels, names, chosen, pool_split, order, far, show).write(out / "index.html")

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from trashseg.config import CopyPasteConfig
 from trashseg.data.dataset import SegmentationDataset
+from trashseg.data.masks import MaskSource
 from trashseg.data.stats import ClassStats, class_stats
 from trashseg.errors import TrashsegError
 
@@ -25,16 +26,17 @@ MIN_OBJECT_PIXELS = 16  # smaller components are mostly annotation slivers, not 
 Donor = tuple[np.ndarray, np.ndarray, int]  # (object image crop H×W×3, object mask crop H×W bool, class id)
 
 
-def _require_masks(dataset: SegmentationDataset) -> None:
+def _require_masks(dataset: SegmentationDataset) -> MaskSource:
     if dataset.cache is None:
         raise TrashsegError(f"{dataset.split.path}: copy-paste and class statistics need a split with annotations")
+    return dataset.cache
 
 
 def find_objects(mask: np.ndarray, classes: list[int], min_pixels: int = MIN_OBJECT_PIXELS) -> list[tuple[int, ...]]:
     """(class, x, y, w, h, seed_x) per 8-connected component: the bbox plus one pixel of the component on the
     bbox's top row, which identifies the component again inside its bbox crop without storing its pixels."""
     present = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
-    objects = []
+    objects: list[tuple[int, ...]] = []
     for cls in (c for c in classes if c in present):
         n, labels, stats, _ = cv2.connectedComponentsWithStats((mask == cls).astype(np.uint8), connectivity=8)
         for k in range(1, n):
@@ -93,7 +95,7 @@ class CopyPasteDataset(Dataset):
 
     def __init__(self, dataset: SegmentationDataset, cfg: CopyPasteConfig, class_names: list[str], *, seed: int = 0,
                  cutmix_prob: float = 0.0, stats: ClassStats | None = None):
-        _require_masks(dataset)
+        self.masks = _require_masks(dataset)
         self.dataset, self.cfg, self.class_names = dataset, cfg, list(class_names)
         self.seed, self.cutmix_prob, self._stats = seed, cutmix_prob, stats
         self._classes: list[int] | None = None if cfg.classes is None else self._class_ids(cfg.classes)
@@ -110,7 +112,7 @@ class CopyPasteDataset(Dataset):
     def classes(self) -> list[int]:
         """Class ids whose objects get pasted: the configured ones, else the rarest present by pixel share."""
         if self._classes is None:
-            stats = self._stats or class_stats(self.dataset.split, self.dataset.cache)
+            stats = self._stats or class_stats(self.dataset.split, self.masks)
             shares = stats.shares
             self._classes = stats.rarest(self.cfg.rarest)
             log.info("copy-paste classes (rarest by pixel share): %s", ", ".join(
@@ -123,7 +125,7 @@ class CopyPasteDataset(Dataset):
         if self._donors is None:
             rows: dict[int, list[tuple[int, ...]]] = {c: [] for c in self.classes}
             for index, info in enumerate(self.dataset.split.images):
-                for cls, *box in find_objects(self.dataset.cache.get(info), self.classes):
+                for cls, *box in find_objects(self.masks.get(info), self.classes):
                     rows[cls].append((index, *box))
             self._donors = {c: np.array(r, np.int64).reshape(-1, 6) for c, r in rows.items()}
         return self._donors
@@ -131,10 +133,15 @@ class CopyPasteDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        image, mask = self.dataset.load(index)
+        assert mask is not None  # the dataset has masks (_require_masks)
+        return image, mask
+
     def _cut_object(self, cls: int, row: np.ndarray) -> Donor:
         """Crop one donor object: its bbox of the donor image and exactly its component within that bbox."""
         index, x, y, w, h, seed_x = (int(v) for v in row)
-        image, mask = self.dataset.load(index)
+        image, mask = self._load(index)
         _, labels = cv2.connectedComponents((mask[y:y + h, x:x + w] == cls).astype(np.uint8), connectivity=8)
         return image[y:y + h, x:x + w], labels == labels[0, seed_x - x], cls
 
@@ -155,10 +162,10 @@ class CopyPasteDataset(Dataset):
         pasted objects, transform) is reproducible; without one it is drawn fresh."""
         index, seed = item if isinstance(item, tuple) else (item, None)
         rng = np.random.default_rng(None if seed is None else [self.seed, seed])
-        image, mask = self.dataset.load(index)
+        image, mask = self._load(index)
         if len(self) > 1 and rng.random() < self.cutmix_prob:
             other = (index + 1 + int(rng.integers(len(self) - 1))) % len(self)
-            image, mask = cutmix(image, mask, *self.dataset.load(other), rng)
+            image, mask = cutmix(image, mask, *self._load(other), rng)
         if rng.random() < self.cfg.prob:
             image, mask = paste_objects(image, mask, self._draw_donors(index, rng), rng, self.cfg.scale)
         return self.dataset.finish(index, image, mask, seed)

@@ -166,7 +166,8 @@ def _reference_problems(data: dict, file: str, classes: list[str]) -> tuple[list
     if unknown:
         out.append(Problem("error", "unknown_category",
                            f"categories {unknown} are not in the configured class list {classes}; "
-                           "give the dataset's classes in a config's data.classes (-c CONFIG or --set data.classes=[...])", file))
+                           "give the dataset's classes in a config's data.classes "
+                           "(-c CONFIG or --set data.classes=[...])", file))
     image_ids = {img["id"] for img in data["images"]}
     cat_ids = {cat["id"] for cat in data["categories"]}
     for ann in data.get("annotations", []):

@@ -4,7 +4,7 @@ device turns a B×H×W×3 batch into channels_last N×C×H×W with a free ``perm
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from trashseg.data.cache import ImageCache
 from trashseg.data.coco import CocoSplit
 from trashseg.data.images import read_image
-from trashseg.data.masks import MaskCache
+from trashseg.data.masks import MaskSource
 from trashseg.errors import TrashsegError
 
 Transform = Callable[..., dict[str, Any]]  # albumentations-style: transform(image=..., mask=...) -> dict
@@ -22,7 +22,7 @@ Transform = Callable[..., dict[str, Any]]  # albumentations-style: transform(ima
 class SegmentationDataset(Dataset):
     """One sample = {"image": uint8 H×W×3, "mask": uint8 H×W (255 = ignore), "index", "file_name"}."""
 
-    def __init__(self, split: CocoSplit, cache: MaskCache | None = None, transform: Transform | None = None,
+    def __init__(self, split: CocoSplit, cache: MaskSource | None = None, transform: Transform | None = None,
                  image_cache: ImageCache | None = None):
         self.split = split
         self.cache = cache  # where the masks come from (data.masks.mask_cache); None: images only
@@ -55,7 +55,7 @@ class SegmentationDataset(Dataset):
     def finish(self, index: int, image: np.ndarray, mask: np.ndarray | None, seed: int | None) -> dict[str, Any]:
         """Apply the transform (seeded when `seed` is given) and pack the sample; wrappers that alter the raw
         image first (copy-paste) call this too."""
-        if seed is not None and hasattr(self.transform, "set_random_seed"):
+        if seed is not None and self.transform is not None and hasattr(self.transform, "set_random_seed"):
             self.transform.set_random_seed(seed)
         if self.transform is not None:
             out = self.transform(image=image, mask=mask) if mask is not None else self.transform(image=image)
@@ -67,10 +67,18 @@ class SegmentationDataset(Dataset):
         return sample
 
 
+class SamplePart(Protocol):
+    """What :class:`SeededConcat` joins: a sized dataset that takes an index or an ``(index, seed)`` item."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]: ...
+
+
 class SeededConcat(Dataset):
     """torch's ConcatDataset, but passing ``(index, seed)`` items through to the part that owns the index."""
 
-    def __init__(self, parts: list[Dataset]):
+    def __init__(self, parts: list[SamplePart]):
         self.parts = parts
         self.offsets = np.cumsum([0] + [len(p) for p in parts])
 

@@ -63,7 +63,7 @@ def _header(source: Path | bytes, name: str, max_pixels: int, exif: bool) -> tup
             w, h = im.size
             orientation = _orientation(im) if exif and w * h <= max_pixels else 1
     except Image.DecompressionBombError:
-        raise ImageTooLarge.named(name, f"more than {2 * Image.MAX_IMAGE_PIXELS} pixels (Pillow's "
+        raise ImageTooLarge.named(name, f"more than {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels (Pillow's "
                                         f"decompression-bomb limit); the limit here is {max_pixels} (data.max_pixels)"
                                   ) from None
     except FileNotFoundError:

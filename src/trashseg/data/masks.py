@@ -18,6 +18,7 @@ import json
 import logging
 import math
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -140,6 +141,12 @@ def rasterize(anns: list[dict], h: int, w: int, cat_to_class: dict[int, int],
     for _, cls, rle in sorted(drawable, key=lambda t: t[0], reverse=True):
         mask[mask_utils.decode(rle).astype(bool)] = cls
     return mask, problems
+
+
+class MaskSource(Protocol):
+    """Where a dataset reads an image's mask: a :class:`MaskCache`, or a folder of PNGs (``data.extra.PngMasks``)."""
+
+    def get(self, image: dict) -> np.ndarray: ...
 
 
 class MaskCache:

@@ -226,7 +226,7 @@ def _colour(rgb: np.ndarray, shade: np.ndarray) -> np.ndarray:
     return np.clip(rgb[None, None, :] * shade[..., None], 0, 1).astype(np.float32)
 
 
-def _mix(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+def _mix(a: np.ndarray, b: np.ndarray | np.floating, t: np.ndarray) -> np.ndarray:
     """Per-pixel blend by weight `t` (S, S) in [0, 1]; `a` and `b` are textures or single colours."""
     return (a * (1 - t[..., None]) + b * t[..., None]).astype(np.float32)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from trashseg.data.coco import CocoSplit
-from trashseg.data.masks import MaskCache
+from trashseg.data.masks import MaskSource
 
 
 @dataclass
@@ -27,7 +27,7 @@ class ClassStats:
         return [int(c) for c in order[:k]]
 
 
-def class_stats(split: CocoSplit, cache: MaskCache) -> ClassStats:
+def class_stats(split: CocoSplit, cache: MaskSource) -> ClassStats:
     num_classes = len(split.classes)
     pixels = np.zeros(num_classes, np.int64)
     presence = np.zeros((len(split.images), num_classes), bool)

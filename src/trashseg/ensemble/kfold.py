@@ -52,11 +52,11 @@ def oof_predict(root: Path, data: DataConfig, split: CocoSplit, out: Path, *, cf
                  "split": str(split.path.resolve()), "data_root": str(split.root.resolve()), "has_probs": True})
     wanted = {img["file_name"] for img in split.images}
     gathered = set()
-    for member in map(PredictionFolder, members):
-        for name in member.names():
+    for fold in map(PredictionFolder, members):
+        for name in fold.names():
             if name in wanted and not folder.done(name, True):
-                atomic_link(member.probs_path(name), folder.probs_path(name))
-                atomic_link(member.mask_path(name), folder.mask_path(name))  # the mask last: it marks the image done
+                atomic_link(fold.probs_path(name), folder.probs_path(name))
+                atomic_link(fold.mask_path(name), folder.mask_path(name))  # the mask last: it marks the image done
             gathered.add(name)
     missing = sorted(wanted - gathered)
     if missing:

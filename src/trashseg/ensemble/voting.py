@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from itertools import zip_longest
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -62,7 +63,7 @@ def open_members(paths: list[Path]) -> tuple[list[PredictionFolder], list[str]]:
 def _check_same_split(folders: list[PredictionFolder], metas: list[dict]) -> None:
     """Members predicted on different splits (or datasets) can share file names: voting them would mix images."""
     first = folders[0].split_key()
-    for folder, meta in zip(folders[1:], metas[1:]):
+    for folder, meta in zip(folders[1:], metas[1:], strict=True):
         if folder.split_key() != first:
             raise TrashsegError(f"{folder.root} was predicted on split {meta.get('split')} of {meta.get('data_root')}, "
                                 f"{folders[0].root} on {first[0]} of {first[1]} (from their meta.json): members must "
@@ -84,7 +85,7 @@ def _member_names(folders: list[PredictionFolder]) -> list[str]:
 
 def _check_shapes(arrays: list[np.ndarray], name: str, roots: list[Path], what: str) -> None:
     if len({a.shape for a in arrays}) > 1:
-        detail = ", ".join(f"{r}: {a.shape}" for r, a in zip(roots, arrays))
+        detail = ", ".join(f"{r}: {a.shape}" for r, a in zip(roots, arrays, strict=True))
         raise TrashsegError(f"image {name}: {what} shapes differ ({detail}); members must share classes "
                             "and image size")
 
@@ -99,13 +100,13 @@ def hard_vote(masks: list[np.ndarray], weights: np.ndarray, *, best: int, num_cl
     """Weighted majority per pixel; where the top vote is tied, the best member's label wins if it is among
     the tied classes (otherwise the lowest tied class id, as argmax does)."""
     _check_shapes(masks, name, roots, "mask")
-    for mask, root in zip(masks, roots):
+    for mask, root in zip(masks, roots, strict=True):
         if mask.max(initial=0) >= num_classes:
             raise TrashsegError(f"image {name}: {root} has class id {mask.max()}, beyond the {num_classes} classes")
     shape = masks[0].shape
     votes = np.zeros((num_classes, masks[0].size), np.float64)
     pixels = np.arange(votes.shape[1])
-    for mask, weight in zip(masks, weights):
+    for mask, weight in zip(masks, weights, strict=True):
         votes[mask.ravel().astype(np.intp), pixels] += weight  # each pixel once per member: plain += is exact
     winner = votes.argmax(0)
     favourite = masks[best].ravel().astype(np.intp)
@@ -122,7 +123,7 @@ def ensemble_folders(paths: list[Path], out: Path, mode: str, *, weights: list[f
     metas = [f.meta() for f in folders]
     _check_same_split(folders, metas)
     if mode == "soft" and not all(m.get("has_probs") for m in metas):
-        lacking = [str(f.root) for f, m in zip(folders, metas) if not m.get("has_probs")]
+        lacking = [str(f.root) for f, m in zip(folders, metas, strict=True) if not m.get("has_probs")]
         raise TrashsegError(f"soft voting needs probabilities; predict these with --save-probs: {lacking}")
     w = normalised_weights(weights, len(folders))
     best = best_member(metas)
@@ -155,8 +156,9 @@ def _rows_in_lockstep(paths: list[Path], num_classes: int) -> Iterator[tuple[str
     end, seen = object(), set()
     for rows in zip_longest(*(iter_rows(p) for p in paths), fillvalue=end):
         if any(r is end for r in rows):
-            short = [str(p) for p, r in zip(paths, rows) if r is end]
+            short = [str(p) for p, r in zip(paths, rows, strict=True) if r is end]
             raise TrashsegError(f"submissions have different row counts: {short} end early")
+        rows = cast(tuple[tuple[int, str, str], ...], rows)  # none is the `end` marker now
         ids = {image_id for _, image_id, _ in rows}
         if len(ids) > 1:
             raise TrashsegError(f"line {rows[0][0]}: image ids differ between CSVs ({sorted(ids)}); "
@@ -164,7 +166,8 @@ def _rows_in_lockstep(paths: list[Path], num_classes: int) -> Iterator[tuple[str
         if rows[0][1] in seen:
             raise TrashsegError(f"{paths[0]}:{rows[0][0]}: image_id {rows[0][1]} appears twice")
         seen.add(rows[0][1])
-        yield rows[0][1], [decode_row(p, line, i, text, num_classes) for p, (line, i, text) in zip(paths, rows)]
+        yield rows[0][1], [decode_row(p, line, i, text, num_classes)
+                           for p, (line, i, text) in zip(paths, rows, strict=True)]
 
 
 def ensemble_csvs(paths: list[Path], out: Path, num_classes: int, *, weights: list[float] | None = None) -> int:

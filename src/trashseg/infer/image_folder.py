@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import shutil
 from pathlib import Path
+from typing import Any
 
 from trashseg.config import Config
 from trashseg.data.coco import CocoSplit, load_split, read_json
@@ -59,7 +60,8 @@ def list_images(spec: str | Path, out: Path, classes: list[str], *, max_pixels: 
     """Write ``out/images.json`` for the usable images of `spec` and load it as a split; returns it and the files
     refused from their header ({file_name: reason}). Nothing is written when no image is usable."""
     root, files = find_images(spec, out)
-    images, refused = [], {}
+    images: list[dict[str, Any]] = []
+    refused: dict[str, str] = {}
     for path in files:
         name = path.relative_to(root).as_posix()
         if found := escape(root, name, allow_external_links):
@@ -95,8 +97,8 @@ def unreadable_error(stats: dict, out: Path) -> UnreadableImages:
     bad = stats["unreadable"]
     good = stats["predicted"] + stats["skipped"]
     where = f"the other {good} are predicted in {out}" if good else "no image could be predicted"
-    return UnreadableImages(f"{len(bad)} of {good + len(bad)} image file(s) could not be used and were skipped ({where}):\n"
-                            + "\n".join(f"  {reason}" for reason in bad.values()))
+    return UnreadableImages(f"{len(bad)} of {good + len(bad)} image file(s) could not be used and were skipped "
+                            f"({where}):\n" + "\n".join(f"  {reason}" for reason in bad.values()))
 
 
 def predict_images(model: InferenceModel, spec: str | Path, out: Path, *, cfg: Config, save_probs: bool = False,

@@ -63,7 +63,13 @@ def _regions(binary: np.ndarray, class_id: int, name: str, prob: np.ndarray | No
     if prob is not None:
         means = np.bincount(labels.ravel(), weights=prob.ravel().astype(np.float64), minlength=count) / areas
     return [SegmentObject(class_id=class_id, class_name=name, area=int(areas[i]),
-                          bbox=tuple(int(v) for v in stats[i, :4]),
+                          bbox=_box(stats[i, :4]),
                           centroid=(float(centroids[i, 0]), float(centroids[i, 1])),
                           confidence=None if means is None else float(means[i]))
             for i in range(1, count) if areas[i] >= min_area]  # label 0: everything outside the class
+
+
+def _box(stat: np.ndarray) -> tuple[int, int, int, int]:
+    """(x, y, width, height) from a row of OpenCV's component stats."""
+    x, y, w, h = (int(v) for v in stat)
+    return x, y, w, h

@@ -44,7 +44,7 @@ class _Images(Dataset):
 
 def _collate(batch: list[tuple[str, np.ndarray | TrashsegError]]) -> tuple[tuple[str, ...], tuple]:
     """Images keep their own sizes: a batch is (names, images), resized together by the predictor."""
-    names, images = zip(*batch)
+    names, images = zip(*batch, strict=True)
     return names, images
 
 
@@ -52,7 +52,8 @@ class Refiner(Protocol):
     """Refines probabilities with their image (``postprocess.crf.DenseCRF`` for ``predict --crf``). Passed in by
     the caller, so that inference does not import a later stage."""
 
-    settings: dict[str, Any]  # recorded in meta.json as "crf"
+    @property
+    def settings(self) -> dict[str, Any]: ...  # recorded in meta.json as "crf"
 
     def __call__(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]: ...
 
@@ -100,7 +101,7 @@ def predict_split(model: InferenceModel, split: CocoSplit, out: Path, *, cfg: In
         if save_probs or refine is not None or objects:  # objects' confidences need the probabilities
             probs = predictor.predict(images)
             if refine is not None:
-                probs = list(refine(zip(images, probs)))
+                probs = list(refine(zip(images, probs, strict=True)))
             return [(p.argmax(0).astype(np.uint8), p) for p in probs]
         # masks only: the argmax happens where the probabilities are (the GPU's memory, say)
         return [(mask, None) for mask in predictor.predict_masks(images)]

@@ -69,14 +69,17 @@ class Predictor:
         """Softmax averaged over flip views for a uint8 B×H×W×3 batch → B×C×H×W float32, left on the device."""
         batch = batch.to(self.device, non_blocking=True)
         flips = self._flips()
-        total = None
-        for dims in flips:
-            view = batch.flip(dims) if dims else batch
-            chunks = [self._softmax(chunk) for chunk in view.split(self.cfg.batch_size)]
-            probs = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
-            probs = probs.flip([d + 1 for d in dims]) if dims else probs  # NCHW now: H = 2, W = 3
-            total = probs if total is None else total.add_(probs)
+        total = self._flipped_probs(batch, flips[0])
+        for dims in flips[1:]:
+            total.add_(self._flipped_probs(batch, dims))
         return total.div_(len(flips)) if len(flips) > 1 else total
+
+    def _flipped_probs(self, batch: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+        """Softmax of the batch flipped along `dims` (B×H×W×3: H = 1, W = 2), flipped back to the batch's view."""
+        view = batch.flip(dims) if dims else batch
+        chunks = [self._softmax(chunk) for chunk in view.split(self.cfg.batch_size)]
+        probs = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+        return probs.flip([d + 1 for d in dims]) if dims else probs  # NCHW now: H = 2, W = 3
 
     def _resize_mode(self, images: list[np.ndarray], scale: float) -> list[torch.Tensor]:
         side = self._side(scale)
@@ -87,7 +90,7 @@ class Predictor:
         if len(shapes) == 1:  # the usual case: one call for the whole batch
             return list(F.interpolate(probs, size=shapes.pop(), mode="bilinear", align_corners=False))
         return [F.interpolate(p[None], size=im.shape[:2], mode="bilinear", align_corners=False)[0]
-                for p, im in zip(probs, images)]
+                for p, im in zip(probs, images, strict=True)]
 
     def _slide_one(self, image: np.ndarray, scale: float) -> torch.Tensor:
         """S×S windows with the configured overlap over the image at `scale`, padded up to S where smaller."""
@@ -104,14 +107,15 @@ class Predictor:
         crops = torch.from_numpy(np.stack([padded[y:y + win, x:x + win] for y, x in boxes]))
         acc, count = None, torch.zeros(1, ph, pw, device=self.device)
         bs = self.cfg.batch_size
-        for start, chunk in zip(range(0, len(boxes), bs), crops.split(bs)):
+        for start, chunk in zip(range(0, len(boxes), bs), crops.split(bs), strict=True):
             chunk_boxes = boxes[start:start + bs]  # the same fixed-size chunks as crops.split
             probs = self._probs(chunk)
             if acc is None:
                 acc = torch.zeros(probs.shape[1], ph, pw, device=self.device)
-            for (y, x), p in zip(chunk_boxes, probs):
+            for (y, x), p in zip(chunk_boxes, probs, strict=True):
                 acc[:, y:y + win, x:x + win] += p
                 count[:, y:y + win, x:x + win] += 1
+        assert acc is not None  # there is always at least one window
         probs = (acc / count)[:, :h, :w]
         return F.interpolate(probs[None], size=image.shape[:2], mode="bilinear", align_corners=False)[0]
 
@@ -123,7 +127,8 @@ class Predictor:
                 probs = [self._slide_one(im, scale) for im in images]
             else:
                 probs = self._resize_mode(images, scale)
-            total = probs if total is None else [t.add_(p) for t, p in zip(total, probs)]
+            total = probs if total is None else [t.add_(p) for t, p in zip(total, probs, strict=True)]
+        assert total is not None  # infer.scales is never empty (InferConfig)
         return total
 
     @torch.inference_mode()

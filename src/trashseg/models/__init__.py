@@ -16,9 +16,9 @@ resolved config; ``load_model(path)`` opens a run folder, a checkpoint or an exp
 New architectures register with ``@register_arch("Name")``; see ``models/decoders/`` for the package layout.
 """
 
-from trashseg.models.registry import list_archs, register_arch
 from trashseg.models import decoders  # noqa: F401  (importing it registers OCRNet and FCN)
 from trashseg.models.factory import create_model
+from trashseg.models.registry import list_archs, register_arch
 from trashseg.models.segmenter import Segmenter, load_model
 
 __all__ = ["Segmenter", "create_model", "list_archs", "load_model", "register_arch"]

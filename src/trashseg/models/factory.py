@@ -74,7 +74,9 @@ def _check_params(cfg: ModelConfig, constructor: ArchConstructor) -> None:
             raise TrashsegError(f"model.params.{key}: set by {_SET_BY_CONFIG[key]}, not by model.params")
         if key in _BREAK_LOGITS:
             raise TrashsegError(f"model.params.{key}: not supported; models must return raw class logits")
-    signature = inspect.signature(constructor.__init__ if isinstance(constructor, type) else constructor)
+    # a class's own __init__ (mypy cannot tell `constructor` is the class here, not an instance)
+    init = constructor.__init__ if isinstance(constructor, type) else constructor  # type: ignore[misc]
+    signature = inspect.signature(init)
     named = [n for n, p in signature.parameters.items()
              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "self"]
     forwards_to_encoder = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())

@@ -17,8 +17,10 @@ import hashlib
 import importlib.resources
 import importlib.util
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import segmentation_models_pytorch as smp
 import timm
@@ -108,11 +110,11 @@ def convert_efficientnet_pytorch(source: Path, timm_name: str) -> dict[str, torc
     if len(values) != len(ours):
         raise TrashsegError(f"{source}: {len(values)} tensors, but timm's {timm_name} has {len(ours)}; "
                             "the file is not EfficientNet-Lite weights for this model")
-    for (key, own), value in zip(ours.items(), values):
+    for (key, own), value in zip(ours.items(), values, strict=True):
         if own.shape != value.shape:
             raise TrashsegError(f"{source}: tensor for {key} has shape {tuple(value.shape)}, timm's {timm_name} "
                                 f"expects {tuple(own.shape)}")
-    return {key: value.contiguous() for key, value in zip(ours, values)}
+    return {key: value.contiguous() for key, value in zip(ours, values, strict=True)}
 
 
 def load_offline_classifier(timm_name: str) -> torch.nn.Module:
@@ -132,14 +134,15 @@ def encoder_normalization(encoder: str, weights: str | None = "imagenet") -> tup
     smp's own encoders in their pretrained settings.
     """
     encoder = resolve_encoder(encoder)
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    mean: Sequence[float] = IMAGENET_MEAN
+    std: Sequence[float] = IMAGENET_STD
     if encoder.startswith("tu-"):
         pretrained = timm.models.get_pretrained_cfg(encoder[3:])
         if pretrained is not None and pretrained.mean and pretrained.std:
             mean, std = pretrained.mean, pretrained.std
     else:
         settings = smp.encoders.encoders.get(encoder, {}).get("pretrained_settings", {})
-        chosen = settings.get(weights) or next(iter(settings.values()), {})
+        chosen: dict[str, Any] = settings.get(weights) or next(iter(settings.values()), {})
         mean, std = chosen.get("mean", mean), chosen.get("std", std)
     return [float(m) for m in mean], [float(s) for s in std]
 
@@ -149,8 +152,13 @@ def resolve_normalization(cfg: ModelConfig) -> None:
     saved config records what training used)."""
     if cfg.mean is None or cfg.std is None:
         mean, std = encoder_normalization(cfg.encoder, cfg.weights)
-        cfg.mean = cfg.mean or tuple(mean)
-        cfg.std = cfg.std or tuple(std)
+        cfg.mean = cfg.mean or _rgb(mean)
+        cfg.std = cfg.std or _rgb(std)
+
+
+def _rgb(values: list[float]) -> tuple[float, float, float]:
+    red, green, blue = values
+    return red, green, blue
 
 
 def fill_legacy_normalization(cfg: ModelConfig) -> None:

@@ -9,6 +9,7 @@ Checkpoints are read as data, never run as code (``models.weights.load_torch_fil
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,9 +34,13 @@ RESAVE_CHECKPOINT = ("keep only its weights and config: c = torch.load(path, wei
 class InferenceModel(Protocol):
     """What the predictor, predict, serve and k-fold use: a ``Segmenter`` or an ``OnnxSegmenter``."""
 
-    classes: list[str]
-    image_size: int
     info: dict[str, Any]  # where it came from, for a prediction folder's meta.json
+
+    @property
+    def classes(self) -> list[str]: ...
+
+    @property
+    def image_size(self) -> int: ...
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
 
@@ -49,6 +54,9 @@ def split_outputs(out: torch.Tensor | tuple | list) -> tuple[torch.Tensor, list[
 
 class Segmenter(nn.Module):
     """uint8 B×H×W×3 RGB images in, logits B×C×H×W out: the normalisation travels with the network."""
+
+    mean: torch.Tensor  # buffers (register_buffer), declared for type checkers
+    std: torch.Tensor
 
     def __init__(self, net: nn.Module, config: Config):
         super().__init__()
@@ -141,7 +149,11 @@ def best_run(folder: Path) -> Path | None:
     validated come last. None when `folder` holds no run with a checkpoint."""
     runs = [run for run in sorted(folder.glob("*/checkpoints")) if any(run.glob("*.ckpt"))] if folder.is_dir() else []
     scores = {run.parent: _run_val_miou(run / "best.ckpt") for run in runs}
-    return max(scores, key=lambda run: -1.0 if scores[run] is None else scores[run], default=None)
+    return max(scores, key=lambda run: _or_worst(scores[run]), default=None)
+
+
+def _or_worst(miou: float | None) -> float:
+    return -1.0 if miou is None else miou
 
 
 def _run_val_miou(ckpt: Path) -> float | None:
@@ -150,7 +162,7 @@ def _run_val_miou(ckpt: Path) -> float | None:
     return json.loads(path.read_text())["best"]["miou"] if path.exists() else None
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> Segmenter | OnnxSegmenter:
+def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> Segmenter | OnnxSegmenter:
     """A run folder, a checkpoint or an exported ONNX model, ready to predict on `device`."""
     path = Path(path)
     if path.suffix == ".onnx":

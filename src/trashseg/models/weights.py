@@ -68,7 +68,7 @@ def load_weights(model: nn.Module, path: Path) -> None:
     file belongs to another encoder, and training from it silently would mean training from scratch.
     """
     state = _read_state_dict(path)
-    encoder_state = model.encoder.state_dict()
+    encoder_state = model.get_submodule("encoder").state_dict()
     best = max((_match(model, state, layout) for layout in _LAYOUTS), key=lambda m: len(m.tensors))
     if 2 * best.encoder_tensors < len(encoder_state):
         raise TrashsegError(
@@ -90,9 +90,9 @@ def _match(model: nn.Module, state: Mapping[str, torch.Tensor], layout: _Layout)
         if not key.startswith(layout.strip):
             continue
         name = layout.add + key[len(layout.strip):]
-        name = name if name in own else by_spelling.get(_spelling(name))
-        if name is not None and name not in tensors and own[name].shape == value.shape:
-            tensors[name] = value
+        target = name if name in own else by_spelling.get(_spelling(name))
+        if target is not None and target not in tensors and own[target].shape == value.shape:
+            tensors[target] = value
     encoder_tensors = (len(tensors) if layout.target == "encoder"
                        else sum(name.startswith("encoder.") for name in tensors))
     return _Match(layout, tensors, encoder_tensors)
@@ -130,6 +130,7 @@ def load_torch_file(path: Path, *, key: str, kind: str, resave: str, map_locatio
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a .safetensors file or a torch.save'd (possibly wrapped) state dict."""
+    obj: Any  # whatever the file holds, checked below
     if path.suffix == ".safetensors":
         try:
             obj = load_file(path, device="cpu")

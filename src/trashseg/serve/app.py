@@ -47,7 +47,7 @@ def _png(image: np.ndarray) -> bytes:
 
 
 def _hex(color: tuple[int, int, int]) -> str:
-    return "#%02x%02x%02x" % color
+    return "#{:02x}{:02x}{:02x}".format(*color)
 
 
 def class_shares(mask: np.ndarray, classes: list[str]) -> list[dict[str, Any]]:

@@ -54,7 +54,7 @@ class InferencePool:
         future.add_done_callback(self._release)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             future.cancel()  # off the queue if not started; a running job frees its slot when it ends
             raise TimeoutError(f"no answer within {timeout:g} s") from None
 

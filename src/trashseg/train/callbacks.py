@@ -6,7 +6,7 @@ import json
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import lightning.pytorch as pl
 import numpy as np
@@ -18,6 +18,9 @@ from rich.table import Table
 from trashseg.draw import overlay_panel
 from trashseg.fileio import atomic_write_json, atomic_write_text, atomic_write_with
 from trashseg.train.plots import plot_confusion
+
+if TYPE_CHECKING:
+    from trashseg.train.module import SegmentationModule
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -32,7 +35,7 @@ class RNGState(pl.Callback):
     """Lightning does not checkpoint RNG state; without it a resumed run draws different dropout masks."""
 
     def state_dict(self) -> dict[str, Any]:
-        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        kind, keys, pos, has_gauss, gauss = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
         return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos,
                                                        has_gauss, gauss],
                 "torch": torch.get_rng_state(),
@@ -63,7 +66,9 @@ class SamplerEpoch(pl.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """The epoch Lightning will pass to set_epoch when it resumes from this checkpoint."""
-        return {"epoch": self.trainer.fit_loop.epoch_progress.current.processed if self.trainer else 0}
+        # Lightning types `current` as the base tracker; the epoch loop's is a _ProcessedTracker
+        return {"epoch": self.trainer.fit_loop.epoch_progress.current.processed  # type: ignore[attr-defined]
+                if self.trainer else 0}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.sampler.set_epoch(state["epoch"])
@@ -78,7 +83,7 @@ class FreezeEncoder(pl.Callback):
         self.epochs = epochs
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        pl_module.set_encoder_frozen(trainer.current_epoch < self.epochs)
+        cast("SegmentationModule", pl_module).set_encoder_frozen(trainer.current_epoch < self.epochs)
 
 
 class Throughput(pl.Callback):
@@ -106,17 +111,18 @@ class ValidationReport(pl.Callback):
         self.best = -1.0
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        scores = pl_module.last_scores
+        module = cast("SegmentationModule", pl_module)
+        scores = module.last_scores
         if trainer.sanity_checking or scores is None or not trainer.is_global_zero:
             return
         epoch = trainer.current_epoch
-        hist = pl_module.val_meter.hist.cpu().numpy()
+        hist = module.val_meter.hist.cpu().numpy()
         plot_confusion(hist, self.classes, self.run_dir / "plots" / "confusion_last.png",
                        f"epoch {epoch}: val mIoU {scores.miou:.4f}")
         table = Table(title=f"epoch {epoch} validation: mIoU {scores.miou:.4f}")
         table.add_column("class")
         table.add_column("IoU", justify="right")
-        for name, iou in zip(self.classes, scores.iou):
+        for name, iou in zip(self.classes, scores.iou, strict=True):
             table.add_row(name, "—" if iou != iou else f"{iou:.4f}")
         get_console().print(table)  # rich's console, beside Lightning's progress bar
         record = {"epoch": epoch, "step": trainer.global_step, **scores.to_dict(self.classes)}
@@ -167,7 +173,7 @@ class PredictionImages(pl.Callback):
             preds = pl_module(images).argmax(1).cpu().numpy().astype(np.uint8)
         truths = batch["mask"][: self.count].cpu().numpy() if "mask" in batch else [None] * len(preds)
         grid = np.vstack([overlay_panel(img, pred, self.classes, truth) for img, pred, truth in
-                          zip(images.cpu().numpy(), preds, truths)])
+                          zip(images.cpu().numpy(), preds, truths, strict=True)])
         for logger in loggers:
             if hasattr(logger.experiment, "add_image"):  # TensorBoard
                 logger.experiment.add_image(self.tag, grid, trainer.global_step, dataformats="HWC")

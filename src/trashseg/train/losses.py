@@ -39,6 +39,8 @@ class OhemCrossEntropy(nn.Module):
     gradient on the objects instead, without the noise that inverse-frequency class weights add.
     """
 
+    weight: torch.Tensor | None  # a buffer (register_buffer), declared for type checkers
+
     def __init__(self, ignore_index: int, thresh: float, min_kept: float, weight: torch.Tensor | None = None):
         super().__init__()
         self.ignore_index, self.min_kept = ignore_index, min_kept

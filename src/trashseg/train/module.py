@@ -29,7 +29,7 @@ class SegmentationModule(pl.LightningModule):
         self.num_classes = cfg.data.num_classes
         self.segmenter = Segmenter.from_config(cfg)
         self.criterion = SegmentationLoss(cfg.loss, cfg.data.ignore_index, class_weights)
-        self.val_meter: ConfusionMeter | None = None
+        self.val_meter = ConfusionMeter(self.num_classes, cfg.data.ignore_index)  # renewed on the device per epoch
         self.last_scores: SegScores | None = None
         self.save_hyperparameters({"config": cfg.model_dump(mode="json")})
 
@@ -45,7 +45,7 @@ class SegmentationModule(pl.LightningModule):
         pretrained running statistics. Lightning calls this at every switch between training and validation."""
         super().train(mode)
         if mode and (self.cfg.train.freeze_bn or self.encoder_frozen):
-            for layer in self.segmenter.net.encoder.modules():
+            for layer in self.segmenter.net.get_submodule("encoder").modules():
                 if isinstance(layer, nn.modules.batchnorm._BatchNorm):
                     layer.eval()
         return self
@@ -94,7 +94,7 @@ class SegmentationModule(pl.LightningModule):
         self.last_scores = scores
         self.log("val/mIoU", scores.miou, prog_bar=True, sync_dist=False)
         self.log("val/pixel_acc", scores.pixel_acc, sync_dist=False)
-        for name, iou in zip(self.cfg.data.classes, scores.iou):
+        for name, iou in zip(self.cfg.data.classes, scores.iou, strict=True):
             if iou == iou:  # NaN: class absent from both sides
                 self.log(f"val_iou/{name}", iou, sync_dist=False)
 

@@ -14,10 +14,11 @@ from trashseg.config import OptimConfig
 def param_groups(cfg: OptimConfig, model: nn.Module) -> list[dict]:
     """Decoder and heads at ``optim.lr``, the encoder at ``lr × encoder_lr_mult``: a pretrained encoder needs
     smaller steps than freshly initialised layers. The decoder group comes first (the logged lr is its)."""
-    encoder = {id(p) for p in model.encoder.parameters()}
+    encoder_params = list(model.get_submodule("encoder").parameters())
+    encoder = {id(p) for p in encoder_params}
     rest = [p for p in model.parameters() if id(p) not in encoder]
     return [{"params": rest, "lr": cfg.lr},
-            {"params": list(model.encoder.parameters()), "lr": cfg.lr * cfg.encoder_lr_mult}]
+            {"params": encoder_params, "lr": cfg.lr * cfg.encoder_lr_mult}]
 
 
 def build_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from trashseg.augment import CopyPasteDataset, build_transform
 from trashseg.config import Config, dump_config, load_config
 from trashseg.data.cache import ImageCache, cache_folder, image_cache
 from trashseg.data.coco import CocoSplit, load_named_split
-from trashseg.data.dataset import SegmentationDataset, SeededConcat
+from trashseg.data.dataset import SeededConcat, SegmentationDataset
 from trashseg.data.extra import PngMasks, load_extra
 from trashseg.data.masks import mask_cache
 from trashseg.data.stats import balanced_image_weights, class_stats
@@ -35,8 +35,15 @@ from trashseg.fileio import atomic_write_text, make_folder, remove_stale_temps
 from trashseg.models.pretrained import fill_legacy_normalization, resolve_normalization
 from trashseg.models.weights import load_torch_file
 from trashseg.procs import die_with_parent
-from trashseg.train.callbacks import (AtomicCheckpointIO, FreezeEncoder, PredictionImages, RNGState, SamplerEpoch,
-                                      Throughput, ValidationReport)
+from trashseg.train.callbacks import (
+    AtomicCheckpointIO,
+    FreezeEncoder,
+    PredictionImages,
+    RNGState,
+    SamplerEpoch,
+    Throughput,
+    ValidationReport,
+)
 from trashseg.train.losses import class_weights_from_shares
 from trashseg.train.module import NonFiniteLossError, SegmentationModule
 from trashseg.train.sampling import EpochSampler, ShardSampler
@@ -50,7 +57,7 @@ RESAVE_RESUME = ("start a new run from its weights: torch.save(torch.load(path, 
 
 @dataclass
 class TrainData:
-    train: Dataset
+    train: SegmentationDataset | CopyPasteDataset | SeededConcat
     val: SegmentationDataset
     train_split: CocoSplit
     weights: torch.Tensor | None
@@ -61,26 +68,32 @@ def build_data(cfg: Config) -> TrainData:
     """Datasets for training (augmented, optionally copy-paste/cutmix) and validation (resized only)."""
     train_split, val_split = (load_named_split(cfg.data, name, require_annotations=True) for name in ("train", "val"))
     images = image_cache(cfg.data)
-    train, val = (SegmentationDataset(split, mask_cache(split, cfg.data, presized=True),
-                                      build_transform(cfg.augment, training, cfg.data.ignore_index), images)
-                  for split, training in ((train_split, True), (val_split, False)))
+    train_masks = mask_cache(train_split, cfg.data, presized=True)
+    plain = SegmentationDataset(train_split, train_masks, build_transform(cfg.augment, True, cfg.data.ignore_index),
+                                images)
+    val = SegmentationDataset(val_split, mask_cache(val_split, cfg.data, presized=True),
+                              build_transform(cfg.augment, False, cfg.data.ignore_index), images)
     pastes_rarest = cfg.augment.copy_paste.prob > 0 and cfg.augment.copy_paste.classes is None
     needs_stats = cfg.loss.class_weights != "none" or cfg.train.balanced_sampling > 0 or pastes_rarest
-    stats = class_stats(train_split, train.cache) if needs_stats else None  # one pass over the masks serves all
+    stats = class_stats(train_split, train_masks) if needs_stats else None  # one pass over the masks serves all
     weights = class_weights_from_shares(stats.shares, cfg.loss.class_weights) if stats is not None else None
-    sampling = balanced_image_weights(stats, cfg.train.balanced_sampling) if cfg.train.balanced_sampling else None
+    sampling = None
+    if stats is not None and cfg.train.balanced_sampling:
+        sampling = balanced_image_weights(stats, cfg.train.balanced_sampling)
+    train: SegmentationDataset | CopyPasteDataset = plain
     if cfg.augment.copy_paste.prob > 0 or cfg.augment.cutmix_prob > 0:
-        train = CopyPasteDataset(train, cfg.augment.copy_paste, cfg.data.classes, seed=cfg.train.seed,
-                                 cutmix_prob=cfg.augment.cutmix_prob, stats=stats)
+        train = pasting = CopyPasteDataset(plain, cfg.augment.copy_paste, cfg.data.classes, seed=cfg.train.seed,
+                                           cutmix_prob=cfg.augment.cutmix_prob, stats=stats)
         if cfg.augment.copy_paste.prob > 0:
-            _ = train.donors  # scan masks once here, not once per DataLoader worker
+            _ = pasting.donors  # scan masks once here, not once per DataLoader worker
     if cfg.data.extra:
-        train, sampling = _mix_extra(cfg, train, sampling, images)
+        mixed, sampling = _mix_extra(cfg, train, sampling, images)
+        return TrainData(mixed, val, train_split, weights, sampling)
     return TrainData(train, val, train_split, weights, sampling)
 
 
-def _mix_extra(cfg: Config, train: Dataset, sampling: np.ndarray | None,
-               images: ImageCache | None) -> tuple[Dataset, np.ndarray]:
+def _mix_extra(cfg: Config, train: SegmentationDataset | CopyPasteDataset, sampling: np.ndarray | None,
+               images: ImageCache | None) -> tuple[SeededConcat, np.ndarray]:
     """Append pseudo-label datasets; each epoch draws `extra_ratio` of its samples from them."""
     transform = build_transform(cfg.augment, True, cfg.data.ignore_index)
     extras = [SegmentationDataset(split, PngMasks(path, cfg.data.cache_size), transform, images)
@@ -104,11 +117,11 @@ def build_loaders(cfg: Config, data: TrainData) -> tuple[DataLoader, DataLoader]
     base = len(data.train_split.images)  # an epoch = one pass worth of the real training set, extra data or not
     num_samples = min(base, t.max_steps_per_epoch * t.batch_size) if t.max_steps_per_epoch else base
     sampler = EpochSampler(n, t.seed, weights=data.sampling_weights, num_samples=num_samples)
-    common = dict(num_workers=t.num_workers, pin_memory=torch.cuda.is_available(),
-                  persistent_workers=t.num_workers > 0, worker_init_fn=partial(_init_worker, os.getpid()))
-    train = DataLoader(data.train, batch_size=t.batch_size, sampler=sampler,
-                       drop_last=num_samples > t.batch_size, **common)
-    val = DataLoader(data.val, batch_size=t.batch_size, sampler=ShardSampler(len(data.val)), **common)
+    loader = partial(DataLoader, batch_size=t.batch_size, num_workers=t.num_workers,
+                     pin_memory=torch.cuda.is_available(), persistent_workers=t.num_workers > 0,
+                     worker_init_fn=partial(_init_worker, os.getpid()))
+    train = loader(data.train, sampler=sampler, drop_last=num_samples > t.batch_size)
+    val = loader(data.val, sampler=ShardSampler(len(data.val)))
     return train, val
 
 
@@ -175,7 +188,8 @@ def build_trainer(cfg: Config, run_dir: Path, extra_callbacks: list | None = Non
     return pl.Trainer(
         default_root_dir=run_dir, max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices,
         num_nodes=t.num_nodes, strategy="ddp" if multi else "auto", precision=t.precision,
-        accumulate_grad_batches=t.accumulate, gradient_clip_val=t.grad_clip, callbacks=callbacks + (extra_callbacks or []),
+        accumulate_grad_batches=t.accumulate, gradient_clip_val=t.grad_clip,
+        callbacks=callbacks + (extra_callbacks or []),
         logger=_loggers(cfg, run_dir), plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
         num_sanity_val_steps=0, deterministic=False, log_every_n_steps=1, benchmark=torch.cuda.is_available(),
         max_time=timedelta(minutes=t.time_limit_minutes) if t.time_limit_minutes else None,

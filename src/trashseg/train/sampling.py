@@ -43,7 +43,7 @@ class EpochSampler(Sampler[tuple[int, int]]):
         total = -(-len(order) // world) * world  # pad so every rank gets the same count
         pad = total - len(order)
         order, seeds = torch.cat([order, order[:pad]]), torch.cat([seeds, seeds[:pad]])
-        yield from zip(order[rank::world].tolist(), seeds[rank::world].tolist())
+        yield from zip(order[rank::world].tolist(), seeds[rank::world].tolist(), strict=True)
 
     def __len__(self) -> int:
         return -(-self.num_samples // self._world()[1])

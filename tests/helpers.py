@@ -1,0 +1,123 @@
+"""Helpers the tests share: a hand-made COCO dataset, image writers, the CLI runner, a quick training config and
+a hostile pickle. Plain functions (fixtures live in conftest.py); import them with ``from tests.helpers import ...``."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trashseg.cli import main
+from trashseg.config import Config, load_config
+
+CLASSES = ["Background", "Paper", "Metal", "Battery"]
+
+
+def write_image(path: Path, h: int = 32, w: int = 48, value: int = 128) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((h, w, 3), value, np.uint8))
+
+
+def write_bomb(path: Path, w: int = 7000, h: int = 7000) -> Path:
+    """A decompression bomb: a 1-bit PNG of w×h pixels (49 MP by default, over the 40 MP limit), ~6 kB on disk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("1", (w, h)).save(path)
+    return path
+
+
+def make_coco(root: Path, annotations: list[dict] | None = None, images: list[dict] | None = None,
+              categories: list[dict] | None = None, name: str = "train.json", write_images: bool = True) -> Path:
+    """A small dataset: by default two 32×48 images and three annotations (polygon, multi-part, RLE)."""
+    images = images if images is not None else [
+        {"id": 1, "file_name": "batch_01/0001.png", "height": 32, "width": 48},
+        {"id": 2, "file_name": "batch_01/0002.png", "height": 32, "width": 48},
+    ]
+    categories = categories if categories is not None else [
+        {"id": 1, "name": "Paper"}, {"id": 2, "name": "Metal"}, {"id": 3, "name": "Battery"}]
+    if annotations is None:
+        annotations = [
+            # big Paper rectangle x 0..20, y 0..16 (area 320)
+            {"id": 10, "image_id": 1, "category_id": 1, "area": 320.0,
+             "segmentation": [[0, 0, 20, 0, 20, 16, 0, 16]]},
+            # small Metal square inside it, x 4..8, y 4..8 (area 16), drawn on top
+            {"id": 11, "image_id": 1, "category_id": 2, "area": 16.0,
+             "segmentation": [[4, 4, 8, 4, 8, 8, 4, 8]]},
+            # two-part Battery on image 2
+            {"id": 12, "image_id": 2, "category_id": 3, "area": 32.0,
+             "segmentation": [[0, 0, 4, 0, 4, 4, 0, 4], [10, 10, 14, 10, 14, 14, 10, 14]]},
+        ]
+    if write_images:
+        for img in images:
+            write_image(root / img["file_name"], img["height"], img["width"])
+    path = root / name
+    root.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    """Run the real entry point (including its error handling) and return (exit code, stdout+stderr)."""
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+
+RECIPE = Path(__file__).resolve().parents[1] / "configs" / "small_cpu.yaml"
+QUICK = ["train.epochs=2", "train.val_every=1", "train.max_steps_per_epoch=3", "augment.image_size=64",
+         "train.batch_size=4", "train.loggers=[csv]"]
+
+
+def quick_cfg(data: Path, tmp: Path, *extra: str) -> Config:
+    """The small CPU recipe cut to a few steps of two epochs, caching under `tmp`."""
+    return load_config(RECIPE, [f"data.root={data}", f"data.cache_dir={tmp / 'cache'}", *QUICK, *extra])
+
+
+class Payload:
+    """What a hostile checkpoint carries: unpickling it runs a shell command that creates `marker`."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def hostile_checkpoint(real: Path, out: Path, marker: Path) -> Path:
+    """A real trashseg checkpoint with a payload added beside its weights and config."""
+    ckpt = torch.load(real, weights_only=True)
+    ckpt["callbacks"] = {"Innocent": Payload(marker)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, out)
+    return out
+
+
+def make_read_only(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder nothing can be created in. Root ignores file modes, so for root creating a file or folder inside it
+    fails here as the OS fails it for anyone else (EACCES)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o555)
+    if os.geteuid() != 0:
+        return folder
+
+    def refuse(real, creates):
+        def call(path, *args, **kwargs):
+            if creates(*args) and Path(path).absolute().is_relative_to(folder.absolute()):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            return real(path, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(os, "open", refuse(os.open, lambda flags, *_: flags & os.O_CREAT))
+    monkeypatch.setattr(os, "mkdir", refuse(os.mkdir, lambda *_: True))
+    return folder
