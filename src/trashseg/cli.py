@@ -619,7 +619,7 @@ def report(preds: Annotated[list[Path], typer.Argument(
     console.print(f"report: {out / 'index.html'}")
 
 
-ClassesOpt = Annotated[Optional[Path], typer.Option(
+ClassesOpt = Annotated[Path | None, typer.Option(
     "--classes", help="Class list file: one name per line, background first (default: the config's data.classes).")]
 ConvertOut = Annotated[Path, typer.Option(help="COCO file to write, in the dataset folder (e.g. DATA/train.json); "
                                                "images outside that folder are linked in under images/.")]
@@ -651,7 +651,7 @@ def convert_masks(masks: Annotated[Path, typer.Argument(help="Folder of PNG mask
                   images: Annotated[Path, typer.Option(help="Folder of the images: same relative path as each "
                                                             "mask, any image suffix.")],
                   out: ConvertOut, classes: ClassesOpt = None,
-                  colours: Annotated[Optional[Path], typer.Option(
+                  colours: Annotated[Path | None, typer.Option(
                       help="Colour masks: a colour map such as CVAT's labelmap.txt (name:r,g,b:: per line).")] = None,
                   own_classes: Annotated[bool, typer.Option(
                       help="With --colours: the colour map's labels are the class list.")] = False,
@@ -674,7 +674,7 @@ def convert_masks(masks: Annotated[Path, typer.Argument(help="Folder of PNG mask
 @convert_app.command("coco")
 def convert_coco(export: Annotated[Path, typer.Argument(help="CVAT \"COCO 1.0\" or Label Studio \"COCO\" JSON.")],
                  out: ConvertOut,
-                 images: Annotated[Optional[Path], typer.Option(
+                 images: Annotated[Path | None, typer.Option(
                      help="Folder holding the images (default: beside the JSON, its parent, or their images/).")]
                  = None, classes: ClassesOpt = None,
                  own_classes: Annotated[bool, typer.Option(
@@ -694,13 +694,13 @@ def convert_export(source: Annotated[Path, typer.Argument(
                        help="Prediction folder (its regions become predictions), or a dataset root (annotations).")],
                    out: Annotated[Path, typer.Option(help="File to write (tasks JSON or COCO JSON).")],
                    format: Annotated[str, typer.Option("--format", help="label-studio or cvat.")] = "label-studio",
-                   data: Annotated[Optional[Path], typer.Option(help="Dataset root (default: the folder's).")] = None,
-                   split: Annotated[Optional[str], typer.Option(
+                   data: Annotated[Path | None, typer.Option(help="Dataset root (default: the folder's).")] = None,
+                   split: Annotated[str | None, typer.Option(
                        help="Default: the split the folder was predicted on; for a dataset root, train.")] = None,
                    truth: Annotated[bool, typer.Option(
                        help="Label Studio: add the annotations beside the predictions; CVAT: export the annotations "
                             "instead of the predictions.")] = False,
-                   flagged: Annotated[Optional[Path], typer.Option(
+                   flagged: Annotated[Path | None, typer.Option(
                        help="Only the images of this `trashseg audit` issues.json (tasks carry its verdicts).")] = None,
                    image_url: Annotated[str, typer.Option(
                        help="Label Studio: prefix of each image's URL before its file_name (default: local files "

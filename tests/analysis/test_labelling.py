@@ -111,7 +111,7 @@ def test_label_studio_tasks_read_back(tiny: Path, pred: Path, tmp_path: Path, cl
                           *_set_classes(tiny)])
         assert code == 0, text
         back = _masks(out.parent, classes)
-        for (name, mask), (truth_name, truth) in zip(back.items(), expected.items()):
+        for (name, mask), (truth_name, truth) in zip(back.items(), expected.items(), strict=True):
             if key == "predictions" and truth_name.endswith("0001.png"):
                 truth = cv2.circle(truth.copy(), (34, 20), 3, 2, -1)  # a polygon cannot hold the ring's hole
             assert np.array_equal(mask, truth), (key, name)

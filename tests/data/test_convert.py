@@ -14,8 +14,16 @@ from pycocotools import mask as mask_utils
 
 from trashseg.config import RECYCLING_CLASSES, DataConfig
 from trashseg.data.coco import load_split
-from trashseg.data.convert import (ConvertError, MaskValueError, MissingImageFile, SizeMismatch, UnknownCategory,
-                                   masks_to_coco, normalise_coco, region_polygons)
+from trashseg.data.convert import (
+    ConvertError,
+    MaskValueError,
+    MissingImageFile,
+    SizeMismatch,
+    UnknownCategory,
+    masks_to_coco,
+    normalise_coco,
+    region_polygons,
+)
 from trashseg.data.masks import mask_cache
 
 CLASSES = list(RECYCLING_CLASSES)
@@ -163,7 +171,7 @@ def test_tool_exports_normalise(make, tiny: Path, tmp_path: Path, cli) -> None:
     truth = _masks(tiny, "train.json", classes)
     back = _masks(out.parent, "train.json", classes)
     assert [Path(n).name.removeprefix("0a1b2c3d-") for n in back] == [Path(n).name for n in truth]
-    for (name, mask), expected in zip(back.items(), truth.values()):
+    for (name, mask), expected in zip(back.items(), truth.values(), strict=True):
         assert np.array_equal(mask, expected), name
     coco = json.loads(out.read_text())
     assert all(a["area"] > 0 and len(a["bbox"]) == 4 for a in coco["annotations"])

@@ -456,8 +456,8 @@ def flagged_coco(issues: list[Issue], split: CocoSplit) -> dict:
                 cat_of[issue.suggested] = max(c["id"] for c in categories) + 1
                 categories.append({"id": cat_of[issue.suggested], "name": issue.suggested})
             anns[next_id] = {"id": next_id, "image_id": issue.image_id, "category_id": cat_of[issue.suggested],
-                             "segmentation": edge_polygons(mask_utils.decode(issue.rle))[0], "area": issue.area, "bbox": issue.bbox,
-                             "iscrowd": 0, "attributes": verdict}
+                             "segmentation": edge_polygons(mask_utils.decode(issue.rle))[0], "area": issue.area,
+                             "bbox": issue.bbox, "iscrowd": 0, "attributes": verdict}
             next_id += 1
             continue
         original = by_id[issue.annotation_id]

@@ -121,7 +121,7 @@ def _ls_regions(ann: dict, classes: list[str], h: int, w: int, score: float | No
         parts, exact = edge_polygons(mask_utils.decode(_rle(ann, (h, w))))
     results = []
     for k, part in enumerate(parts):
-        points = [[100.0 * x / w, 100.0 * y / h] for x, y in zip(part[0::2], part[1::2])]
+        points = [[100.0 * x / w, 100.0 * y / h] for x, y in zip(part[0::2], part[1::2], strict=True)]
         result = {"id": f"a{ann['id']}p{k}", "from_name": "label", "to_name": "image", "type": "polygonlabels",
                   "original_width": w, "original_height": h, "image_rotation": 0,
                   "value": {"points": points, "closed": True, "polygonlabels": [classes[ann["category_id"]]]}}
@@ -191,7 +191,7 @@ def cvat_coco(split: CocoSplit, pred: PredictionFolder | None, *, flagged: dict[
         for image in images:
             if pred is not None:
                 found, scores = _predicted_annotations(pred, image, len(anns) + 1, with_probs)
-                for ann, score in zip(found, scores):
+                for ann, score in zip(found, scores, strict=True):
                     ann["attributes"] = {"score": round(score, 4)}
                 anns += found
             else:

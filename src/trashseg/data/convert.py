@@ -92,7 +92,7 @@ def edge_polygons(region: np.ndarray) -> tuple[list[list[float]], bool]:
     if hierarchy is None:
         return [], False
     polygons, exact = [], not (hierarchy[0, :, 3] >= 0).any()  # a contour with a parent is a hole
-    for contour, parent in zip(contours, hierarchy[0, :, 3]):
+    for contour, parent in zip(contours, hierarchy[0, :, 3], strict=True):
         if parent >= 0:
             continue
         corners = (contour.reshape(-1, 2) + 1) // 2  # boundary sub-pixel 2x → edge x, 2x+1 → edge x+1
@@ -184,7 +184,7 @@ def read_labelmap(path: Path) -> dict[tuple[int, int, int], str]:
             rgb = ()
         if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
             raise TrashsegError(f"{path}:{number}: expected 'name:r,g,b::', got {line!r}")
-        colours[rgb] = name.strip()  # type: ignore[index]
+        colours[rgb] = name.strip()
     if not colours:
         raise TrashsegError(f"{path}: no 'name:r,g,b::' line")
     return colours
