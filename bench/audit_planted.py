@@ -1,6 +1,6 @@
 """Precision and recall of `trashseg audit` on label errors planted into the generated dataset.
 
-    python bench/audit_planted.py [--train 64] [--share 0.1] [--epochs 8] [--folds 2] [--out runs/bench_audit]
+    python bench/audit_planted.py [--train 128] [--share 0.1] [--epochs 15] [--folds 2] [--out runs/bench_audit]
 
 The generated dataset's labels are exact (its pixels are drawn from them). A share of its train annotations is
 corrupted (class swaps, dropped objects, shifted polygons, duplicates as another class: analysis/planted.py), a
@@ -35,10 +35,10 @@ def trashseg(*args: object) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=int, default=64, help="generated train images")
+    parser.add_argument("--train", type=int, default=128, help="generated train images")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--share", type=float, default=0.1, help="share of annotations corrupted")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_audit"))

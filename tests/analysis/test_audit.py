@@ -75,6 +75,13 @@ def test_confident_region_without_annotation_is_an_unlabelled_suspect() -> None:
     assert found[0].bbox == [5, 20, 12, 10] and found[0].score == pytest.approx(0.85, abs=1e-3)
 
 
+def test_unlabelled_region_smaller_than_its_class_usually_is_ranks_below_one_of_ordinary_size() -> None:
+    labels = np.zeros((40, 40), np.int64)
+    probs = _probs((1, slice(0, 5), slice(0, 5)), (1, slice(20, 30), slice(5, 17)))  # 25 px and 120 px of Paper
+    found = audit_image(IMAGE, [], probs, labels, THRESHOLDS, CATS, NAMES, AuditSettings(), typical={1: 100.0})
+    assert sorted((i.area, round(i.score, 3)) for i in found) == [(25, round(0.85 * 25 / 100, 3)), (120, 0.85)]
+
+
 def test_unlabelled_slack_around_an_annotation_of_the_same_class_and_tiny_regions_are_not_listed() -> None:
     ann = _square(1, 1, 10, 10, 20, 20)
     slack = _probs((1, slice(9, 21), slice(9, 21)))  # the model's Paper is one pixel wider than the polygon

@@ -98,10 +98,12 @@ def test_audit_without_cleanlab_names_the_extra(monkeypatch: pytest.MonkeyPatch,
         run_audit(tmp_path, None, None)  # type: ignore[arg-type]
 
 
-# bench/audit_planted.py measured 0.29 / 0.29 at the planted count (docs/benchmarks.md), most of it the planted
-# duplicates, which a quarter of the planted errors are and which rank first whatever the model's quality; the
-# floors sit below that.
-PLANTED_FLOORS = {"precision": 0.15, "recall": 0.15}
+# Measured on this test's data (docs/benchmarks.md): precision = recall = 4/17 = 0.24 at the planted count, the same
+# on every run (training is seeded); 1-5 minutes on the shared 2-core CPU. Its fold models are weak (mIoU 0.05,
+# 0.02), so what it finds are the 4 planted duplicates (ranks 1-4; they do not depend on the model). The floors
+# (3 of 17, 3 of 4 duplicates) leave one item to spare and fail when duplicates are missed or outranked by noise.
+# How well swaps, drops and shifts are found is bench/audit_planted.py's figure, with a model worth the name.
+PLANTED_FLOORS = {"precision": 0.15, "recall": 0.15, "duplicate": 0.75}
 
 
 @pytest.mark.slow
@@ -126,3 +128,4 @@ def test_audit_finds_planted_label_errors_out_of_fold(tmp_path: Path, cli: Cli) 
     scored = score_audit(json.loads((tmp_path / "audit" / "issues.json").read_text()), planted)
     assert scored["precision"] >= PLANTED_FLOORS["precision"] and scored["recall"] >= PLANTED_FLOORS["recall"], \
         scored
+    assert scored["recall_by_kind"]["duplicate"] >= PLANTED_FLOORS["duplicate"], scored

@@ -74,6 +74,8 @@ class AuditSettings:
     margin: float = 0.01  # unlabelled pixels this close (share of the image's long side) to an annotation of the
     # same class are its outline's slack, not a missing object
     duplicate_iou: float = 0.5  # two annotations of different classes overlapping this much are one object
+    small_quantile: float = 0.1  # an unlabelled region smaller than this quantile of its class's annotated areas
+    # has its score scaled down by area / that area: specks of a model's noise rank below missing objects
 
 
 @dataclass
@@ -155,10 +157,23 @@ def object_contradiction(probs: np.ndarray, visible: np.ndarray, given: int, iss
     return suggested, score, share
 
 
+def typical_areas(split: CocoSplit, quantile: float) -> dict[int, float]:
+    """Per class index, the `quantile` of its annotations' areas: the size below which an object of that class
+    is rare in this split."""
+    areas: dict[int, list[float]] = {}
+    for anns in split.anns_by_image.values():
+        for ann in anns:
+            areas.setdefault(split.cat_to_class[ann["category_id"]], []).append(float(ann.get("area") or 0.0))
+    return {cls: float(np.quantile(a, quantile)) for cls, a in areas.items()}
+
+
 def unlabelled_regions(probs: np.ndarray, labels: np.ndarray, issue: np.ndarray, confident: np.ndarray,
-                       settings: AuditSettings) -> list[tuple[int, float, np.ndarray]]:
+                       settings: AuditSettings,
+                       typical: dict[int, float] | None = None) -> list[tuple[int, float, np.ndarray]]:
     """(class, score, region mask) for each connected region of background-labelled pixels that the model
-    confidently gives one object class, away from the annotations of that class (their outlines' slack)."""
+    confidently gives one object class, away from the annotations of that class (their outlines' slack). A region
+    smaller than its class's `typical` area has its score scaled by the ratio: with a noisy model, dozens of
+    confident specks would otherwise outrank one missing object of ordinary size."""
     h, w = labels.shape
     min_area = max(settings.min_pixels, settings.min_region_share * h * w)
     radius = max(1, round(settings.margin * max(h, w)))
@@ -177,6 +192,8 @@ def unlabelled_regions(probs: np.ndarray, labels: np.ndarray, issue: np.ndarray,
                 continue
             region = comp == i
             score = float(probs[cls][region].mean() - probs[0][region].mean())
+            if typical and typical.get(cls, 0) > 0:
+                score *= min(1.0, stats[i, cv2.CC_STAT_AREA] / typical[cls])
             if score > 0:
                 out.append((cls, score, region))
     return out
@@ -193,7 +210,7 @@ def duplicate_pairs(rles: list[dict], classes: list[int], min_iou: float) -> lis
 
 def audit_image(image: dict, anns: list[dict], probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray,
                 cat_to_class: dict[int, int], names: list[str], settings: AuditSettings,
-                file: str = "") -> list[Issue]:
+                file: str = "", typical: dict[int, float] | None = None) -> list[Issue]:
     """Every suspect of one image; an annotation is listed once (a duplicate pair explains its own
     contradiction, so the pair's members are not judged again as single objects)."""
     h, w = labels.shape
@@ -224,7 +241,7 @@ def audit_image(image: dict, anns: list[dict], probs: np.ndarray, labels: np.nda
             suggested, score, share = hit
             found.append(issue_of(k, suggested=names[suggested], kind="background" if suggested == 0 else "class",
                                   score=score, area=int(visible.sum()), share=share))
-    for cls, score, region in unlabelled_regions(probs, labels, issue, confident, settings):
+    for cls, score, region in unlabelled_regions(probs, labels, issue, confident, settings, typical):
         found.append(Issue(image["id"], image["file_name"], None, names[0], names[cls], "unlabelled", score,
                            _bbox(region), int(region.sum()), share=1.0, rle=_rle(region)))
     return found
@@ -294,12 +311,13 @@ def run_audit(pred: str | Path, split: CocoSplit, truth: MaskCache, *,
     for _, labels, probs in _labels_and_probs(folder, truth, images, "audit: class thresholds"):
         inspector.update_confident_thresholds(labels.ravel(), probs.reshape(len(names), -1).T)
     thresholds = np.asarray(inspector.get_confident_thresholds(silent=True), dtype=np.float32)
+    typical = typical_areas(split, settings.small_quantile)
     issues, image_scores = [], []
     for img, labels, probs in _labels_and_probs(folder, truth, images, "audit: judge images"):
         score = quality_scores(labels[None], probs[None], verbose=False)[0][0]
         image_scores.append({"image_id": img["id"], "file_name": img["file_name"], "label_quality": float(score)})
         issues += audit_image(img, split.anns_by_image.get(img["id"], []), probs, labels, thresholds,
-                              split.cat_to_class, names, settings, str(split.path))
+                              split.cat_to_class, names, settings, str(split.path), typical)
     issues.sort(key=lambda i: -i.score)
     image_scores.sort(key=lambda s: s["label_quality"])
     return AuditResult(issues, image_scores, dict(zip(names, thresholds.tolist(), strict=True)), warnings)

@@ -139,8 +139,10 @@ def _group_permutations(n_a: int, groups: np.ndarray, rounds: int, rng: np.rando
     return np.stack(rows)
 
 
-def compare(d: np.ndarray, a: np.ndarray, b: np.ndarray, groups: np.ndarray, rounds: int, seed: int) -> dict:
-    """The energy distance of two index sets of `d`, with the image- and group-shuffled baselines."""
+def compare(d: np.ndarray, a: np.ndarray, b: np.ndarray, groups: np.ndarray, rounds: int,
+            seed: int) -> tuple[dict, dict[str, np.ndarray]]:
+    """The energy distance of two index sets of `d`, with the image- and group-shuffled baselines; and the
+    baselines' distances themselves (for the page's histogram)."""
     idx = np.concatenate([a, b])
     sub = d[np.ix_(idx, idx)]
     mark = np.arange(len(idx)) < len(a)
@@ -151,12 +153,14 @@ def compare(d: np.ndarray, a: np.ndarray, b: np.ndarray, groups: np.ndarray, rou
     group_keys = groups[idx]
     if len(np.unique(group_keys)) >= MIN_GROUPS:
         sets["shuffled_groups"] = _group_permutations(len(a), group_keys, rounds, rng)
+    nulls = {}
     for name, perm in sets.items():
-        null = np.concatenate([energy(sub, p, ~p) for p in np.array_split(perm, max(1, len(perm) // 25))])
+        chunks = np.array_split(perm, max(1, len(perm) // 25))
+        null = nulls[name] = np.concatenate([energy(sub, p, ~p) for p in chunks])
         out[name] = {"mean": float(null.mean()), "p95": float(np.percentile(null, 95)),
                      "p_value": float((1 + (null >= observed).sum()) / (1 + len(null))),
                      "ratio_to_mean": observed / float(null.mean()) if null.mean() > 0 else None}
-    return out
+    return out, nulls
 
 
 def farthest(d: np.ndarray, pool: np.ndarray, target: np.ndarray, k: int = NEAREST) -> np.ndarray:
@@ -245,8 +249,10 @@ def write_shift(splits: dict[str, CocoSplit], out: str | Path, extractor: Extrac
     offsets = np.cumsum([0] + [counts[n] for n in names])
     index = {n: np.arange(offsets[k], offsets[k + 1]) for k, n in enumerate(names)}
     groups = np.asarray([f"{n}:{g}" for n in names for g in image_groups(splits[n], group_by)])
-    pairs = {f"{a} vs {b}": compare(d, index[a], index[b], groups, rounds, seed)
-             for i, a in enumerate(names) for b in names[i + 1:]}
+    compared = {f"{a} vs {b}": compare(d, index[a], index[b], groups, rounds, seed)
+                for i, a in enumerate(names) for b in names[i + 1:]}
+    pairs = {pair: numbers for pair, (numbers, _) in compared.items()}
+    nulls = {pair: null for pair, (_, null) in compared.items()}
 
     pool, target = names[0], names[-1]
     pool_split = splits[pool]
@@ -273,12 +279,26 @@ def write_shift(splits: dict[str, CocoSplit], out: str | Path, extractor: Extrac
                                   "image_id": pool_split.images[i]["id"], "score": float(far[i])} for i in order[:50]],
     }
     atomic_write_json(out / "shift.json", numbers)
-    _page(numbers, z, labels, names, chosen, pool_split, order, far, show).write(out / "index.html")
+    _page(numbers, nulls, z, labels, names, chosen, pool_split, order, far, show).write(out / "index.html")
     return numbers
 
 
-def _page(numbers: dict, z: np.ndarray, labels: list[str], names: list[str], chosen: np.ndarray,
-          pool_split: CocoSplit, order: np.ndarray, far: np.ndarray, show: int) -> Page:
+def _baseline_figure(distances: dict, nulls: dict[str, dict[str, np.ndarray]]):
+    """Per pair, the shuffled splits' distances (histograms) and the observed one (a line): how far above chance."""
+    fig, axes = plt.subplots(1, len(nulls), figsize=(4.2 * len(nulls), 3.2), squeeze=False)
+    for ax, (pair, null) in zip(axes[0], nulls.items(), strict=True):
+        for k, (name, values) in enumerate(null.items()):
+            ax.hist(values, bins=30, alpha=0.55, color=f"C{k}", label=name.replace("_", " "))
+        ax.axvline(distances[pair]["distance"], color="black", linewidth=2, label="observed")
+        ax.set_title(pair, fontsize=10)
+        ax.set_xlabel("energy distance", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _page(numbers: dict, nulls: dict[str, dict[str, np.ndarray]], z: np.ndarray, labels: list[str], names: list[str],
+          chosen: np.ndarray, pool_split: CocoSplit, order: np.ndarray, far: np.ndarray, show: int) -> Page:
     page = Page("Dataset shift", f"features: {numbers['features']} at {numbers['image_size']}², PCA to "
                 f"{numbers['pca_components']} components ({numbers['pca_explained_variance']:.0%} of the variance); "
                 f"energy distance with {numbers['permutations']} permutations")
@@ -293,6 +313,7 @@ def _page(numbers: dict, z: np.ndarray, labels: list[str], names: list[str], cho
                 "p95", "p"], rows)
     page.note("Above the shuffled-images p95: the two splits differ more than chance. Above the shuffled-groups p95 "
               f"(groups: {numbers['group_by'] or 'none'}): more than a random split by group would make them differ.")
+    page.figure(_baseline_figure(numbers["distances"], nulls), "distance against its permutation baselines")
     page.figure(_map_figure(z[:, :2], labels, names, chosen), "PCA map of the splits")
     prop = numbers["proposed_val"]
     page.heading(f"Proposed validation set: {prop['images']} images of {prop['pool']} closest to {prop['target']}")
