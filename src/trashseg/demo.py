@@ -33,7 +33,7 @@ from trashseg.fileio import atomic_write_json
 from trashseg.infer.export import export_run
 from trashseg.infer.predict import predict_split
 from trashseg.infer.submit import submit
-from trashseg.models.segmenter import load_model
+from trashseg.models.segmenter import best_run, load_model
 from trashseg.postprocess.apply import crf_folder
 from trashseg.postprocess.crf import require_crf
 from trashseg.pseudo import write_pseudo
@@ -146,6 +146,6 @@ def run_demo(out: Path, console: Console) -> None:
     write_report([out / "preds" / f"{n}_val" for n in runs] + [out / "preds" / "ensemble_val"], val,
                  out / "reports" / "eval", masks)
     console.rule(f"done in {time.perf_counter() - start:.0f} s — everything is under {out}")
-    console.print(f"Overlays: {out / 'overlays'}. Web demo of the first model: trashseg serve {runs[first]}")
+    console.print(f"Overlays: {out / 'overlays'}. Web demo of the best model: trashseg serve {best_run(out / 'runs')}")
     console.print(f"Reports (open in a browser): EDA {out / 'reports' / 'eda' / 'index.html'}, evaluation "
                   f"{out / 'reports' / 'eval' / 'index.html'}", soft_wrap=True)
