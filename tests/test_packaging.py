@@ -48,6 +48,7 @@ def test_wheel_ships_the_recipes_as_files(wheel):
     shipped = sorted(n.removeprefix("trashseg/configs/") for n in names if n.startswith("trashseg/configs/"))
     in_checkout = sorted(p.relative_to(ROOT / "configs").as_posix() for p in (ROOT / "configs").rglob("*.yaml"))
     assert shipped == in_checkout and "data/trashcan.yaml" in shipped and "upernet_swin_b.yaml" in shipped
+    assert {"trashseg/serve/page.html", "trashseg/py.typed"} <= set(names)  # the web page `serve` answers with
 
 
 def test_installed_wheel_runs_outside_the_checkout(wheel, tmp_path):

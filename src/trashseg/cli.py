@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from trashseg.config import Config, load_config
-from trashseg.errors import TrashsegError, user_message
+from trashseg.errors import TrashsegError, VideoError, user_message
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Segment recycling waste: data checks, training, inference, ensembles, submission.")
@@ -255,21 +255,30 @@ def predict(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file 
                                                               "(pixels).")] = 0,
             device: Annotated[str | None, typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
             images: Annotated[str | None, typer.Option(
-                help="Instead of a dataset: a folder of photos (JPEG, PNG, ...; searched recursively) or a pattern "
-                     "such as 'photos/*.jpg'. EXIF orientation is honoured; unreadable files are skipped and named "
-                     "at the end (exit 2).")] = None,
+                help="Instead of a dataset: a folder of photos (JPEG, PNG, ...; searched recursively), a pattern "
+                     "such as 'photos/*.jpg', or a video file (MP4, AVI, MOV, MKV, ...: its frames, kept under "
+                     "OUT/frames/). EXIF orientation is honoured; unreadable files are skipped and named at the end "
+                     "(exit 2).")] = None,
+            every: Annotated[int | None, typer.Option(min=1, help="With a video: predict every Nth frame.")] = None,
+            max_frames: Annotated[int | None, typer.Option(min=1, help="With a video: predict at most N frames "
+                                                                          "(the first ones kept by --every).")] = None,
             workers: int = 2, config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Predict a split, or a folder of photos (--images), into a prediction folder: masks/, optional probs/ and
     objects/, meta.json (and images.json, the photos' list, for --images)."""
     from trashseg.infer.image_folder import find_images, predict_images, unreadable_error
     from trashseg.infer.predict import predict_split
+    from trashseg.infer.video import FrameStride, check_video, is_video
     from trashseg.models.segmenter import load_model
     from trashseg.postprocess.crf import DenseCRF
 
     if images is not None:
         if data is not None:
             raise TrashsegError("give either --images (a folder of photos) or --data (a dataset), not both")
-        find_images(images, out)  # a folder without photos is named before the model loads
+        if is_video(images):  # a video that cannot be opened, or a folder without photos, is named before the
+            check_video(Path(images))  # model loads
+        else:
+            find_images(images, out)
+    stride = FrameStride(every or 1, max_frames) if every or max_frames else None
     if crf:
         from trashseg.postprocess.crf import require_crf
 
@@ -281,10 +290,12 @@ def predict(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file 
     refine = DenseCRF(cfg.crf) if crf else None
     if images is not None:
         stats = predict_images(model, images, out, cfg=cfg, save_probs=save_probs, refine=refine, objects=objects,
-                               min_area=min_area, device=dev, workers=workers)
-        console.print(f"{out}: { {k: v for k, v in stats.items() if k != 'unreadable'} }")
+                               min_area=min_area, device=dev, workers=workers, stride=stride)
+        console.print(f"{out}: { {k: v for k, v in stats.items() if k not in ('unreadable', 'video_problem')} }")
         if stats["unreadable"]:
             raise unreadable_error(stats, out)
+        if "video_problem" in stats:
+            raise VideoError(f"{stats['video_problem']}; the frames before it are predicted in {out}")
         return
     stats = predict_split(model, _load(cfg, split), out, cfg=cfg.infer, save_probs=save_probs, refine=refine,
                           objects=objects, min_area=min_area, device=dev, workers=workers)

@@ -22,6 +22,10 @@ class NoImagesFound(TrashsegError):
     """``predict --images`` was given a folder or pattern that holds no image files."""
 
 
+class VideoError(TrashsegError):
+    """A video (``predict --images clip.mp4``) that cannot be opened, or that breaks off before its end."""
+
+
 class UnreadableImages(TrashsegError):
     """Some images of a folder could not be used: each is listed; every other image was processed."""
 

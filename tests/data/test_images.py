@@ -29,7 +29,7 @@ def test_bytes_are_checked_before_decoding(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_exif_orientation_is_applied_as_pillow_does_only_when_asked(tmp_path, orientation):
-    """Raw photos (predict --images) are read upright; a dataset's pixels stay as stored."""
+    """Raw photos (predict --images, uploads) are read upright; a dataset's pixels stay as stored."""
     from PIL import Image, ImageOps
 
     stored = np.random.default_rng(orientation).integers(0, 256, (5, 7, 3), dtype=np.uint8)
@@ -40,6 +40,9 @@ def test_exif_orientation_is_applied_as_pillow_does_only_when_asked(tmp_path, or
     upright = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
     assert np.array_equal(read_image(path, exif=True), upright)
     assert np.array_equal(read_image(path), stored)
+    data = path.read_bytes()
+    assert np.array_equal(decode_image(data, "upload.png", exif=True), upright)
+    assert np.array_equal(decode_image(data, "upload.png"), stored)
     from trashseg.data.images import upright_size
 
     assert upright_size(path) == (upright.shape[1], upright.shape[0])

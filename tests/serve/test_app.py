@@ -2,6 +2,7 @@
 model for the pool's limits."""
 
 import base64
+import io
 import json
 import struct
 import threading
@@ -13,9 +14,11 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from PIL import Image, ImageOps
 
 from tests.helpers import write_bomb
 from trashseg.config import InferConfig, ServeConfig
+from trashseg.infer.predictor import Predictor
 from trashseg.models.segmenter import load_model
 from trashseg.serve.app import create_app
 
@@ -151,6 +154,24 @@ def test_predict_returns_shares_overlay_and_mask_of_the_uploaded_image(client, s
     assert png.headers["content-type"] == "image/png"
     overlay = cv2.imdecode(np.frombuffer(png.content, np.uint8), cv2.IMREAD_COLOR)
     assert overlay.shape[1] == image.shape[1] and overlay.shape[0] > image.shape[0]  # title (and legend)
+
+
+def test_a_phone_photo_with_an_orientation_tag_is_predicted_upright(client, model):
+    """Phones store a portrait photo sideways and tag it "rotate 90°": the mask must line up with the photo as the
+    browser shows it, i.e. the photo turned upright as `predict --images` reads it."""
+    stored = np.random.default_rng(3).integers(0, 256, (32, 48, 3), dtype=np.uint8)  # 48 wide, 32 high
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.fromarray(stored).save(buffer, "JPEG", exif=exif)
+    out = client.post("/predict", files={"file": ("portrait.jpg", buffer.getvalue(), "image/jpeg")})
+    assert out.status_code == 200, out.text
+    body = out.json()
+    mask = cv2.imdecode(np.frombuffer(base64.b64decode(body["mask_png"]), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert (body["height"], body["width"]) == mask.shape == (48, 32)
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(buffer)).convert("RGB"))
+    expected = Predictor(model, model.image_size, InferConfig(hflip=True)).predict_masks([upright])[0]
+    assert np.array_equal(mask, expected)
 
 
 def test_each_request_may_choose_its_tta_within_the_servers_limits(client, model, sample_data):

@@ -1,9 +1,10 @@
 """Image decoding: always uint8 RGB, size checked from the header first, errors that name the file.
 
 Orientation policy: a dataset's pixels are used as stored and EXIF orientation is ignored (data check, training,
-predict, overlays, serve), because COCO sizes and polygons describe the stored pixels. Raw photos are another
-matter: `trashseg predict --images` honours EXIF orientation (``exif=True``), as a photo viewer shows them, since
-no annotation refers to their stored pixels; the image list it writes says so (``info.orientation: exif``), so
+predict, overlays), because COCO sizes and polygons describe the stored pixels. Raw photos are another matter:
+`trashseg predict --images`, the Python API and uploads to `trashseg serve` honour EXIF orientation
+(``exif=True``), as a photo viewer shows them (a phone stores a portrait photo sideways with an orientation tag),
+since no annotation refers to their stored pixels; the image list it writes says so (``info.orientation: exif``), so
 overlay and CRF read those images the same way and masks line up.
 
 Size policy: every image is opened with Pillow first, which reads only the header, and refused when it declares
@@ -92,6 +93,14 @@ def upright_size(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
     return (h, w) if orientation >= 5 else (w, h)  # 5-8 turn the image by a quarter
 
 
+def _decoded(img: np.ndarray | None, name: str, orientation: int) -> np.ndarray:
+    """OpenCV's BGR decode → RGB, turned upright by `orientation` (1: as stored)."""
+    if img is None:
+        raise ImageError.named(name, "cannot be decoded (corrupt or not an image)")
+    rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return np.array(Image.fromarray(rgb).transpose(_UPRIGHT[orientation])) if orientation != 1 else rgb  # writable
+
+
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, exif: bool = False) -> np.ndarray:
     """Decode to HxWx3 uint8 RGB: pixels as stored, or turned upright by their EXIF orientation with `exif`.
     Grayscale, RGBA and 16-bit inputs are converted.
@@ -100,19 +109,12 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, exif: bool = Fals
     """
     path = Path(path)
     orientation = _header(path, str(path), max_pixels, exif)[2]
-    img = cv2.imread(str(path), _FLAGS)
-    if img is None:
-        raise ImageError.named(str(path), "cannot be decoded (corrupt or not an image)")
-    rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return np.array(Image.fromarray(rgb).transpose(_UPRIGHT[orientation])) if orientation != 1 else rgb  # writable
+    return _decoded(cv2.imread(str(path), _FLAGS), str(path), orientation)
 
 
-def decode_image(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def decode_image(data: bytes, name: str, max_pixels: int = MAX_PIXELS, exif: bool = False) -> np.ndarray:
     """``read_image`` for bytes already in memory (an upload): HxWx3 uint8 RGB, or an error naming `name`."""
     if not data:
         raise ImageError.named(name, "cannot be decoded (empty)")
-    check_pixels(data, name, max_pixels)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), _FLAGS)
-    if img is None:
-        raise ImageError.named(name, "cannot be decoded (corrupt or not an image)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    orientation = _header(data, name, max_pixels, exif)[2]
+    return _decoded(cv2.imdecode(np.frombuffer(data, np.uint8), _FLAGS), name, orientation)

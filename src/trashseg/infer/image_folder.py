@@ -6,6 +6,7 @@ without annotations (file names relative to the folder or the pattern's fixed pa
 Raw photos are read upright by their EXIF orientation (``info.orientation: exif`` in the list; a dataset's pixels
 are used as stored, see ``trashseg.data.images``). A file that cannot be used (not an image, corrupt, over
 ``data.max_pixels``) never stops the folder: it is left out, and named at the end (``UnreadableImages``).
+A video file's kept frames become such photos first (``trashseg.infer.video``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from trashseg.config import Config
 from trashseg.data.coco import CocoSplit, load_split, read_json
 from trashseg.data.images import ImageError, upright_size
 from trashseg.errors import NoImagesFound, TrashsegError, UnreadableImages
-from trashseg.fileio import atomic_write_json
+from trashseg.fileio import atomic_write_json, remove_stale_temps
 from trashseg.infer.folder import IMAGE_LIST, PredictionFolder
 from trashseg.infer.predict import Refiner, predict_split
+from trashseg.infer.video import FRAMES, VIDEO_SUFFIXES, FrameStride, extract_frames, is_video
 from trashseg.models.segmenter import InferenceModel
 from trashseg.paths import escape
 
@@ -55,11 +57,12 @@ def find_images(spec: str | Path, exclude: Path | None = None) -> tuple[Path, li
     return root, files
 
 
-def list_images(spec: str | Path, out: Path, classes: list[str], *, max_pixels: int,
-                allow_external_links: bool = False) -> tuple[CocoSplit, dict[str, str]]:
-    """Write ``out/images.json`` for the usable images of `spec` and load it as a split; returns it and the files
-    refused from their header ({file_name: reason}). Nothing is written when no image is usable."""
-    root, files = find_images(spec, out)
+def list_images(root: Path, files: list[Path], out: Path, classes: list[str], *, info: dict, max_pixels: int,
+                allow_external_links: bool = False, extra: dict[Path, dict] | None = None
+                ) -> tuple[CocoSplit, dict[str, str]]:
+    """Write ``out/images.json`` for the usable `files` (under `root`) and load it as a split; returns it and the
+    files refused from their header ({file_name: reason}). `info` goes into the list's ``info``, `extra` into an
+    image's entry (a video frame's index and time). Nothing is written when no image is usable."""
     images: list[dict[str, Any]] = []
     refused: dict[str, str] = {}
     for path in files:
@@ -72,24 +75,35 @@ def list_images(spec: str | Path, out: Path, classes: list[str], *, max_pixels: 
         except ImageError as exc:
             refused[name] = str(exc)
             continue
-        images.append({"id": len(images) + 1, "file_name": name, "width": width, "height": height})
+        images.append({"id": len(images) + 1, "file_name": name, "width": width, "height": height,
+                       **(extra or {}).get(path, {})})
     if not images:
         raise unreadable_error({"predicted": 0, "skipped": 0, "unreadable": refused}, out)
-    _check_same_job(out)
     path = out / IMAGE_LIST
-    atomic_write_json(path, {"info": {"description": f"images listed by trashseg predict --images {spec}",
-                                      "orientation": "exif"},
-                             "images": images, "categories": [{"id": i, "name": c} for i, c in enumerate(classes)]})
+    atomic_write_json(path, {"info": {**info, "orientation": "exif"}, "images": images,
+                             "categories": [{"id": i, "name": c} for i, c in enumerate(classes)]})
     return load_split(path, root, classes, max_pixels=max_pixels, allow_external_links=allow_external_links), refused
 
 
-def _check_same_job(out: Path) -> None:
+def _check_same_job(out: Path, video: dict | None) -> None:
     """A folder that holds predictions of a dataset split must not get an image list written into it (predict
-    would then refuse the job, with the list already changed)."""
+    would then refuse the job, with the list already changed), nor one of a video's frames taken otherwise (other
+    file or stride: masks of frames no longer listed would stay), nor photos beside a video's frames."""
     folder = PredictionFolder(out)
-    if folder.meta_path.exists() and folder.meta().get("split") != str((out / IMAGE_LIST).resolve()):
+    listed = out / IMAGE_LIST
+    if folder.meta_path.exists() and folder.meta().get("split") != str(listed.resolve()):
         raise TrashsegError(f"{out} already holds predictions of {folder.meta().get('split')}; use another --out "
                             "for a folder of images")
+    old = read_json(listed).get("info", {}).get("video") if listed.exists() else video
+    if old != video:
+        raise TrashsegError(f"{out} already holds predictions of {_job(old)}, not of {_job(video)}; use another "
+                            "--out, or delete the folder to start over")
+
+
+def _job(video: dict | None) -> str:
+    if video is None:
+        return "a folder of photos"
+    return f"{video['file']} (--every {video['every']}, --max-frames {video['max_frames']})"
 
 
 def unreadable_error(stats: dict, out: Path) -> UnreadableImages:
@@ -103,14 +117,14 @@ def unreadable_error(stats: dict, out: Path) -> UnreadableImages:
 
 def predict_images(model: InferenceModel, spec: str | Path, out: Path, *, cfg: Config, save_probs: bool = False,
                    refine: Refiner | None = None, objects: bool = False, min_area: int = 0, device: str = "cpu",
-                   workers: int = 2) -> dict:
-    """Predict every usable image of `spec` into the prediction folder `out` (resumable, like a split; the options
-    are ``predict_split``'s). Returns predict's counts and ``unreadable`` ({file_name: reason}) for the files left
-    out (see `unreadable_error`)."""
+                   workers: int = 2, stride: FrameStride | None = None) -> dict:
+    """Predict every usable image of `spec` (a folder or pattern of photos, or a video's frames kept by `stride`)
+    into the prediction folder `out` (resumable, like a split; the options are ``predict_split``'s). Returns
+    predict's counts, ``unreadable`` ({file_name: reason}) for the files left out (see `unreadable_error`) and,
+    for a video that breaks off before its end, ``video_problem`` (its frames up to there are predicted)."""
     created = not out.exists()
-    split, refused = list_images(spec, out, model.classes, max_pixels=cfg.data.max_pixels,
-                                 allow_external_links=cfg.data.allow_external_links)
     try:
+        split, refused, problem = _listed(spec, out, model.classes, cfg, stride)
         stats = predict_split(model, split, out, cfg=cfg.infer, save_probs=save_probs, refine=refine,
                               objects=objects, min_area=min_area, device=device, workers=workers,
                               skip_unreadable=True)
@@ -122,4 +136,32 @@ def predict_images(model: InferenceModel, spec: str | Path, out: Path, *, cfg: C
         kept = [img for img in split.images if img["file_name"] not in failed]
         atomic_write_json(split.path, {**read_json(split.path), "images": kept})
     stats["unreadable"] = {**refused, **failed}
-    return stats
+    return {**stats, "video_problem": problem} if problem else stats
+
+
+def _listed(spec: str | Path, out: Path, classes: list[str], cfg: Config, stride: FrameStride | None
+            ) -> tuple[CocoSplit, dict[str, str], str | None]:
+    """The split to predict (the photos of `spec`, or the frames of a video, written first), the files refused
+    from their header, and why a video broke off (None when it did not, or for photos)."""
+    if not is_video(spec):
+        if stride is not None:
+            raise TrashsegError(f"--every and --max-frames are for a video file; {spec} is not one "
+                                f"({', '.join(VIDEO_SUFFIXES)})")
+        root, files = find_images(spec, out)
+        _check_same_job(out, None)
+        split, refused = list_images(root, files, out, classes, max_pixels=cfg.data.max_pixels,
+                                     allow_external_links=cfg.data.allow_external_links,
+                                     info={"description": f"images listed by trashseg predict --images {spec}"})
+        return split, refused, None
+    video, stride = Path(spec), stride or FrameStride()
+    job = {"file": str(video.resolve()), "every": stride.every, "max_frames": stride.limit}
+    _check_same_job(out, job)
+    remove_stale_temps(out / FRAMES)  # frames a killed run left half-written
+    read = extract_frames(video, out / FRAMES, stride, cfg.data.max_pixels)
+    extra = {f.path: {"frame_index": f.index, "time": f.seconds} for f in read.frames}
+    split, refused = list_images(out / FRAMES, [f.path for f in read.frames], out, classes, extra=extra,
+                                 max_pixels=cfg.data.max_pixels,
+                                 allow_external_links=cfg.data.allow_external_links,
+                                 info={"description": f"frames of {video} listed by trashseg predict --images",
+                                       "video": job})
+    return split, refused, read.problem

@@ -135,7 +135,7 @@ def answer(model: InferenceModel, cfg: InferConfig, data: bytes, name: str, *, f
 
     Only the JSON answer carries objects, whose confidences need the probabilities; the PNG answers take the
     argmax on the device instead."""
-    image = decode_image(data, name, max_pixels)
+    image = decode_image(data, name, max_pixels, exif=True)  # a phone's portrait photo: stored sideways, tagged
     predictor = Predictor(model, model.image_size, cfg, device=device)
     if fmt == "mask":
         return Response(_png(predictor.predict_masks([image])[0]), media_type="image/png")

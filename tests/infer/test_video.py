@@ -1,0 +1,100 @@
+"""predict --images clip.mp4: a video's kept frames predicted into a prediction folder like a folder of photos."""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from trashseg.data.images import ImageTooLarge
+from trashseg.errors import TrashsegError
+from trashseg.infer.folder import PredictionFolder
+from trashseg.infer.video import FrameStride, extract_frames
+
+
+def write_video(path: Path, frames: int = 12, w: int = 48, h: int = 32, fourcc: str = "mp4v") -> Path:
+    """Frame i is grey level 12·i plus a fixed texture (at 10 fps), so a kept frame tells which one it was; the
+    texture makes frames, rather than the container's header and index, most of the file."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10, (w, h))
+    assert writer.isOpened(), f"OpenCV cannot write {fourcc} here"
+    texture = np.random.default_rng(0).integers(-10, 11, (h, w, 3))
+    for i in range(frames):
+        writer.write(np.clip(12 * i + texture, 0, 255).astype(np.uint8))
+    writer.release()
+    return path
+
+
+def test_every_nth_frame_is_predicted_and_overlay_works(trained_run, tmp_path, cli):
+    video, out = write_video(tmp_path / "clip.mp4"), tmp_path / "pred"
+    code, text = cli(["predict", trained_run, "--images", video, "--out", out, "--every", "5", "--objects",
+                      "--workers", "0"])
+    assert code == 0, text
+    folder = PredictionFolder(out)
+    assert folder.names() == ["clip/000000.jpg", "clip/000005.jpg", "clip/000010.jpg"]
+    assert all(folder.mask(name).shape == (32, 48) for name in folder.names())
+    assert (out / "objects" / "clip" / "000005.jpg.json").is_file()
+    listed = json.loads((out / "images.json").read_text())
+    assert [(i["frame_index"], i["time"]) for i in listed["images"]] == [(0, 0.0), (5, 0.5), (10, 1.0)]
+    assert listed["info"]["video"] == {"file": str(video.resolve()), "every": 5, "max_frames": None}
+    frame = cv2.imread(str(out / "frames" / "clip" / "000010.jpg"))
+    assert abs(float(frame.mean()) - 120) < 3  # the 11th frame (grey 120), not another one
+    code, text = cli(["overlay", out])
+    assert code == 0 and (out / "overlays" / "clip" / "000010.jpg").is_file(), text
+
+
+def test_a_rerun_resumes_and_a_frame_limit_stops_early(trained_run, tmp_path, cli):
+    video, out = write_video(tmp_path / "clip.avi", frames=20, fourcc="MJPG"), tmp_path / "pred"
+    args = ["predict", trained_run, "--images", video, "--out", out, "--every", "3", "--max-frames", "4",
+            "--workers", "0"]
+    code, text = cli(args)
+    assert code == 0 and PredictionFolder(out).names() == [f"clip/{i:06d}.jpg" for i in (0, 3, 6, 9)], text
+    first = (out / "masks" / "clip" / "000003.jpg.png").stat().st_mtime_ns
+    code, text = cli(args)
+    assert code == 0 and "'predicted': 0, 'skipped': 4" in text, text
+    assert (out / "masks" / "clip" / "000003.jpg.png").stat().st_mtime_ns == first
+    code, text = cli(args[:-4] + ["--every", "2", "--workers", "0"])  # another stride into the same folder
+    assert code == 2 and "already holds predictions of" in text and "--every 3, --max-frames 4" in text, text
+
+
+def test_unreadable_videos_get_a_named_error_and_leave_nothing(trained_run, tmp_path, cli):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("not a video")
+    whole = write_video(tmp_path / "whole.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(whole[: len(whole) // 2])  # the index (moov) is at the end: lost
+    for name in ("notes.mp4", "cut.mp4", "missing.mp4"):
+        out = tmp_path / f"pred_{name}"
+        code, text = cli(["predict", trained_run, "--images", tmp_path / name, "--out", out])
+        assert code == 2 and f"{name}: " in text and ("cannot be opened as a video" in text
+                                                      or "file not found" in text), text
+        assert not out.exists()
+
+
+def test_a_video_that_breaks_off_keeps_the_frames_before_and_says_so(trained_run, tmp_path, cli):
+    """An AVI cut in the middle still opens and declares all its frames: those read are predicted, the break named."""
+    whole = write_video(tmp_path / "whole.avi", frames=20, fourcc="MJPG").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(whole[: len(whole) // 2])
+    out = tmp_path / "pred"
+    code, text = cli(["predict", trained_run, "--images", tmp_path / "cut.avi", "--out", out, "--workers", "0"])
+    flat = " ".join(text.split())
+    assert code == 2 and "cut.avi: the stream ends after" in flat and "of the 20 frames it declares (truncated or " \
+        f"corrupt); the frames before it are predicted in {out}" in flat, text
+    names = PredictionFolder(out).names()
+    assert 0 < len(names) < 20 and names == [f"cut/{i:06d}.jpg" for i in range(len(names))]
+
+
+def test_frames_over_the_pixel_limit_are_refused_before_decoding(tmp_path):
+    video = write_video(tmp_path / "clip.mp4")
+    with pytest.raises(ImageTooLarge, match=r"clip.mp4: frames of 48×32 are over the limit"):
+        extract_frames(video, tmp_path / "frames", FrameStride(), max_pixels=1000)
+    assert not (tmp_path / "frames").exists()
+
+
+def test_stride_options_are_only_for_videos(trained_run, tmp_path, cli):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "a.jpg"), np.zeros((16, 16, 3), np.uint8))
+    code, text = cli(["predict", trained_run, "--images", photos, "--out", tmp_path / "pred", "--every", "2"])
+    assert code == 2 and "--every and --max-frames are for a video file" in text, text
+    with pytest.raises(TrashsegError, match="at least 1"):
+        FrameStride(every=0)
