@@ -50,8 +50,16 @@ def main() -> None:
     clean = json.loads((data / "train.json").read_text())
     corrupted, planted = plant_errors(clean, args.share, seed=args.seed)
     (data / "train.json").write_text(json.dumps(corrupted))
-    settings = ["--set", f"data.cache_dir={args.out / 'cache'}", "--set", f"train.epochs={args.epochs}",
-                "--set", f"train.val_every={args.epochs}", "--set", "train.loggers=[csv]"]
+    settings = [
+        "--set",
+        f"data.cache_dir={args.out / 'cache'}",
+        "--set",
+        f"train.epochs={args.epochs}",
+        "--set",
+        f"train.val_every={args.epochs}",
+        "--set",
+        "train.loggers=[csv]",
+    ]
     start = time.perf_counter()
     trashseg("split", data, "--folds", args.folds)
     trashseg("train", RECIPE, "--data", data, "--all-folds", args.folds, "--out", args.out / "runs", *settings)
@@ -61,23 +69,26 @@ def main() -> None:
     at_n = score_audit(issues, planted)
     at_2n = score_audit(issues, planted, top=2 * len(planted))
     print(json.dumps({"at_planted": at_n, "at_twice": at_2n, "listed": len(issues)}, indent=2))
-    fold_miou = [json.loads(m.read_text())["best"]["miou"]
-                 for m in sorted((args.out / "runs").glob("fold*/metrics.json"))]
+    fold_miou = [
+        json.loads(m.read_text())["best"]["miou"] for m in sorted((args.out / "runs").glob("fold*/metrics.json"))
+    ]
     kinds = ", ".join(f"{k} {v:.2f}" for k, v in at_n["recall_by_kind"].items())
-    body = (f"`python bench/audit_planted.py --train {args.train} --share {args.share} --epochs {args.epochs} "
-            f"--folds {args.folds}`: generated data ({args.train} train images at {args.size}²), "
-            f"{len(planted)} errors planted in {len(clean['annotations'])} annotations (swap, drop, shift, duplicate "
-            "in turn, on objects of at least 0.5% of the image), small_cpu Unet-lite0 trained out-of-fold "
-            f"({args.folds} folds × {args.epochs} epochs) on the corrupted labels, then `trashseg audit` on the "
-            f"out-of-fold probabilities (fold models' val mIoU {', '.join(f'{m:.2f}' for m in fold_miou)}). "
-            f"{platform.machine()} CPU, {os.cpu_count()} cores, "
-            f"{minutes:.1f} min in all, {time.strftime('%Y-%m-%d')}.\n\n"
-            "| top of the list | precision | recall |\n| --- | ---: | ---: |\n"
-            f"| planted count ({at_n['top']}) | {at_n['precision']:.2f} | {at_n['recall']:.2f} |\n"
-            f"| twice that ({at_2n['top']}) | {at_2n['precision']:.2f} | {at_2n['recall']:.2f} |\n\n"
-            f"Recall at the planted count by kind: {kinds}. {len(issues)} suspects listed in all. Precision counts "
-            "the listed items that point at a planted error (a moved polygon and the hole it left are two true "
-            "findings); recall counts planted errors found by at least one item.")
+    body = (
+        f"`python bench/audit_planted.py --train {args.train} --share {args.share} --epochs {args.epochs} "
+        f"--folds {args.folds}`: generated data ({args.train} train images at {args.size}²), "
+        f"{len(planted)} errors planted in {len(clean['annotations'])} annotations (swap, drop, shift, duplicate "
+        "in turn, on objects of at least 0.5% of the image), small_cpu Unet-lite0 trained out-of-fold "
+        f"({args.folds} folds × {args.epochs} epochs) on the corrupted labels, then `trashseg audit` on the "
+        f"out-of-fold probabilities (fold models' val mIoU {', '.join(f'{m:.2f}' for m in fold_miou)}). "
+        f"{platform.machine()} CPU, {os.cpu_count()} cores, "
+        f"{minutes:.1f} min in all, {time.strftime('%Y-%m-%d')}.\n\n"
+        "| top of the list | precision | recall |\n| --- | ---: | ---: |\n"
+        f"| planted count ({at_n['top']}) | {at_n['precision']:.2f} | {at_n['recall']:.2f} |\n"
+        f"| twice that ({at_2n['top']}) | {at_2n['precision']:.2f} | {at_2n['recall']:.2f} |\n\n"
+        f"Recall at the planted count by kind: {kinds}. {len(issues)} suspects listed in all. Precision counts "
+        "the listed items that point at a planted error (a moved polygon and the hole it left are two true "
+        "findings); recall counts planted errors found by at least one item."
+    )
     update_section(args.doc, "Label-error audit on planted errors (bench/audit_planted.py)", body)
 
 

@@ -78,12 +78,12 @@ def main() -> None:
     classes = load_config(args.config).data.classes
     split = load_split(args.data / "train.json", args.data, classes)
     resize = A.Compose([A.Resize(SIZE, SIZE)])
-    ours = SegmentationDataset(split, MaskCache(split, args.cache / "masks"), resize,
-                               ImageCache(args.cache / "images"))
+    ours = SegmentationDataset(split, MaskCache(split, args.cache / "masks"), resize, ImageCache(args.cache / "images"))
     base = BaselineDataset(args.data / "train.json", args.data, classes)
     n = min(args.n, len(ours))
-    presized = SegmentationDataset(split, MaskCache(split, args.cache / "masks", SIZE), resize,
-                                   ImageCache(args.cache / "images", SIZE))
+    presized = SegmentationDataset(
+        split, MaskCache(split, args.cache / "masks", SIZE), resize, ImageCache(args.cache / "images", SIZE)
+    )
     cold = rate(lambda i: ours[i], n)  # first pass fills the caches
     cold_pre = rate(lambda i: presized[i], n)
     rates = {"baseline": [], "ours": [], "presized": []}

@@ -39,8 +39,9 @@ FIXED_SHAPE = ("none", "hflip", "hflip+vflip")  # the settings that compile once
 
 def rate(module: Segmenter, images: list, tta: str, masks_only: bool = False) -> float:
     infer = TTA[tta].model_copy(update={"precision": "bf16", "batch_size": gpu_train.BATCH})
-    return throughput(Predictor(module, SIZE, infer, device=gpu_train.DEVICE), images, batch=gpu_train.BATCH,
-                      masks_only=masks_only)
+    return throughput(
+        Predictor(module, SIZE, infer, device=gpu_train.DEVICE), images, batch=gpu_train.BATCH, masks_only=masks_only
+    )
 
 
 def main() -> None:
@@ -53,22 +54,34 @@ def main() -> None:
     classes = gpu_train._classes()
     split = load_split(gpu_train.SUBSET / "val.json", gpu_train.SUBSET, classes)
     images = [read_image(split.image_path(img)) for img in split.images] * 4  # 256 images (8 in --smoke)
-    cfg = load_config(RECIPE, ["model.weights=null", "data.classes=" + json.dumps(classes),
-                               f"augment.image_size={SIZE}"])
+    cfg = load_config(
+        RECIPE, ["model.weights=null", "data.classes=" + json.dumps(classes), f"augment.image_size={SIZE}"]
+    )
     module = Segmenter.from_config(cfg).to(gpu_train.DEVICE, memory_format=torch.channels_last).eval()
     eager = {tta: gpu_train.measured(f"{tta} eager", rate, module, images, tta) for tta in TTA}
-    masks = {tta: gpu_train.measured(f"{tta} masks only, eager", rate, module, images, tta, True)
-             for tta in ("none", "hflip")}
+    masks = {
+        tta: gpu_train.measured(f"{tta} masks only, eager", rate, module, images, tta, True)
+        for tta in ("none", "hflip")
+    }
     if gpu_train.DEVICE == "cuda":
         module.net.compile()
     compiled = {tta: gpu_train.measured(f"{tta} compiled", rate, module, images, tta) for tta in FIXED_SHAPE}
     device = torch.cuda.get_device_name() if gpu_train.DEVICE == "cuda" else "CPU smoke run"
-    rows = [f"| {tta} | {gpu_train.cell(eager[tta])} | {gpu_train.cell(masks[tta]) if tta in masks else '–'} | "
-            f"{gpu_train.cell(compiled[tta]) if tta in compiled else '–'} |" for tta in TTA]
-    text = "\n".join([f"{device}, torch {torch.__version__}, UPerNet Swin-B, bf16, channels_last, batch "
-                      f"{gpu_train.BATCH}, {len(images)} TrashCan val images, {SIZE}² ({time.strftime('%Y-%m-%d')}).",
-                      "", "| TTA | eager img/s | eager, masks only | compiled img/s |", "| --- | ---: | ---: | ---: |",
-                      *rows])
+    rows = [
+        f"| {tta} | {gpu_train.cell(eager[tta])} | {gpu_train.cell(masks[tta]) if tta in masks else '–'} | "
+        f"{gpu_train.cell(compiled[tta]) if tta in compiled else '–'} |"
+        for tta in TTA
+    ]
+    text = "\n".join(
+        [
+            f"{device}, torch {torch.__version__}, UPerNet Swin-B, bf16, channels_last, batch "
+            f"{gpu_train.BATCH}, {len(images)} TrashCan val images, {SIZE}² ({time.strftime('%Y-%m-%d')}).",
+            "",
+            "| TTA | eager img/s | eager, masks only | compiled img/s |",
+            "| --- | ---: | ---: | ---: |",
+            *rows,
+        ]
+    )
     print(text)
     update_section(args.out / "benchmarks_gpu.md", "GPU inference throughput (bench/gpu_infer.py)", text)
 

@@ -32,8 +32,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import update_section  # noqa: E402
 
-MODELS = {"UPerNet Swin-B": "configs/upernet_swin_b.yaml", "DeepLabV3+ SE-ResNeXt101":
-          "configs/deeplabv3plus_seresnext101.yaml"}
+MODELS = {
+    "UPerNet Swin-B": "configs/upernet_swin_b.yaml",
+    "DeepLabV3+ SE-ResNeXt101": "configs/deeplabv3plus_seresnext101.yaml",
+}
 BATCH, SIZE, STEPS, WARMUP = 16, 512, 60, 15
 SUBSET = Path("bench_data")
 DEVICE = "cuda"
@@ -103,21 +105,35 @@ def trainer_rate(recipe: str, out: Path, compile_: bool) -> float:
     from trashseg.config import load_config
     from trashseg.train.run import train
 
-    cfg = load_config(recipe, [f"data.root={SUBSET}", "data.classes=" + json.dumps(_classes()),
-                               "model.weights=null", "train.precision=bf16-mixed", f"train.batch_size={BATCH}",
-                               f"train.num_workers={12 if DEVICE == 'cuda' else 2}", "train.epochs=1",
-                               f"train.max_steps_per_epoch={STEPS + 1}",
-                               f"train.compile={str(compile_ and DEVICE == 'cuda').lower()}",
-                               "augment.preset=seed", "augment.copy_paste.prob=0.5", "train.loggers=[csv]",
-                               f"data.cache_size={SIZE}", f"data.cache_dir={out / 'cache'}"])
+    cfg = load_config(
+        recipe,
+        [
+            f"data.root={SUBSET}",
+            "data.classes=" + json.dumps(_classes()),
+            "model.weights=null",
+            "train.precision=bf16-mixed",
+            f"train.batch_size={BATCH}",
+            f"train.num_workers={12 if DEVICE == 'cuda' else 2}",
+            "train.epochs=1",
+            f"train.max_steps_per_epoch={STEPS + 1}",
+            f"train.compile={str(compile_ and DEVICE == 'cuda').lower()}",
+            "augment.preset=seed",
+            "augment.copy_paste.prob=0.5",
+            "train.loggers=[csv]",
+            f"data.cache_size={SIZE}",
+            f"data.cache_dir={out / 'cache'}",
+        ],
+    )
     timer = StepTimer()
     try:
         train(cfg, out / f"{cfg.name}_{'compiled' if compile_ else 'eager'}", extra_callbacks=[timer])
     except Timed:
         pass
     if not timer.seconds:
-        raise RuntimeError(f"the epoch ended before step {STEPS}: {SUBSET} needs ≥ {(STEPS + 1) * BATCH} training "
-                           "images (rerun --prepare)")
+        raise RuntimeError(
+            f"the epoch ended before step {STEPS}: {SUBSET} needs ≥ {(STEPS + 1) * BATCH} training "
+            "images (rerun --prepare)"
+        )
     return (STEPS - WARMUP) * BATCH / timer.seconds
 
 
@@ -189,10 +205,13 @@ def main() -> None:
         return
     args.out = start(args.smoke, args.data, args.out)
     device = torch.cuda.get_device_name() if DEVICE == "cuda" else "CPU smoke run"
-    head = [f"{device}, torch {torch.__version__}, bf16, channels_last, batch {BATCH}, {SIZE}², img/s over steps "
-            f"{WARMUP}–{STEPS} ({time.strftime('%Y-%m-%d')}).", "",
-            "| model | bare compiled step (ceiling) | trainer compiled | trainer eager | compiled / ceiling |",
-            "| --- | ---: | ---: | ---: | ---: |"]
+    head = [
+        f"{device}, torch {torch.__version__}, bf16, channels_last, batch {BATCH}, {SIZE}², img/s over steps "
+        f"{WARMUP}–{STEPS} ({time.strftime('%Y-%m-%d')}).",
+        "",
+        "| model | bare compiled step (ceiling) | trainer compiled | trainer eager | compiled / ceiling |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     rows = []
     for name in args.models:
         recipe = MODELS[name]
@@ -200,8 +219,9 @@ def main() -> None:
         compiled = measured(f"{name} trainer compiled", trainer_rate, recipe, args.out, True)
         eager = measured(f"{name} trainer eager", trainer_rate, recipe, args.out, False)
         rows.append(f"| {name} | {cell(ceiling)} | {cell(compiled)} | {cell(eager)} | {ratio(compiled, ceiling)} |")
-        update_section(args.out / "benchmarks_gpu.md", "GPU training throughput (bench/gpu_train.py)",
-                       "\n".join([*head, *rows]))
+        update_section(
+            args.out / "benchmarks_gpu.md", "GPU training throughput (bench/gpu_train.py)", "\n".join([*head, *rows])
+        )
     print("\n".join([*head, *rows]))
 
 

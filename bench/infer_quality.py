@@ -62,10 +62,17 @@ def main() -> None:
     predict(f"+ flip + scales {'/'.join(f'{s:g}' for s in SCALES)}", first, InferConfig(hflip=True, scales=SCALES))
     start = time.perf_counter()
     crf_folder(flip, val, args.out / "+ flip TTA + dense CRF", cfg=CRFConfig(iterations=5))
-    rows.append(("+ flip TTA + dense CRF (5 it.)", evaluate(args.out / "+ flip TTA + dense CRF", val, gt).miou,
-                 len(val.images) / (time.perf_counter() - start)))
-    members = [flip] + [predict(f"model {k + 2} + flip TTA", run, InferConfig(hflip=True), probs=True)
-                        for k, run in enumerate(args.runs[1:])]
+    rows.append(
+        (
+            "+ flip TTA + dense CRF (5 it.)",
+            evaluate(args.out / "+ flip TTA + dense CRF", val, gt).miou,
+            len(val.images) / (time.perf_counter() - start),
+        )
+    )
+    members = [flip] + [
+        predict(f"model {k + 2} + flip TTA", run, InferConfig(hflip=True), probs=True)
+        for k, run in enumerate(args.runs[1:])
+    ]
     ensemble = args.out / "soft ensemble"
     if len(members) > 1:
         ensemble_folders(members, ensemble, "soft", save_probs=True)
@@ -73,16 +80,29 @@ def main() -> None:
     if args.pseudo_minutes > 0:
         source = ensemble if len(members) > 1 else flip
         summary = write_pseudo(source, args.out / "pseudo", 0.9)
-        run_cfg = load_config(first / "config.yaml", [f"data.extra=[{args.out / 'pseudo'}]", "data.extra_ratio=0.3",
-                                                      f"train.time_limit_minutes={args.pseudo_minutes}"])
+        run_cfg = load_config(
+            first / "config.yaml",
+            [
+                f"data.extra=[{args.out / 'pseudo'}]",
+                "data.extra_ratio=0.3",
+                f"train.time_limit_minutes={args.pseudo_minutes}",
+            ],
+        )
         pseudo_run = args.out / f"pseudo_run_{time.strftime('%H%M%S')}"
         train(run_cfg, pseudo_run)
-        predict(f"retrained with pseudo-labels ({summary['kept_pixel_share']:.0%} of val pixels) + flip",
-                pseudo_run, InferConfig(hflip=True))
+        predict(
+            f"retrained with pseudo-labels ({summary['kept_pixel_share']:.0%} of val pixels) + flip",
+            pseudo_run,
+            InferConfig(hflip=True),
+        )
     base = rows[0][1]
-    lines = [f"TrashCan val, 452 images, scored at 256² (competition mIoU); {platform.machine()} CPU, "
-             f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}. Runs: {', '.join(map(str, args.runs))}.", "",
-             "| predictions | mIoU | Δ vs single | img/s |", "| --- | ---: | ---: | ---: |"]
+    lines = [
+        f"TrashCan val, 452 images, scored at 256² (competition mIoU); {platform.machine()} CPU, "
+        f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}. Runs: {', '.join(map(str, args.runs))}.",
+        "",
+        "| predictions | mIoU | Δ vs single | img/s |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     lines += [f"| {name} | {score:.4f} | {score - base:+.4f} | {rate:.1f} |" for name, score, rate in rows]
     text = "\n".join(lines)
     print(text)

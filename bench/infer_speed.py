@@ -34,9 +34,13 @@ from trashseg.models.segmenter import Segmenter  # noqa: E402
 from trashseg.postprocess.crf import dense_crf  # noqa: E402
 
 SIZE = 512
-TTA = {"none": InferConfig(), "hflip": InferConfig(hflip=True), "hflip+vflip": InferConfig(hflip=True, vflip=True),
-       "scales 0.75,1,1.25,1.5": InferConfig(scales=[0.75, 1.0, 1.25, 1.5]),
-       "hflip × 4 scales": InferConfig(hflip=True, scales=[0.75, 1.0, 1.25, 1.5])}
+TTA = {
+    "none": InferConfig(),
+    "hflip": InferConfig(hflip=True),
+    "hflip+vflip": InferConfig(hflip=True, vflip=True),
+    "scales 0.75,1,1.25,1.5": InferConfig(scales=[0.75, 1.0, 1.25, 1.5]),
+    "hflip × 4 scales": InferConfig(hflip=True, scales=[0.75, 1.0, 1.25, 1.5]),
+}
 
 
 def throughput(predictor: Predictor, images: list[np.ndarray], batch: int = 4, masks_only: bool = False) -> float:
@@ -46,7 +50,7 @@ def throughput(predictor: Predictor, images: list[np.ndarray], batch: int = 4, m
     run(images[:batch])  # warm-up
     start = time.perf_counter()
     for i in range(0, len(images), batch):
-        run(images[i:i + batch])
+        run(images[i : i + batch])
     return len(images) / (time.perf_counter() - start)
 
 
@@ -101,8 +105,10 @@ def make_members(root: Path, n_models: int, n_images: int, classes: int) -> list
         member.init({"classes": [f"c{c}" for c in range(classes)], "has_probs": True, "val_miou": 0.5 + m / 100})
         for i in range(n_images):
             probs_src, mask_src = sources[(i + m) % len(sources)]
-            for src, dst in ((probs_src, member.probs_path(f"img{i:04d}.jpg")),
-                             (mask_src, member.mask_path(f"img{i:04d}.jpg"))):
+            for src, dst in (
+                (probs_src, member.probs_path(f"img{i:04d}.jpg")),
+                (mask_src, member.mask_path(f"img{i:04d}.jpg")),
+            ):
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.link(src, dst)
         members.append(member.root)
@@ -113,12 +119,15 @@ def ensemble_memory(tmp: Path) -> tuple[float, float]:
     members = make_members(tmp / "members", 5, 819, 11)
     # VmHWM, not ru_maxrss: Linux carries the forking parent's peak into ru_maxrss across exec, which would
     # charge this benchmark process's own memory (models, images) to the ensemble.
-    code = ("import sys, time; from pathlib import Path; from trashseg.ensemble.voting import "
-            "ensemble_folders; t = time.perf_counter(); ensemble_folders([Path(p) for p in sys.argv[2:]], "
-            "Path(sys.argv[1]), 'soft'); print(time.perf_counter() - t, "
-            "open('/proc/self/status').read().split('VmHWM:')[1].split()[0])")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp / "ens"), *map(str, members)], check=True,
-                         capture_output=True, text=True).stdout.split()
+    code = (
+        "import sys, time; from pathlib import Path; from trashseg.ensemble.voting import "
+        "ensemble_folders; t = time.perf_counter(); ensemble_folders([Path(p) for p in sys.argv[2:]], "
+        "Path(sys.argv[1]), 'soft'); print(time.perf_counter() - t, "
+        "open('/proc/self/status').read().split('VmHWM:')[1].split()[0])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp / "ens"), *map(str, members)], check=True, capture_output=True, text=True
+    ).stdout.split()
     return float(out[-2]), int(out[-1]) / 1024 / 1024  # seconds, GiB (VmHWM is in kB)
 
 
@@ -137,15 +146,25 @@ def main() -> None:
         crf = crf_rows(image512, probs_at(probs, SIZE))
         seconds, gib = ensemble_memory(Path(tmp))
     machine = f"{platform.machine()} CPU, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}"
-    text = "\n".join([
-        f"Machine: {machine}. Model: Unet-ResNet18 (the small recipe) at {SIZE}² input, batch 4, "
-        f"{args.n} TrashCan val images (480×270, resized to {SIZE}² and probabilities brought back to 480×270).",
-        "", "| runtime | TTA | img/s |", "| --- | --- | ---: |", *rows, "",
-        f"Dense CRF (pydensecrf2) on one {SIZE}² image of 11-class probabilities from this model:", "",
-        "| iterations | s/image |", "| ---: | ---: |", *crf, "",
-        f"5-model soft ensemble, 819 images × 11×{SIZE}² float16 probabilities per member: peak RSS "
-        f"**{gib:.2f} GiB** (target < 2 GiB), {seconds:.0f} s ({819 / seconds:.1f} img/s).",
-    ])
+    text = "\n".join(
+        [
+            f"Machine: {machine}. Model: Unet-ResNet18 (the small recipe) at {SIZE}² input, batch 4, "
+            f"{args.n} TrashCan val images (480×270, resized to {SIZE}² and probabilities brought back to 480×270).",
+            "",
+            "| runtime | TTA | img/s |",
+            "| --- | --- | ---: |",
+            *rows,
+            "",
+            f"Dense CRF (pydensecrf2) on one {SIZE}² image of 11-class probabilities from this model:",
+            "",
+            "| iterations | s/image |",
+            "| ---: | ---: |",
+            *crf,
+            "",
+            f"5-model soft ensemble, 819 images × 11×{SIZE}² float16 probabilities per member: peak RSS "
+            f"**{gib:.2f} GiB** (target < 2 GiB), {seconds:.0f} s ({819 / seconds:.1f} img/s).",
+        ]
+    )
     print(text)
     update_section(Path("docs/benchmarks.md"), "Inference cost on CPU (bench/infer_speed.py)", text)
 

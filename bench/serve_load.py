@@ -41,9 +41,17 @@ def small_run(tmp: Path) -> Path:
     from trashseg.train.run import train
 
     write_sample_dataset(tmp / "data", n_train=8, n_val=4, n_test=4)
-    cfg = load_config(ROOT / "configs" / "small_cpu.yaml", [
-        f"data.root={tmp / 'data'}", f"data.cache_dir={tmp / 'cache'}", "train.epochs=1", "train.val_every=1",
-        "train.max_steps_per_epoch=2", "train.loggers=[csv]"])
+    cfg = load_config(
+        ROOT / "configs" / "small_cpu.yaml",
+        [
+            f"data.root={tmp / 'data'}",
+            f"data.cache_dir={tmp / 'cache'}",
+            "train.epochs=1",
+            "train.val_every=1",
+            "train.max_steps_per_epoch=2",
+            "train.loggers=[csv]",
+        ],
+    )
     train(cfg, tmp / "run")
     return tmp / "run"
 
@@ -75,9 +83,27 @@ def free_port() -> int:
 
 
 def start_server(model: Path, port: int, workers: int, queue: int) -> subprocess.Popen:
-    server = subprocess.Popen([sys.executable, "-m", "trashseg", "serve", str(model), "--host", "127.0.0.1",
-                               "--port", str(port), "--workers", str(workers), "--queue", str(queue),
-                               "--device", "cpu"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trashseg",
+            "serve",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--queue",
+            str(queue),
+            "--device",
+            "cpu",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -140,23 +166,26 @@ def main() -> None:
         port = free_port()
         server = start_server(model, port, args.workers, args.queue)
         try:
-            stats, elapsed = asyncio.run(load(f"http://127.0.0.1:{port}/predict", photo(args.size), args.clients,
-                                              args.seconds))
+            stats, elapsed = asyncio.run(
+                load(f"http://127.0.0.1:{port}/predict", photo(args.size), args.clients, args.seconds)
+            )
             rss = peak_rss_mib(server.pid)
         finally:
             server.terminate()
             server.wait(30)
     ms = np.percentile(np.array(stats["latency"]) * 1000, [50, 95, 99]) if stats["latency"] else [float("nan")] * 3
     machine = f"{platform.machine()} CPU, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}"
-    text = (f"`trashseg serve` over loopback, {args.clients} concurrent clients for {elapsed:.0f} s, each POSTing a "
-            f"{args.size}² JPEG to `/predict` (JSON with shares, overlay and mask PNGs) and waiting Retry-After on "
-            f"503; server `--workers {args.workers} --queue {args.queue}`, model: {source}. Machine: {machine}.\n\n"
-            "| requests/s (200) | p50 ms | p95 ms | p99 ms | 200s | 503s (queue full, by design) | errors | "
-            "server peak RSS MiB |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
-            f"| {len(stats['latency']) / elapsed:.2f} | {ms[0]:.0f} | {ms[1]:.0f} | {ms[2]:.0f} | "
-            f"{len(stats['latency'])} | {stats['busy']} | {len(stats['errors'])} | {rss:.0f} |\n\n"
-            f"Latency counts the wait in the queue: with {args.workers} worker(s) and {args.queue} places, a request "
-            "admitted waits behind at most that many; the rest are refused at once instead of piling up in memory.")
+    text = (
+        f"`trashseg serve` over loopback, {args.clients} concurrent clients for {elapsed:.0f} s, each POSTing a "
+        f"{args.size}² JPEG to `/predict` (JSON with shares, overlay and mask PNGs) and waiting Retry-After on "
+        f"503; server `--workers {args.workers} --queue {args.queue}`, model: {source}. Machine: {machine}.\n\n"
+        "| requests/s (200) | p50 ms | p95 ms | p99 ms | 200s | 503s (queue full, by design) | errors | "
+        "server peak RSS MiB |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+        f"| {len(stats['latency']) / elapsed:.2f} | {ms[0]:.0f} | {ms[1]:.0f} | {ms[2]:.0f} | "
+        f"{len(stats['latency'])} | {stats['busy']} | {len(stats['errors'])} | {rss:.0f} |\n\n"
+        f"Latency counts the wait in the queue: with {args.workers} worker(s) and {args.queue} places, a request "
+        "admitted waits behind at most that many; the rest are refused at once instead of piling up in memory."
+    )
     print(text)
     if stats["errors"]:
         print("errors:", sorted(set(stats["errors"]))[:10])

@@ -68,8 +68,9 @@ def score(predict: Callable[[torch.Tensor], torch.Tensor], val: DataLoader, num_
     return {"miou": s.miou, "iou": s.iou}
 
 
-def plain_loop(model: torch.nn.Module, normalize: Callable[[torch.Tensor], torch.Tensor], train_loader: DataLoader,
-               minutes: float) -> dict:
+def plain_loop(
+    model: torch.nn.Module, normalize: Callable[[torch.Tensor], torch.Tensor], train_loader: DataLoader, minutes: float
+) -> dict:
     """The naive loop: everything a first notebook does, nothing more."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=255)
@@ -104,8 +105,12 @@ def run_plain(row: str, cfg: Config, args: argparse.Namespace, val: DataLoader) 
         norm = normalizer(*encoder_normalization(cfg.model.encoder, cfg.model.weights))
     model = create_model(model_cfg, len(classes))
     info = plain_loop(model, norm, loader(args.data, "train", classes, args.out / "cache", True), args.minutes)
-    return {**info, "encoder": model_cfg.encoder, "weights": model_cfg.weights,
-            **score(lambda x: model(norm(x)), val, len(classes))}
+    return {
+        **info,
+        "encoder": model_cfg.encoder,
+        "weights": model_cfg.weights,
+        **score(lambda x: model(norm(x)), val, len(classes)),
+    }
 
 
 def run_ours(cfg: Config, args: argparse.Namespace, val: DataLoader) -> dict:
@@ -113,13 +118,17 @@ def run_ours(cfg: Config, args: argparse.Namespace, val: DataLoader) -> dict:
     start = time.monotonic()
     train(cfg, run)
     elapsed = (time.monotonic() - start) / 60
-    out = {"recipe": " ".join([args.recipe, *(f"--set {s}" for s in args.set)]), "minutes": round(elapsed, 1),
-           "run": str(run)}
+    out = {
+        "recipe": " ".join([args.recipe, *(f"--set {s}" for s in args.set)]),
+        "minutes": round(elapsed, 1),
+        "run": str(run),
+    }
     for which in ("last", "best"):
         ckpt = run / "checkpoints" / f"{which}.ckpt"
         model = Segmenter.load(ckpt if ckpt.exists() else run / "checkpoints" / "last.ckpt")
-        out[which] = score(_tensor_predict(Predictor(model, model.image_size, InferConfig(batch_size=16))), val,
-                           len(cfg.data.classes))
+        out[which] = score(
+            _tensor_predict(Predictor(model, model.image_size, InferConfig(batch_size=16))), val, len(cfg.data.classes)
+        )
     return out
 
 
@@ -142,8 +151,15 @@ def main() -> None:
     if unknown := set(rows) - set(ROWS):
         parser.error(f"--rows: unknown {sorted(unknown)}; choose from {', '.join(ROWS)}")
     torch.set_num_threads(os.cpu_count() or 1)
-    cfg = load_config(args.recipe, [f"data.root={args.data}", f"data.cache_dir={args.out / 'cache'}",
-                                    f"train.time_limit_minutes={args.minutes}", *args.set])
+    cfg = load_config(
+        args.recipe,
+        [
+            f"data.root={args.data}",
+            f"data.cache_dir={args.out / 'cache'}",
+            f"train.time_limit_minutes={args.minutes}",
+            *args.set,
+        ],
+    )
     val = loader(args.data, "val", cfg.data.classes, args.out / "cache", False)
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
@@ -170,31 +186,47 @@ def report(results: dict, classes: list[str]) -> None:
     lines = []
     for minutes, rows in sorted(results.items(), key=lambda kv: float(kv[0])):
         ours = sorted(key for key in rows if key.startswith("ours"))
-        cols = [(name, rows[key]) for name, key in (("plain loop, random init", "plain_random"),
-                                                    ("plain loop, same pretrained encoder", "plain_pretrained"))
-                if key in rows]
+        cols = [
+            (name, rows[key])
+            for name, key in (
+                ("plain loop, random init", "plain_random"),
+                ("plain loop, same pretrained encoder", "plain_pretrained"),
+            )
+            if key in rows
+        ]
         cols += [(f"{key} {which}", rows[key][which]) for key in ours for which in ("last", "best")]
         fair = rows.get("plain_pretrained", {}).get("miou")
         lines += [f"### {minutes} minutes of training per row", ""]
-        lines += [f"{key}: `{rows[key]['recipe']}` ({rows[key]['minutes']} min incl. validations, {rows[key]['date']})."
-                  for key in ours]
+        lines += [
+            f"{key}: `{rows[key]['recipe']}` ({rows[key]['minutes']} min incl. validations, {rows[key]['date']})."
+            for key in ours
+        ]
         for key in ("plain_random", "plain_pretrained"):
             if key in rows:
                 r = rows[key]
-                lines += [f"{key}: Unet-{r['encoder']} weights={r['weights']}, {r['steps']} steps, "
-                          f"{r['epochs']} epochs ({r['date']})."]
-        lines += ["", "| | " + " | ".join(name for name, _ in cols) + " |", "| --- |" + " ---: |" * len(cols),
-                  "| **mIoU** | " + " | ".join(f"**{_fmt(c['miou'])}**" for _, c in cols) + " |"]
+                lines += [
+                    f"{key}: Unet-{r['encoder']} weights={r['weights']}, {r['steps']} steps, "
+                    f"{r['epochs']} epochs ({r['date']})."
+                ]
+        lines += [
+            "",
+            "| | " + " | ".join(name for name, _ in cols) + " |",
+            "| --- |" + " ---: |" * len(cols),
+            "| **mIoU** | " + " | ".join(f"**{_fmt(c['miou'])}**" for _, c in cols) + " |",
+        ]
         if fair:
             ratios = " | ".join(f"{c['miou'] / fair:.2f}×" for _, c in cols)
             lines += [f"| ratio to the pretrained plain loop | {ratios} |"]
         lines += ["| foreground classes > 0.05 IoU | " + " | ".join(str(_above(c["iou"])) for _, c in cols) + " |"]
-        lines += [f"| {name} | " + " | ".join(_fmt(c["iou"][i]) for _, c in cols) + " |"
-                  for i, name in enumerate(classes)]
+        lines += [
+            f"| {name} | " + " | ".join(_fmt(c["iou"][i]) for _, c in cols) + " |" for i, name in enumerate(classes)
+        ]
         lines += [""]
-    text = (f"TrashCan val (452 images, 39 videos), scored at {EVAL_SIZE}² with the competition mIoU, on "
-            f"{platform.machine()} CPU ({os.cpu_count()} cores). Each budget is wall-clock training time per row.\n\n"
-            + "\n".join(lines))
+    text = (
+        f"TrashCan val (452 images, 39 videos), scored at {EVAL_SIZE}² with the competition mIoU, on "
+        f"{platform.machine()} CPU ({os.cpu_count()} cores). Each budget is wall-clock training time per row.\n\n"
+        + "\n".join(lines)
+    )
     print(text)
     update_section(Path("docs/benchmarks.md"), "Training quality on TrashCan (bench/train_trashcan.py)", text)
 

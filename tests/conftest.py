@@ -44,8 +44,17 @@ def trained_run(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from trashseg.train.run import train
 
     tmp = tmp_path_factory.mktemp("run")
-    cfg = load_config(RECIPE, [f"data.root={sample_data}", f"data.cache_dir={tmp / 'cache'}", "train.epochs=1",
-                               "train.val_every=1", "train.max_steps_per_epoch=4", "augment.image_size=64",
-                               "train.loggers=[csv]"])
+    cfg = load_config(
+        RECIPE,
+        [
+            f"data.root={sample_data}",
+            f"data.cache_dir={tmp / 'cache'}",
+            "train.epochs=1",
+            "train.val_every=1",
+            "train.max_steps_per_epoch=4",
+            "augment.image_size=64",
+            "train.loggers=[csv]",
+        ],
+    )
     train(cfg, tmp / "run")
     return tmp / "run"

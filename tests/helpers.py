@@ -32,26 +32,42 @@ def write_bomb(path: Path, w: int = 7000, h: int = 7000) -> Path:
     return path
 
 
-def make_coco(root: Path, annotations: list[dict] | None = None, images: list[dict] | None = None,
-              categories: list[dict] | None = None, name: str = "train.json", write_images: bool = True) -> Path:
+def make_coco(
+    root: Path,
+    annotations: list[dict] | None = None,
+    images: list[dict] | None = None,
+    categories: list[dict] | None = None,
+    name: str = "train.json",
+    write_images: bool = True,
+) -> Path:
     """A small dataset: by default two 32×48 images and three annotations (polygon, multi-part, RLE)."""
-    images = images if images is not None else [
-        {"id": 1, "file_name": "batch_01/0001.png", "height": 32, "width": 48},
-        {"id": 2, "file_name": "batch_01/0002.png", "height": 32, "width": 48},
-    ]
-    categories = categories if categories is not None else [
-        {"id": 1, "name": "Paper"}, {"id": 2, "name": "Metal"}, {"id": 3, "name": "Battery"}]
+    images = (
+        images
+        if images is not None
+        else [
+            {"id": 1, "file_name": "batch_01/0001.png", "height": 32, "width": 48},
+            {"id": 2, "file_name": "batch_01/0002.png", "height": 32, "width": 48},
+        ]
+    )
+    categories = (
+        categories
+        if categories is not None
+        else [{"id": 1, "name": "Paper"}, {"id": 2, "name": "Metal"}, {"id": 3, "name": "Battery"}]
+    )
     if annotations is None:
         annotations = [
             # big Paper rectangle x 0..20, y 0..16 (area 320)
-            {"id": 10, "image_id": 1, "category_id": 1, "area": 320.0,
-             "segmentation": [[0, 0, 20, 0, 20, 16, 0, 16]]},
+            {"id": 10, "image_id": 1, "category_id": 1, "area": 320.0, "segmentation": [[0, 0, 20, 0, 20, 16, 0, 16]]},
             # small Metal square inside it, x 4..8, y 4..8 (area 16), drawn on top
-            {"id": 11, "image_id": 1, "category_id": 2, "area": 16.0,
-             "segmentation": [[4, 4, 8, 4, 8, 8, 4, 8]]},
+            {"id": 11, "image_id": 1, "category_id": 2, "area": 16.0, "segmentation": [[4, 4, 8, 4, 8, 8, 4, 8]]},
             # two-part Battery on image 2
-            {"id": 12, "image_id": 2, "category_id": 3, "area": 32.0,
-             "segmentation": [[0, 0, 4, 0, 4, 4, 0, 4], [10, 10, 14, 10, 14, 14, 10, 14]]},
+            {
+                "id": 12,
+                "image_id": 2,
+                "category_id": 3,
+                "area": 32.0,
+                "segmentation": [[0, 0, 4, 0, 4, 4, 0, 4], [10, 10, 14, 10, 14, 14, 10, 14]],
+            },
         ]
     if write_images:
         for img in images:
@@ -73,10 +89,15 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
     return code, out.out + out.err
 
 
-
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "small_cpu.yaml"
-QUICK = ["train.epochs=2", "train.val_every=1", "train.max_steps_per_epoch=3", "augment.image_size=64",
-         "train.batch_size=4", "train.loggers=[csv]"]
+QUICK = [
+    "train.epochs=2",
+    "train.val_every=1",
+    "train.max_steps_per_epoch=3",
+    "augment.image_size=64",
+    "train.batch_size=4",
+    "train.loggers=[csv]",
+]
 
 
 def quick_cfg(data: Path, tmp: Path, *extra: str) -> Config:
@@ -116,6 +137,7 @@ def make_read_only(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             if creates(*args) and Path(path).absolute().is_relative_to(folder.absolute()):
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
             return real(path, *args, **kwargs)
+
         return call
 
     monkeypatch.setattr(os, "open", refuse(os.open, lambda flags, *_: flags & os.O_CREAT))

@@ -52,8 +52,12 @@ def test_path_pil_array_and_list_give_the_same_masks(model: trashseg.Model, tmp_
     Image.fromarray(image).save(tmp_path / "photo.png")
     from_array = model.predict(image)
     assert from_array.mask.shape == (40, 56) and from_array.mask.dtype == np.uint8
-    for source in (str(tmp_path / "photo.png"), tmp_path / "photo.png", Image.open(tmp_path / "photo.png"),
-                   np.dstack([image, np.full((40, 56), 255, np.uint8)])):  # RGBA: alpha dropped
+    for source in (
+        str(tmp_path / "photo.png"),
+        tmp_path / "photo.png",
+        Image.open(tmp_path / "photo.png"),
+        np.dstack([image, np.full((40, 56), 255, np.uint8)]),
+    ):  # RGBA: alpha dropped
         np.testing.assert_array_equal(model.predict(source).mask, from_array.mask)
     results = model.predict([image, _photo(64, 32, seed=1), image[:, :, 0]])
     assert [r.mask.shape for r in results] == [(40, 56), (64, 32), (40, 56)]
@@ -99,8 +103,11 @@ def test_missing_model_and_unreadable_images_are_named(model: trashseg.Model, tm
         model.predict(fake)
     with pytest.raises(trashseg.ImageError, match="missing.jpg: file not found"):
         model.predict([_photo(), tmp_path / "missing.jpg"])
-    with pytest.raises(trashseg.ImageError, match=r"image 1: expected an H×W×3 uint8 RGB array, got shape \(4, 4\) "
-                                                  "and dtype float32"):
+    with pytest.raises(
+        trashseg.ImageError,
+        match=r"image 1: expected an H×W×3 uint8 RGB array, got shape \(4, 4\) "
+        "and dtype float32",
+    ):
         model.predict([_photo(), np.zeros((4, 4), np.float32)])
     truncated = tmp_path / "cut.jpg"
     Image.fromarray(_photo()).save(tmp_path / "whole.jpg")
@@ -109,8 +116,7 @@ def test_missing_model_and_unreadable_images_are_named(model: trashseg.Model, tm
         model.predict(truncated)
 
 
-def test_an_exported_onnx_model_loads_through_the_api(trained_run: Path, model: trashseg.Model,
-                                                      tmp_path: Path) -> None:
+def test_an_exported_onnx_model_loads_through_the_api(trained_run: Path, model: trashseg.Model, tmp_path: Path) -> None:
     from trashseg.infer.export import export_run
 
     export_run(trained_run, tmp_path / "model.onnx")

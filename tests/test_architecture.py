@@ -54,8 +54,10 @@ def backward_imports(sources: dict[str, str], order: dict[str, int]) -> list[str
                 missing = here if here not in order else there
                 problems.append(f"{module}: stage {missing!r} is not in docs/architecture.md's stage order")
             elif order[there] > order[here]:
-                problems.append(f"{module} imports {target}: {there} (layer {order[there]}) comes after "
-                                f"{here} (layer {order[here]})")
+                problems.append(
+                    f"{module} imports {target}: {there} (layer {order[there]}) comes after "
+                    f"{here} (layer {order[here]})"
+                )
     return problems
 
 
@@ -72,12 +74,16 @@ def test_no_stage_imports_a_later_stage() -> None:
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("from trashseg.postprocess.crf import dense_crf_many", "trashseg.infer.predict imports trashseg.postprocess"),
-    ("def f():\n    import trashseg.serve.app", "trashseg.infer.predict imports trashseg.serve.app"),
-    ("from trashseg import pseudo", "trashseg.infer.predict imports trashseg.pseudo"),
-    ("from trashseg.newstage import x", "stage 'newstage' is not in"),
-], ids=["top-level", "lazy", "from-package", "unlisted-stage"])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("from trashseg.postprocess.crf import dense_crf_many", "trashseg.infer.predict imports trashseg.postprocess"),
+        ("def f():\n    import trashseg.serve.app", "trashseg.infer.predict imports trashseg.serve.app"),
+        ("from trashseg import pseudo", "trashseg.infer.predict imports trashseg.pseudo"),
+        ("from trashseg.newstage import x", "stage 'newstage' is not in"),
+    ],
+    ids=["top-level", "lazy", "from-package", "unlisted-stage"],
+)
 def test_a_backwards_import_is_caught(source: str, expected: str) -> None:
     order = stage_order()
     assert not backward_imports({"trashseg.infer.predict": "from trashseg.models import load_model"}, order)
@@ -89,5 +95,15 @@ def test_the_order_lists_every_stage_in_the_flow_of_the_diagram() -> None:
     order = stage_order()
     stages = {_stage(module) for module in package_sources()}
     assert stages <= order.keys(), stages - order.keys()
-    assert order["data"] < order["models"] < order["train"] < order["infer"] < order["postprocess"] \
-        < order["ensemble"] < order["pseudo"] < order["analysis"] < order["serve"] < order["cli"]
+    assert (
+        order["data"]
+        < order["models"]
+        < order["train"]
+        < order["infer"]
+        < order["postprocess"]
+        < order["ensemble"]
+        < order["pseudo"]
+        < order["analysis"]
+        < order["serve"]
+        < order["cli"]
+    )

@@ -36,9 +36,12 @@ def test_delete_replaces_an_inherited_section(tmp_path):
     (tmp_path / "base.yaml").write_text("model:\n  arch: Unet\n  params: {decoder_channels: [64, 32, 16, 8, 4]}\n")
     (tmp_path / "merge.yaml").write_text("_base_: base.yaml\nmodel:\n  params: {upsampling: 2}\n")
     (tmp_path / "swap.yaml").write_text(
-        "_base_: base.yaml\nmodel:\n  arch: FPN\n  params: {_delete_: true, decoder_dropout: 0.1}\n")
-    assert load_config(tmp_path / "merge.yaml").model.params == {"decoder_channels": [64, 32, 16, 8, 4],
-                                                                 "upsampling": 2}
+        "_base_: base.yaml\nmodel:\n  arch: FPN\n  params: {_delete_: true, decoder_dropout: 0.1}\n"
+    )
+    assert load_config(tmp_path / "merge.yaml").model.params == {
+        "decoder_channels": [64, 32, 16, 8, 4],
+        "upsampling": 2,
+    }
     assert load_config(tmp_path / "swap.yaml").model.params == {"decoder_dropout": 0.1}
     (tmp_path / "alone.yaml").write_text("model:\n  params: {_delete_: true, decoder_dropout: 0.1}\n")
     assert load_config(tmp_path / "alone.yaml").model.params == {"decoder_dropout": 0.1}
@@ -76,10 +79,16 @@ def test_set_value_that_is_not_yaml_is_named(tiny, capsys):
     assert "Traceback" not in text
 
 
-@pytest.mark.parametrize("override, key", [
-    ("train.grad_clip=.nan", "train.grad_clip"), ("optim.lr=.inf", "optim.lr"), ("optim.lr=nan", "optim.lr"),
-    ("infer.scales=[1.0, -.inf]", "infer.scales.1"), ("model.std=[0.5, .nan, 0.5]", "model.std.1"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.grad_clip=.nan", "train.grad_clip"),
+        ("optim.lr=.inf", "optim.lr"),
+        ("optim.lr=nan", "optim.lr"),
+        ("infer.scales=[1.0, -.inf]", "infer.scales.1"),
+        ("model.std=[0.5, .nan, 0.5]", "model.std.1"),
+    ],
+)
 def test_non_finite_numbers_are_refused_by_key(override, key):
     with pytest.raises(TrashsegError, match=rf"{key}: Input should be a finite number"):
         load_config(None, [override])
@@ -102,8 +111,9 @@ def test_a_local_file_wins_over_a_shipped_recipe_of_the_same_name(tmp_path, monk
 
 def test_unknown_recipe_names_the_shipped_ones(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(TrashsegError,
-                       match=r"config file not found: upernet_swin_x; .*upernet_swin_b.*trashseg configs"):
+    with pytest.raises(
+        TrashsegError, match=r"config file not found: upernet_swin_x; .*upernet_swin_b.*trashseg configs"
+    ):
         load_config("upernet_swin_x")
     with pytest.raises(TrashsegError, match="config file not found: ../configs/small_cpu.yaml"):
         load_config("../configs/small_cpu.yaml")  # names never climb out of the shipped folder

@@ -49,9 +49,9 @@ def test_entrypoint_is_a_serve_command_the_cli_accepts():
 
 
 def test_build_context_holds_what_the_dockerfile_copies():
-    sources = [part for line in _instruction("COPY") if not line.startswith("--from")
-               for part in line.split()[:-1]]
+    sources = [part for line in _instruction("COPY") if not line.startswith("--from") for part in line.split()[:-1]]
     assert sorted(sources) == ["README.md", "pyproject.toml", "requirements.lock", "src"]
-    allowed = [line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.startswith("!")]
+    allowed = [
+        line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")
+    ]
     assert all((ROOT / s).exists() and s in allowed for s in sources)

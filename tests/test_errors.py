@@ -30,10 +30,16 @@ def test_cli_shows_a_training_workers_error_without_its_traceback(tmp_path, caps
     (tmp_path / "val.json").write_text((tmp_path / "train.json").read_text())
     (tmp_path / "batch_01" / "0001.png").write_bytes(b"not a png")
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(json.dumps({"data": {"classes": CLASSES, "cache_images": False},
-                                  "model": {"encoder": "resnet18", "weights": None},
-                                  "augment": {"image_size": 32, "preset": "none"},
-                                  "train": {"epochs": 1, "batch_size": 2, "num_workers": 1, "loggers": ["csv"]}}))
+    recipe.write_text(
+        json.dumps(
+            {
+                "data": {"classes": CLASSES, "cache_images": False},
+                "model": {"encoder": "resnet18", "weights": None},
+                "augment": {"image_size": 32, "preset": "none"},
+                "train": {"epochs": 1, "batch_size": 2, "num_workers": 1, "loggers": ["csv"]},
+            }
+        )
+    )
     code, text = run_cli(["train", recipe, "--data", tmp_path, "--out", tmp_path / "run"], capsys)
     assert code == 2 and "0001.png: cannot be decoded" in text, text
     assert "Caught" not in text and "Traceback" not in text
@@ -45,8 +51,9 @@ def test_missing_extra_names_the_extra_to_install(monkeypatch):
     from trashseg.errors import MissingExtra, require_extra
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
-    with pytest.raises(MissingExtra,
-                       match=r"""needs the optional package 'onnxruntime': pip install "trashseg\[onnx\]\""""):
+    with pytest.raises(
+        MissingExtra, match=r"""needs the optional package 'onnxruntime': pip install "trashseg\[onnx\]\""""
+    ):
         require_extra("onnxruntime", "onnx", "Running an ONNX model")
     assert require_extra("json", "x", "y") is json
 
@@ -60,8 +67,9 @@ def test_a_broken_import_inside_an_installed_extra_is_not_reported_as_missing(tm
         require_extra("half_installed", "onnx", "x")
 
 
-def test_commands_without_their_extra_exit_with_the_install_line(trained_run, sample_data, tmp_path, monkeypatch,
-                                                                 capsys):
+def test_commands_without_their_extra_exit_with_the_install_line(
+    trained_run, sample_data, tmp_path, monkeypatch, capsys
+):
     import sys
 
     monkeypatch.setitem(sys.modules, "onnx", None)
@@ -71,8 +79,25 @@ def test_commands_without_their_extra_exit_with_the_install_line(trained_run, sa
     for module in ("pydensecrf", "pydensecrf.densecrf"):  # the solver too: an earlier test may have imported it
         monkeypatch.setitem(sys.modules, module, None)
     pred = tmp_path / "pred"
-    assert run_cli(["predict", trained_run, "--data", sample_data, "--split", "val", "--out", pred, "--save-probs",
-                    "--workers", "0"], capsys)[0] == 0
+    assert (
+        run_cli(
+            [
+                "predict",
+                trained_run,
+                "--data",
+                sample_data,
+                "--split",
+                "val",
+                "--out",
+                pred,
+                "--save-probs",
+                "--workers",
+                "0",
+            ],
+            capsys,
+        )[0]
+        == 0
+    )
     code, text = run_cli(["crf", pred, "--out", tmp_path / "crf"], capsys)
     assert code == 2 and 'pip install "trashseg[crf]"' in " ".join(text.split()), text
     assert not (tmp_path / "crf").exists()  # refused before anything was written

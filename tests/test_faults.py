@@ -23,8 +23,14 @@ pytestmark = pytest.mark.slow
 KILLS = 3
 # Two epochs (one resume point) from random init: converting pretrained weights on the first use of a cache
 # draws from the global RNG, which would make the first run differ from later ones whatever the kills do.
-TRAIN = [*QUICK, "train.max_steps_per_epoch=1", "train.batch_size=2", "augment.image_size=32",
-         "train.num_workers=2", "model.weights=null"]
+TRAIN = [
+    *QUICK,
+    "train.max_steps_per_epoch=1",
+    "train.batch_size=2",
+    "augment.image_size=32",
+    "train.num_workers=2",
+    "model.weights=null",
+]
 
 
 def _descendants(pid: int) -> set[int]:
@@ -109,11 +115,21 @@ def _history(run: Path) -> list[dict]:
 def test_killed_training_resumes_to_the_uninterrupted_result(tiny_data, straight_run, tmp_path):
     straight, seconds = straight_run
     run, cache = tmp_path / "run", tmp_path / "cache"
-    base = ["train", RECIPE, "--data", tiny_data, "--out", run, "--set", f"data.cache_dir={cache}",
-            *sum([["--set", s] for s in TRAIN], [])]
+    base = [
+        "train",
+        RECIPE,
+        "--data",
+        tiny_data,
+        "--out",
+        run,
+        "--set",
+        f"data.cache_dir={cache}",
+        *sum([["--set", s] for s in TRAIN], []),
+    ]
     # a user reruns with --resume once a checkpoint exists (before that, --resume refuses and says so)
-    _killed_then_finished(lambda: base + ["--resume"] * (run / "checkpoints/last.ckpt").exists(), seconds,
-                          tmp_path / "log.txt", seed=0)
+    _killed_then_finished(
+        lambda: base + ["--resume"] * (run / "checkpoints/last.ckpt").exists(), seconds, tmp_path / "log.txt", seed=0
+    )
     assert _history(run) == _history(straight)
     assert json.loads((run / "metrics.json").read_text()) == json.loads((straight / "metrics.json").read_text())
     a, b = (torch.load(r / "checkpoints/last.ckpt", weights_only=False)["state_dict"] for r in (straight, run))
@@ -123,8 +139,22 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tiny_data, straight
 
 def test_killed_predict_reruns_to_the_uninterrupted_result(tiny_data, straight_run, tmp_path, capsys):
     model = straight_run[0]
-    args = lambda out: ["predict", model, "--data", tiny_data, "--out", out, "--save-probs", "--workers", "2",  # noqa
-                        "--set", "infer.batch_size=2"]
+
+    def args(out: Path) -> list:
+        return [
+            "predict",
+            model,
+            "--data",
+            tiny_data,
+            "--out",
+            out,
+            "--save-probs",
+            "--workers",
+            "2",
+            "--set",
+            "infer.batch_size=2",
+        ]
+
     start = time.monotonic()
     assert run_cli(args(tmp_path / "straight"), capsys)[0] == 0
     seconds = time.monotonic() - start
@@ -133,6 +163,8 @@ def test_killed_predict_reruns_to_the_uninterrupted_result(tiny_data, straight_r
     masks = sorted(p.relative_to(tmp_path / "straight") for p in (tmp_path / "straight" / "masks").rglob("*.png"))
     assert len(masks) == 16 and masks == sorted(p.relative_to(out) for p in (out / "masks").rglob("*.png"))
     for rel in masks:
-        assert np.array_equal(cv2.imread(str(tmp_path / "straight" / rel), cv2.IMREAD_UNCHANGED),
-                              cv2.imread(str(out / rel), cv2.IMREAD_UNCHANGED)), rel
+        assert np.array_equal(
+            cv2.imread(str(tmp_path / "straight" / rel), cv2.IMREAD_UNCHANGED),
+            cv2.imread(str(out / rel), cv2.IMREAD_UNCHANGED),
+        ), rel
     assert not list(out.rglob("*.tmp*"))

@@ -9,8 +9,11 @@ from trashseg.fileio import atomic_open, remove_stale_temps
 
 
 def _dead_pid() -> int:
-    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True, check=True).stdout)
+    return int(
+        subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+        ).stdout
+    )
 
 
 def test_only_the_temporaries_of_dead_writers_on_this_host_are_removed(tmp_path):

@@ -27,8 +27,22 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-                    "-w", str(out), str(src)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(out),
+            str(src),
+        ],
+        check=True,
+    )
     return next(out.glob("trashseg-*.whl"))
 
 
@@ -55,11 +69,14 @@ def test_installed_wheel_runs_outside_the_checkout(wheel, tmp_path):
     """The wheel alone (--no-deps) in a new venv; its dependencies come from this environment's site-packages
     through a .pth file, which adds the folder but not its editable install of trashseg (not processed there)."""
     python = _fresh_venv(tmp_path / "venv")
-    site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], tmp_path)
-                .stdout.strip())
+    site = Path(
+        _run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], tmp_path).stdout.strip()
+    )
     (site / "_deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q",
-                    str(wheel)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        check=True,
+    )
     work = tmp_path / "elsewhere"
     work.mkdir()
     bin_dir = python.parent
@@ -81,8 +98,9 @@ def _interpreter(version: str) -> str | None:
         root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip()
         candidates += sorted(glob.glob(f"{root}/versions/{version}.*/bin/python{version}"), reverse=True)
     for candidate in filter(None, candidates):
-        probe = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                               capture_output=True, text=True)
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True
+        )
         if probe.returncode == 0 and probe.stdout.strip() == version:
             return candidate
     return None
@@ -93,8 +111,21 @@ def _venv_with_wheel(wheel: Path, tmp_path: Path, version: str) -> Path:
     if python is None:
         pytest.skip(f"Python {version} is not installed here")
     venv_python = _fresh_venv(tmp_path / "venv", python)
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv_python), "install", "--no-deps", "--no-index",
-                    "-q", str(wheel)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv_python),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "-q",
+            str(wheel),
+        ],
+        check=True,
+    )
     return venv_python
 
 
@@ -107,8 +138,14 @@ def test_wheel_installs_and_compiles_on_each_claimed_python(wheel, tmp_path, ver
     package = _run([str(venv_python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], tmp_path)
     compiled = _run([str(venv_python), "-m", "compileall", "-q", f"{package.stdout.strip()}/trashseg"], tmp_path)
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr
-    found = _run([str(venv_python), "-c", "import importlib.metadata as m, trashseg; "
-                                          "print(m.version('trashseg'), trashseg.__version__)"], tmp_path)
+    found = _run(
+        [
+            str(venv_python),
+            "-c",
+            "import importlib.metadata as m, trashseg; print(m.version('trashseg'), trashseg.__version__)",
+        ],
+        tmp_path,
+    )
     assert found.stdout.split() == ["0.1.0", "0.1.0"], found
 
 
@@ -123,12 +160,43 @@ def test_recipes_cli_runs_on_newer_pythons(wheel, tmp_path, version):
     """On 3.12 / 3.13 the CLI and the shipped recipes really run: the wheel plus the light packages that
     `trashseg configs` and config loading import (pinned from requirements.lock, from PyPI; about 20 s)."""
     venv_python = _venv_with_wheel(wheel, tmp_path, version)
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv_python), "install", "-q", "--no-deps",
-                    *_pins("typer", "click", "rich", "markdown-it-py", "mdurl", "pygments", "shellingham",
-                           "typing_extensions", "annotated-doc", "pyyaml", "pydantic", "pydantic_core",
-                           "annotated-types", "typing-inspection")], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv_python),
+            "install",
+            "-q",
+            "--no-deps",
+            *_pins(
+                "typer",
+                "click",
+                "rich",
+                "markdown-it-py",
+                "mdurl",
+                "pygments",
+                "shellingham",
+                "typing_extensions",
+                "annotated-doc",
+                "pyyaml",
+                "pydantic",
+                "pydantic_core",
+                "annotated-types",
+                "typing-inspection",
+            ),
+        ],
+        check=True,
+    )
     result = _run([str(venv_python.parent / "trashseg"), "configs"], tmp_path)
     assert result.returncode == 0 and "upernet_swin_b" in result.stdout and "data/trashcan" in result.stdout, result
-    loaded = _run([str(venv_python), "-c", "from trashseg.config import load_config; "
-                                           "print(load_config('upernet_swin_b').model.arch)"], tmp_path)
+    loaded = _run(
+        [
+            str(venv_python),
+            "-c",
+            "from trashseg.config import load_config; print(load_config('upernet_swin_b').model.arch)",
+        ],
+        tmp_path,
+    )
     assert loaded.stdout.strip() == "UPerNet", loaded

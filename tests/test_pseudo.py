@@ -13,15 +13,32 @@ def test_confident_labels_threshold():
 
 def test_pseudo_then_train_with_extra_data(trained_run, sample_data, tmp_path, capsys):
     pred = tmp_path / "pred"
-    assert run_cli(["predict", trained_run, "--data", sample_data, "--out", pred, "--save-probs", "--workers", "0"],
-                   capsys)[0] == 0
+    assert (
+        run_cli(
+            ["predict", trained_run, "--data", sample_data, "--out", pred, "--save-probs", "--workers", "0"], capsys
+        )[0]
+        == 0
+    )
     code, text = run_cli(["pseudo", pred, "--out", tmp_path / "pl", "--threshold", "0.3"], capsys)
     assert code == 0, text
     manifest = json.loads((tmp_path / "pl" / "pseudo.json").read_text())
     assert len(manifest["images"]) == 8 and manifest["threshold"] == 0.3
     recipe = trained_run / "config.yaml"
-    code, text = run_cli(["train", recipe, "--data", sample_data, "--out", tmp_path / "r2", "--extra-data",
-                          tmp_path / "pl", "--set", "data.extra_ratio=0.5"], capsys)
+    code, text = run_cli(
+        [
+            "train",
+            recipe,
+            "--data",
+            sample_data,
+            "--out",
+            tmp_path / "r2",
+            "--extra-data",
+            tmp_path / "pl",
+            "--set",
+            "data.extra_ratio=0.5",
+        ],
+        capsys,
+    )
     assert code == 0, text
     code, text = run_cli(["pseudo", trained_run, "--out", tmp_path / "x"], capsys)
     assert code == 2 and "not a prediction folder" in text
@@ -34,8 +51,12 @@ def test_extra_data_is_mixed_in_with_its_ratio(trained_run, sample_data, tmp_pat
     from trashseg.train.run import build_data
 
     pred = tmp_path / "pred"
-    assert run_cli(["predict", trained_run, "--data", sample_data, "--out", pred, "--save-probs", "--workers", "0"],
-                   capsys)[0] == 0
+    assert (
+        run_cli(
+            ["predict", trained_run, "--data", sample_data, "--out", pred, "--save-probs", "--workers", "0"], capsys
+        )[0]
+        == 0
+    )
     assert run_cli(["pseudo", pred, "--out", tmp_path / "pl", "--threshold", "0.99"], capsys)[0] == 0
     cfg = load_config(trained_run / "config.yaml", [f"data.extra=[{tmp_path / 'pl'}]", "data.extra_ratio=0.25"])
     data = build_data(cfg)

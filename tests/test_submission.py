@@ -32,16 +32,19 @@ def test_roundtrip_resizes_to_256_nearest_row_major(tmp_path, split):
     assert check_submission(path, split) == []
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda ls: ["id,pred"] + ls[1:], "header must be image_id,PredictionString"),
-    (lambda ls: ls[:2], "1 rows, test.json has 2 images"),
-    (lambda ls: [ls[0], ls[2], ls[1]], "rows are not in test.json order"),
-    (lambda ls: ls + [ls[1]], "image_id batch_01/0001.png appears twice"),
-    (lambda ls: [ls[0], ls[1].replace("0001.png", "0009.png"), ls[2]], "image_id batch_01/0009.png is not in"),
-    (lambda ls: [ls[0], ls[1] + " 1", ls[2]], "65537 values, expected 65536"),
-    (lambda ls: [ls[0], ls[1][:-1] + "7", ls[2]], "class ids must lie in [0, 3]"),
-    (lambda ls: [ls[0], ls[1][:-1] + "x", ls[2]], "non-integer values"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda ls: ["id,pred"] + ls[1:], "header must be image_id,PredictionString"),
+        (lambda ls: ls[:2], "1 rows, test.json has 2 images"),
+        (lambda ls: [ls[0], ls[2], ls[1]], "rows are not in test.json order"),
+        (lambda ls: ls + [ls[1]], "image_id batch_01/0001.png appears twice"),
+        (lambda ls: [ls[0], ls[1].replace("0001.png", "0009.png"), ls[2]], "image_id batch_01/0009.png is not in"),
+        (lambda ls: [ls[0], ls[1] + " 1", ls[2]], "65537 values, expected 65536"),
+        (lambda ls: [ls[0], ls[1][:-1] + "7", ls[2]], "class ids must lie in [0, 3]"),
+        (lambda ls: [ls[0], ls[1][:-1] + "x", ls[2]], "non-integer values"),
+    ],
+)
 def test_check_names_each_problem(tmp_path, split, mutate, message):
     path = tmp_path / "sub.csv"
     write_submission(path, _masks(split))
@@ -71,7 +74,8 @@ def test_latin1_file_is_a_named_problem_not_a_traceback(tmp_path, split, capsys)
     text = path.read_text().replace("batch_01/0002.png", "batch_01/0002_é.png")
     path.write_bytes(text.encode("latin-1"))
     assert [p.code for p in check_submission(path, split)][-1] == "bad_file"
-    code, out = run_cli(["submission", "check", path, "--data", tmp_path, "--set",
-                         f"data.classes=[{','.join(CLASSES)}]"], capsys)
+    code, out = run_cli(
+        ["submission", "check", path, "--data", tmp_path, "--set", f"data.classes=[{','.join(CLASSES)}]"], capsys
+    )
     assert code == 1 and f"{path}: not UTF-8 text (byte 0xe9 is invalid there); save the CSV as UTF-8" in out, out
     assert "Traceback" not in out

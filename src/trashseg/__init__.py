@@ -11,9 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_LAZY = {"load": "trashseg.api", "Model": "trashseg.api", "Result": "trashseg.api",
-         "SegmentObject": "trashseg.infer.objects", "TrashsegError": "trashseg.errors",
-         "ModelNotFoundError": "trashseg.errors", "ImageError": "trashseg.data.images"}
+_LAZY = {
+    "load": "trashseg.api",
+    "Model": "trashseg.api",
+    "Result": "trashseg.api",
+    "SegmentObject": "trashseg.infer.objects",
+    "TrashsegError": "trashseg.errors",
+    "ModelNotFoundError": "trashseg.errors",
+    "ImageError": "trashseg.data.images",
+}
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:

@@ -60,8 +60,14 @@ class Result:
 class Model:
     """A trained model (``Segmenter`` or ONNX) with the test-time settings it predicts with by default."""
 
-    def __init__(self, network: InferenceModel, *, device: torch.device | str = "cpu",
-                 infer: InferConfig | None = None, max_pixels: int = MAX_PIXELS):
+    def __init__(
+        self,
+        network: InferenceModel,
+        *,
+        device: torch.device | str = "cpu",
+        infer: InferConfig | None = None,
+        max_pixels: int = MAX_PIXELS,
+    ):
         self.network, self.device = network, torch.device(device)
         self.infer = infer or InferConfig()
         self.max_pixels = max_pixels
@@ -75,9 +81,15 @@ class Model:
         """Where the model came from (source file, runtime, validation mIoU when known)."""
         return self.network.info
 
-    def predict(self, photos: Photo | list[Photo] | tuple[Photo, ...], *, tta: str | None = None,
-                scales: Sequence[float] | None = None, probs: bool = False,
-                min_area: int = 0) -> Result | list[Result]:
+    def predict(
+        self,
+        photos: Photo | list[Photo] | tuple[Photo, ...],
+        *,
+        tta: str | None = None,
+        scales: Sequence[float] | None = None,
+        probs: bool = False,
+        min_area: int = 0,
+    ) -> Result | list[Result]:
         """Segment one photo, or a list of them (→ a list of results, predicted `infer.batch_size` at a time).
 
         `tta`: "none", "hflip", "vflip" or "flip" (both); `scales`: multiples of the training size, averaged
@@ -99,18 +111,28 @@ class Model:
             changes["scales"] = list(scales)
         return InferConfig.model_validate({**self.infer.model_dump(), **changes}) if changes else self.infer
 
-    def _predict_many(self, photos: list[Photo], names: list[str], cfg: InferConfig, keep_probs: bool,
-                      min_area: int) -> list[Result]:
+    def _predict_many(
+        self, photos: list[Photo], names: list[str], cfg: InferConfig, keep_probs: bool, min_area: int
+    ) -> list[Result]:
         predictor = Predictor(self.network, self.network.image_size, cfg, device=self.device)
         results = []
         for start in range(0, len(photos), cfg.batch_size):  # decoded a batch at a time: a long list fits memory
             batch = slice(start, start + cfg.batch_size)
-            images = [photo_array(photo, name, self.max_pixels)
-                      for photo, name in zip(photos[batch], names[batch], strict=True)]
+            images = [
+                photo_array(photo, name, self.max_pixels)
+                for photo, name in zip(photos[batch], names[batch], strict=True)
+            ]
             for image, p in zip(images, predictor.predict(images), strict=True):
                 mask = p.argmax(0).astype(np.uint8)
-                results.append(Result(image=image, mask=mask, classes=self.classes, probs=p if keep_probs else None,
-                                      objects=find_objects(mask, self.classes, p, min_area=min_area)))
+                results.append(
+                    Result(
+                        image=image,
+                        mask=mask,
+                        classes=self.classes,
+                        probs=p if keep_probs else None,
+                        objects=find_objects(mask, self.classes, p, min_area=min_area),
+                    )
+                )
         return results
 
 
@@ -142,8 +164,9 @@ def photo_array(photo: Photo, name: str = "image", max_pixels: int = MAX_PIXELS)
 def _checked_array(array: np.ndarray, name: str) -> np.ndarray:
     shape_ok = array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))
     if array.dtype != np.uint8 or array.size == 0 or not shape_ok:
-        raise ImageError.named(name, f"expected an H×W×3 uint8 RGB array, got shape {array.shape} and dtype "
-                                     f"{array.dtype}")
+        raise ImageError.named(
+            name, f"expected an H×W×3 uint8 RGB array, got shape {array.shape} and dtype {array.dtype}"
+        )
     if array.ndim == 2:
         return np.repeat(array[:, :, None], 3, axis=2)
     return np.ascontiguousarray(array[:, :, :3])

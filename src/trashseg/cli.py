@@ -14,29 +14,43 @@ from rich.table import Table
 from trashseg.config import Config, load_config
 from trashseg.errors import TrashsegError, VideoError, user_message
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
-                  help="Segment recycling waste: data checks, training, inference, ensembles, submission.")
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="Segment recycling waste: data checks, training, inference, ensembles, submission.",
+)
 data_app = typer.Typer(no_args_is_help=True, help="Dataset checks.")
 submission_app = typer.Typer(no_args_is_help=True, help="Competition submission CSV.")
 app.add_typer(data_app, name="data")
 app.add_typer(submission_app, name="submission")
-convert_app = typer.Typer(no_args_is_help=True, help="Labels in from other tools (masks, CVAT, Label Studio) and out "
-                                                      "to labelling tools.")
+convert_app = typer.Typer(
+    no_args_is_help=True, help="Labels in from other tools (masks, CVAT, Label Studio) and out to labelling tools."
+)
 app.add_typer(convert_app, name="convert")
 console = Console()
 
-ConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", "-c", help="Recipe: a YAML file or a shipped recipe's name (e.g. data/trashcan; `trashseg configs`).")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Recipe: a YAML file or a shipped recipe's name (e.g. data/trashcan; `trashseg configs`).",
+    ),
+]
 DEMO_OUT = Path("demo_out")  # where `trashseg demo` writes by default, and `trashseg serve` looks without a model
 # `\\[` keeps rich from reading "[a,b]" as markup and dropping it from the help text.
-SetOpt = Annotated[list[str] | None, typer.Option(
-    "--set", help="Override a config key: --set data.classes=\\[a,b] (value parsed as YAML).")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config key: --set data.classes=\\[a,b] (value parsed as YAML)."),
+]
 SplitOpt = Annotated[str, typer.Option(help="train / val / test, or a COCO file name under the dataset root.")]
 FolderSplitOpt = Annotated[str | None, typer.Option(help="Default: the split the folder was predicted on.")]
 
 
-def _config(config: Path | None, overrides: list[str] | None, data: Path | None = None,
-            classes: list[str] | None = None) -> Config:
+def _config(
+    config: Path | None, overrides: list[str] | None, data: Path | None = None, classes: list[str] | None = None
+) -> Config:
     """Config file + --set overrides + --data. `classes` (those a model or prediction folder was made with)
     replace the default class list when neither a config nor an override gives one."""
     cfg = load_config(config, overrides)
@@ -66,8 +80,14 @@ def _scores_table(scores, classes: list[str], title: str) -> Table:
 
 
 @app.command()
-def sample(out: Annotated[Path, typer.Argument(help="Folder to write the generated dataset into.")],
-           train: int = 48, val: int = 16, test: int = 16, size: int = 256, seed: int = 0) -> None:
+def sample(
+    out: Annotated[Path, typer.Argument(help="Folder to write the generated dataset into.")],
+    train: int = 48,
+    val: int = 16,
+    test: int = 16,
+    size: int = 256,
+    seed: int = 0,
+) -> None:
     """Write a deterministic procedural dataset in the competition layout (11 recycling classes)."""
     from trashseg.data.sample import write_sample_dataset
 
@@ -76,11 +96,14 @@ def sample(out: Annotated[Path, typer.Argument(help="Folder to write the generat
 
 
 @data_app.command("check")
-def data_check(data: Annotated[Path, typer.Argument(help="Dataset root folder.")],
-               config: ConfigOpt = None, set_: SetOpt = None,
-               report: Annotated[Path, typer.Option(help="Where to write the JSON report.")] = Path("data_check.json"),
-               strict: Annotated[bool, typer.Option(help="Fail on warnings too.")] = False,
-               workers: int = 4) -> None:
+def data_check(
+    data: Annotated[Path, typer.Argument(help="Dataset root folder.")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    report: Annotated[Path, typer.Option(help="Where to write the JSON report.")] = Path("data_check.json"),
+    strict: Annotated[bool, typer.Option(help="Fail on warnings too.")] = False,
+    workers: int = 4,
+) -> None:
     """Validate JSON, ids, categories, images and annotations; exit 1 when something is wrong."""
     from trashseg.data.check import check_dataset, summarize
     from trashseg.fileio import atomic_write_json
@@ -93,8 +116,13 @@ def data_check(data: Annotated[Path, typer.Argument(help="Dataset root folder.")
     for col in ("file", "images", "annotations", "errors", "warnings"):
         table.add_column(col, justify="left" if col == "file" else "right")
     for r in reports:
-        table.add_row(Path(r.file).name, str(r.images), str(r.annotations),
-                      f"[red]{r.count('error')}[/red]" if r.count("error") else "0", str(r.count("warning")))
+        table.add_row(
+            Path(r.file).name,
+            str(r.images),
+            str(r.annotations),
+            f"[red]{r.count('error')}[/red]" if r.count("error") else "0",
+            str(r.count("warning")),
+        )
     console.print(table)
     problems = [p for r in reports for p in r.problems]
     for p in problems[:30]:
@@ -107,9 +135,13 @@ def data_check(data: Annotated[Path, typer.Argument(help="Dataset root folder.")
 
 
 @submission_app.command("check")
-def submission_check(file: Annotated[Path, typer.Argument(help="Submission CSV.")],
-                     data: Annotated[Path | None, typer.Option(help="Dataset root.")] = None,
-                     split: SplitOpt = "test", config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def submission_check(
+    file: Annotated[Path, typer.Argument(help="Submission CSV.")],
+    data: Annotated[Path | None, typer.Option(help="Dataset root.")] = None,
+    split: SplitOpt = "test",
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
     """Check a submission CSV against the test split: header, rows, ids, order, lengths, class ids."""
     from trashseg.submission import check_submission
 
@@ -123,11 +155,15 @@ def submission_check(file: Annotated[Path, typer.Argument(help="Submission CSV."
 
 
 @app.command()
-def evaluate(pred: Annotated[Path, typer.Argument(help="Submission CSV or prediction folder (masks/*.png).")],
-             data: Annotated[Path | None, typer.Option(help="Dataset root.")] = None,
-             split: SplitOpt = "val", config: ConfigOpt = None, set_: SetOpt = None,
-             size: Annotated[int, typer.Option(help="Score at size×size (competition: 256); 0 = native.")] = 256,
-             out: Annotated[Path | None, typer.Option(help="Write scores as JSON here.")] = None) -> None:
+def evaluate(
+    pred: Annotated[Path, typer.Argument(help="Submission CSV or prediction folder (masks/*.png).")],
+    data: Annotated[Path | None, typer.Option(help="Dataset root.")] = None,
+    split: SplitOpt = "val",
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    size: Annotated[int, typer.Option(help="Score at size×size (competition: 256); 0 = native.")] = 256,
+    out: Annotated[Path | None, typer.Option(help="Write scores as JSON here.")] = None,
+) -> None:
     """Score predictions with the competition's mIoU and print per-class IoU."""
     from trashseg.data.masks import mask_cache
     from trashseg.evaluate import evaluate as run_evaluate
@@ -142,14 +178,22 @@ def evaluate(pred: Annotated[Path, typer.Argument(help="Submission CSV or predic
 
 
 @app.command()
-def split(data: Annotated[Path, typer.Argument(help="Dataset root.")],
-          folds: Annotated[int, typer.Option(help="Number of folds.")] = 5,
-          group_by: Annotated[str | None, typer.Option(
-              help="Regex on file_name; images with the same match (first group) stay together. "
-                   "Default: the folder. Empty string: no grouping.")] = None,
-          source: Annotated[str, typer.Option(help="Split file to divide (train / a COCO file name).")] = "train",
-          out: Annotated[Path | None, typer.Option(help="Folder for the fold JSONs (default DATA/folds).")] = None,
-          seed: int = 0, config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def split(
+    data: Annotated[Path, typer.Argument(help="Dataset root.")],
+    folds: Annotated[int, typer.Option(help="Number of folds.")] = 5,
+    group_by: Annotated[
+        str | None,
+        typer.Option(
+            help="Regex on file_name; images with the same match (first group) stay together. "
+            "Default: the folder. Empty string: no grouping."
+        ),
+    ] = None,
+    source: Annotated[str, typer.Option(help="Split file to divide (train / a COCO file name).")] = "train",
+    out: Annotated[Path | None, typer.Option(help="Folder for the fold JSONs (default DATA/folds).")] = None,
+    seed: int = 0,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
     """Multilabel-stratified, grouped k-fold split; prints per-fold class balance."""
     from trashseg.data.masks import mask_cache
     from trashseg.data.splits import DEFAULT_GROUP, image_groups, make_folds, write_folds
@@ -167,8 +211,9 @@ def split(data: Annotated[Path, typer.Argument(help="Dataset root.")],
     for k in range(folds):
         table.add_column(f"fold {k} val", justify="right")
     for c, name in enumerate(cfg.data.classes[1:], start=1):
-        table.add_row(name, *[f"{int(stats.presence[f.val, c].sum())}/{int(stats.presence[:, c].sum())}"
-                              for f in fold_list])
+        table.add_row(
+            name, *[f"{int(stats.presence[f.val, c].sum())}/{int(stats.presence[:, c].sum())}" for f in fold_list]
+        )
     table.add_section()
     table.add_row("images", *[str(len(f.val)) for f in fold_list])
     console.print(table)
@@ -176,18 +221,26 @@ def split(data: Annotated[Path, typer.Argument(help="Dataset root.")],
 
 
 @app.command()
-def train(config: Annotated[Path, typer.Argument(
-              help="Recipe: a shipped recipe's name (e.g. upernet_swin_b; `trashseg configs`) or a YAML file.")],
-          data: Annotated[Path | None, typer.Option(help="Dataset root (data.root).")] = None,
-          set_: SetOpt = None,
-          out: Annotated[Path | None, typer.Option(help="Run folder (default runs/<name>).")] = None,
-          resume: Annotated[bool, typer.Option(help="Continue the run in --out from last.ckpt.")] = False,
-          fold: Annotated[int | None, typer.Option(help="Train on fold k of `trashseg split`.")] = None,
-          all_folds: Annotated[int | None, typer.Option(
-              "--all-folds", help="Train folds 0..K-1, each into OUT/fold<k>.")] = None,
-          extra_data: Annotated[list[Path] | None, typer.Option(
-              help="Pseudo-label dataset(s) from `trashseg pseudo` (data.extra); mix with data.extra_ratio.")] = None
-          ) -> None:
+def train(
+    config: Annotated[
+        Path,
+        typer.Argument(
+            help="Recipe: a shipped recipe's name (e.g. upernet_swin_b; `trashseg configs`) or a YAML file."
+        ),
+    ],
+    data: Annotated[Path | None, typer.Option(help="Dataset root (data.root).")] = None,
+    set_: SetOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/<name>).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from last.ckpt.")] = False,
+    fold: Annotated[int | None, typer.Option(help="Train on fold k of `trashseg split`.")] = None,
+    all_folds: Annotated[
+        int | None, typer.Option("--all-folds", help="Train folds 0..K-1, each into OUT/fold<k>.")
+    ] = None,
+    extra_data: Annotated[
+        list[Path] | None,
+        typer.Option(help="Pseudo-label dataset(s) from `trashseg pseudo` (data.extra); mix with data.extra_ratio."),
+    ] = None,
+) -> None:
     """Train a model; the run folder holds config, checkpoints (best by val mIoU, last), metrics and plots."""
     from trashseg.train.run import train as run_train
 
@@ -202,15 +255,18 @@ def train(config: Annotated[Path, typer.Argument(
             fold_cfg.data.train = f"{cfg.data.folds_dir}/fold{k}_train.json"
             fold_cfg.data.val = f"{cfg.data.folds_dir}/fold{k}_val.json"
             if not fold_cfg.data.split_path("train").exists():
-                raise TrashsegError(f"{fold_cfg.data.split_path('train')}: not found; make the folds first with "
-                                    f"`trashseg split {cfg.data.root_dir()} --folds K`")
+                raise TrashsegError(
+                    f"{fold_cfg.data.split_path('train')}: not found; make the folds first with "
+                    f"`trashseg split {cfg.data.root_dir()} --folds K`"
+                )
         target = run_dir / f"fold{k}" if all_folds else run_dir
         best = run_train(fold_cfg, target, resume=resume)
         if best:
             from trashseg.metrics import SegScores
 
-            console.print(_scores_table(SegScores.from_dict(best), cfg.data.classes,
-                                        f"{target}: best epoch {best['epoch']}"))
+            console.print(
+                _scores_table(SegScores.from_dict(best), cfg.data.classes, f"{target}: best epoch {best['epoch']}")
+            )
 
 
 PredOut = Annotated[Path, typer.Option(help="Prediction folder to write (resumes if it exists).")]
@@ -240,29 +296,46 @@ def _device(device: str | None) -> str:
 
 
 @app.command()
-def predict(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file or exported .onnx model.")],
-            data: Annotated[Path | None, typer.Option(help="Dataset root.")] = None,
-            split: SplitOpt = "test", out: PredOut = Path("preds/latest"),
-            save_probs: Annotated[bool, typer.Option(help="Also write float16 probabilities (for ensembles, "
-                                                           "CRF, pseudo-labels).")] = False,
-            hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip")] = None,
-            vflip: Annotated[bool | None, typer.Option("--vflip/--no-vflip")] = None,
-            scales: Annotated[str | None, typer.Option(help="TTA scales, e.g. 0.75,1.0,1.25,1.5")] = None,
-            crf: Annotated[bool, typer.Option(help="Refine with dense CRF (crf.* keys).")] = False,
-            objects: Annotated[bool, typer.Option(help="Also write objects/<file_name>.json: each connected region "
-                                                       "of a class with its area, box, centroid, confidence.")] = False,
-            min_area: Annotated[int, typer.Option(min=0, help="With --objects: leave out regions smaller than this "
-                                                              "(pixels).")] = 0,
-            device: Annotated[str | None, typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
-            images: Annotated[str | None, typer.Option(
-                help="Instead of a dataset: a folder of photos (JPEG, PNG, ...; searched recursively), a pattern "
-                     "such as 'photos/*.jpg', or a video file (MP4, AVI, MOV, MKV, ...: its frames, kept under "
-                     "OUT/frames/). EXIF orientation is honoured; unreadable files are skipped and named at the end "
-                     "(exit 2).")] = None,
-            every: Annotated[int | None, typer.Option(min=1, help="With a video: predict every Nth frame.")] = None,
-            max_frames: Annotated[int | None, typer.Option(min=1, help="With a video: predict at most N frames "
-                                                                          "(the first ones kept by --every).")] = None,
-            workers: int = 2, config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def predict(
+    source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file or exported .onnx model.")],
+    data: Annotated[Path | None, typer.Option(help="Dataset root.")] = None,
+    split: SplitOpt = "test",
+    out: PredOut = Path("preds/latest"),
+    save_probs: Annotated[
+        bool, typer.Option(help="Also write float16 probabilities (for ensembles, CRF, pseudo-labels).")
+    ] = False,
+    hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip")] = None,
+    vflip: Annotated[bool | None, typer.Option("--vflip/--no-vflip")] = None,
+    scales: Annotated[str | None, typer.Option(help="TTA scales, e.g. 0.75,1.0,1.25,1.5")] = None,
+    crf: Annotated[bool, typer.Option(help="Refine with dense CRF (crf.* keys).")] = False,
+    objects: Annotated[
+        bool,
+        typer.Option(
+            help="Also write objects/<file_name>.json: each connected region "
+            "of a class with its area, box, centroid, confidence."
+        ),
+    ] = False,
+    min_area: Annotated[
+        int, typer.Option(min=0, help="With --objects: leave out regions smaller than this (pixels).")
+    ] = 0,
+    device: Annotated[str | None, typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
+    images: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of a dataset: a folder of photos (JPEG, PNG, ...; searched recursively), a pattern "
+            "such as 'photos/*.jpg', or a video file (MP4, AVI, MOV, MKV, ...: its frames, kept under "
+            "OUT/frames/). EXIF orientation is honoured; unreadable files are skipped and named at the end "
+            "(exit 2)."
+        ),
+    ] = None,
+    every: Annotated[int | None, typer.Option(min=1, help="With a video: predict every Nth frame.")] = None,
+    max_frames: Annotated[
+        int | None, typer.Option(min=1, help="With a video: predict at most N frames (the first ones kept by --every).")
+    ] = None,
+    workers: int = 2,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
     """Predict a split, or a folder of photos (--images), into a prediction folder: masks/, optional probs/ and
     objects/, meta.json (and images.json, the photos' list, for --images)."""
     from trashseg.infer.image_folder import find_images, predict_images, unreadable_error
@@ -289,16 +362,37 @@ def predict(source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file 
     _infer_cfg(cfg, hflip, vflip, scales)
     refine = DenseCRF(cfg.crf) if crf else None
     if images is not None:
-        stats = predict_images(model, images, out, cfg=cfg, save_probs=save_probs, refine=refine, objects=objects,
-                               min_area=min_area, device=dev, workers=workers, stride=stride)
+        stats = predict_images(
+            model,
+            images,
+            out,
+            cfg=cfg,
+            save_probs=save_probs,
+            refine=refine,
+            objects=objects,
+            min_area=min_area,
+            device=dev,
+            workers=workers,
+            stride=stride,
+        )
         console.print(f"{out}: { {k: v for k, v in stats.items() if k not in ('unreadable', 'video_problem')} }")
         if stats["unreadable"]:
             raise unreadable_error(stats, out)
         if "video_problem" in stats:
             raise VideoError(f"{stats['video_problem']}; the frames before it are predicted in {out}")
         return
-    stats = predict_split(model, _load(cfg, split), out, cfg=cfg.infer, save_probs=save_probs, refine=refine,
-                          objects=objects, min_area=min_area, device=dev, workers=workers)
+    stats = predict_split(
+        model,
+        _load(cfg, split),
+        out,
+        cfg=cfg.infer,
+        save_probs=save_probs,
+        refine=refine,
+        objects=objects,
+        min_area=min_area,
+        device=dev,
+        workers=workers,
+    )
     console.print(f"{out}: {stats}")
 
 
@@ -317,10 +411,15 @@ def _folder_split(pred: Path, config: Path | None, set_: list[str] | None, data:
 
 
 @app.command("crf")
-def crf_cmd(pred: Annotated[Path, typer.Argument(help="Prediction folder with probabilities.")],
-            out: PredOut, data: Annotated[Path | None, typer.Option(help="Dataset root (for the images).")] = None,
-            split: FolderSplitOpt = None, save_probs: bool = False, config: ConfigOpt = None,
-            set_: SetOpt = None) -> None:
+def crf_cmd(
+    pred: Annotated[Path, typer.Argument(help="Prediction folder with probabilities.")],
+    out: PredOut,
+    data: Annotated[Path | None, typer.Option(help="Dataset root (for the images).")] = None,
+    split: FolderSplitOpt = None,
+    save_probs: bool = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
     """Dense CRF on saved probabilities, parallel over images (crf.workers)."""
     from trashseg.postprocess.apply import crf_folder
 
@@ -329,12 +428,15 @@ def crf_cmd(pred: Annotated[Path, typer.Argument(help="Prediction folder with pr
 
 
 @app.command()
-def overlay(pred: Annotated[Path, typer.Argument(help="Prediction folder (predict, crf or ensemble output).")],
-            out: Annotated[Path | None, typer.Option(help="Folder for the JPEGs (default PRED/overlays).")]
-            = None, data: Annotated[Path | None, typer.Option(help="Dataset root (for the images).")] = None,
-            split: FolderSplitOpt = None, limit: Annotated[int | None, typer.Option(
-                help="Only the first N images of the split.")] = None, config: ConfigOpt = None,
-            set_: SetOpt = None) -> None:
+def overlay(
+    pred: Annotated[Path, typer.Argument(help="Prediction folder (predict, crf or ensemble output).")],
+    out: Annotated[Path | None, typer.Option(help="Folder for the JPEGs (default PRED/overlays).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Dataset root (for the images).")] = None,
+    split: FolderSplitOpt = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N images of the split.")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
     """Each image with its prediction drawn over it, beside the ground truth when the split has it."""
     from trashseg.analysis.overlays import write_overlays
 
@@ -349,12 +451,14 @@ def _folder_classes(pred: Path) -> list[str]:
 
 
 @app.command()
-def ensemble(members: Annotated[list[Path], typer.Argument(help="Prediction folders, or submission CSVs.")],
-             out: Annotated[Path, typer.Option(help="Output prediction folder (or .csv for CSV voting).")],
-             mode: Annotated[str, typer.Option(help="soft (probabilities) or hard (majority).")] = "soft",
-             weights: Annotated[str | None, typer.Option(help="Comma-separated member weights.")] = None,
-             save_probs: bool = False, num_classes: Annotated[int, typer.Option(
-                 help="Class count, for CSV voting only.")] = 11) -> None:
+def ensemble(
+    members: Annotated[list[Path], typer.Argument(help="Prediction folders, or submission CSVs.")],
+    out: Annotated[Path, typer.Option(help="Output prediction folder (or .csv for CSV voting).")],
+    mode: Annotated[str, typer.Option(help="soft (probabilities) or hard (majority).")] = "soft",
+    weights: Annotated[str | None, typer.Option(help="Comma-separated member weights.")] = None,
+    save_probs: bool = False,
+    num_classes: Annotated[int, typer.Option(help="Class count, for CSV voting only.")] = 11,
+) -> None:
     """Soft or hard voting, image by image; ties go to the member with the best validation mIoU."""
     from trashseg.ensemble.voting import check_mode, ensemble_csvs, ensemble_folders
 
@@ -369,16 +473,27 @@ def ensemble(members: Annotated[list[Path], typer.Argument(help="Prediction fold
 
 
 @app.command()
-def kfold(root: Annotated[Path, typer.Argument(help="Folder of fold runs (train --all-folds K --out ROOT).")],
-          data: Annotated[Path | None, typer.Option(help="Dataset root.")] = None,
-          split: Annotated[str | None, typer.Option(
-              help="Split to predict (default test); with --oof the split the folds divide (default train).")]
-          = None, out: PredOut = Path("preds/kfold"), mode: str = "soft",
-          oof: Annotated[bool, typer.Option(
-              help="Out-of-fold: each fold's model predicts only its own validation images, into one folder "
-                   "with probabilities (the honest input for `trashseg audit`); no voting.")] = False,
-          hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip")] = None,
-          device: str | None = None, config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def kfold(
+    root: Annotated[Path, typer.Argument(help="Folder of fold runs (train --all-folds K --out ROOT).")],
+    data: Annotated[Path | None, typer.Option(help="Dataset root.")] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(help="Split to predict (default test); with --oof the split the folds divide (default train)."),
+    ] = None,
+    out: PredOut = Path("preds/kfold"),
+    mode: str = "soft",
+    oof: Annotated[
+        bool,
+        typer.Option(
+            help="Out-of-fold: each fold's model predicts only its own validation images, into one folder "
+            "with probabilities (the honest input for `trashseg audit`); no voting."
+        ),
+    ] = False,
+    hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip")] = None,
+    device: str | None = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
     """Predict with every fold's model and vote, in one command (or --oof: out-of-fold probabilities)."""
     from trashseg.ensemble.kfold import fold_runs, kfold_predict, oof_predict
     from trashseg.models.segmenter import load_model
@@ -389,24 +504,36 @@ def kfold(root: Annotated[Path, typer.Argument(help="Folder of fold runs (train 
         split_obj = _load(cfg, split or "train")
         console.print(oof_predict(root, cfg.data, split_obj, out, cfg=cfg.infer, device=_device(device)))
         return
-    console.print(kfold_predict(root, _load(cfg, split or "test"), out, cfg=cfg.infer, mode=mode,
-                                device=_device(device)))
+    console.print(
+        kfold_predict(root, _load(cfg, split or "test"), out, cfg=cfg.infer, mode=mode, device=_device(device))
+    )
 
 
 @app.command()
-def audit(source: Annotated[Path, typer.Argument(
-              help="Prediction folder with probabilities (predict --save-probs, kfold --oof), a folder of fold "
-                   "runs (train --all-folds: predicted out-of-fold), or a run folder / checkpoint.")],
-          data: Annotated[Path | None, typer.Option(help="Dataset root (default: the prediction folder's).")]
-          = None, split: Annotated[str | None, typer.Option(
-              help="Split to audit (default: the prediction folder's, else train).")] = None,
-          out: Annotated[Path, typer.Option(help="Report folder.")] = Path("reports/audit"),
-          limit: Annotated[int, typer.Option(help="Suspects shown in the gallery and exported to COCO.")] = 200,
-          min_share: Annotated[float, typer.Option(
-              help="Share of an object's pixels the model must confidently contradict.")] = 0.5,
-          duplicate_iou: Annotated[float, typer.Option(
-              help="Mask IoU above which two annotations of different classes are one object.")] = 0.5,
-          device: str | None = None, config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def audit(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="Prediction folder with probabilities (predict --save-probs, kfold --oof), a folder of fold "
+            "runs (train --all-folds: predicted out-of-fold), or a run folder / checkpoint."
+        ),
+    ],
+    data: Annotated[Path | None, typer.Option(help="Dataset root (default: the prediction folder's).")] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Split to audit (default: the prediction folder's, else train).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("reports/audit"),
+    limit: Annotated[int, typer.Option(help="Suspects shown in the gallery and exported to COCO.")] = 200,
+    min_share: Annotated[
+        float, typer.Option(help="Share of an object's pixels the model must confidently contradict.")
+    ] = 0.5,
+    duplicate_iou: Annotated[
+        float, typer.Option(help="Mask IoU above which two annotations of different classes are one object.")
+    ] = 0.5,
+    device: str | None = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
     """Rank the annotations that are probably wrong: gallery.html, issues.json, flagged_coco.json."""
     from trashseg.analysis.audit import AuditSettings, leakage_warnings, predictions_for, run_audit, write_audit
     from trashseg.data.masks import mask_cache
@@ -421,21 +548,29 @@ def audit(source: Annotated[Path, typer.Argument(
         cfg = _config(config, set_, data, load_model(fold_runs(source)[0] if folds else source).classes)
         split_obj = _load(cfg, split or "train", require_annotations=True)
     pred = predictions_for(source, cfg.data, split_obj, out, cfg=cfg.infer, device=_device(device))
-    result = run_audit(pred, split_obj, mask_cache(split_obj, cfg.data),
-                       settings=AuditSettings(min_share=min_share, duplicate_iou=duplicate_iou))
+    result = run_audit(
+        pred,
+        split_obj,
+        mask_cache(split_obj, cfg.data),
+        settings=AuditSettings(min_share=min_share, duplicate_iou=duplicate_iou),
+    )
     result.warnings = leakage_warnings(pred, split_obj) + result.warnings
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
     summary = write_audit(result, pred, split_obj, out, limit=limit)
-    console.print(f"{summary['issues']} suspects {summary['by_kind']} in {summary['images']} images → "
-                  f"{out}/gallery.html, issues.json, flagged_coco.json", highlight=False)
+    console.print(
+        f"{summary['issues']} suspects {summary['by_kind']} in {summary['images']} images → "
+        f"{out}/gallery.html, issues.json, flagged_coco.json",
+        highlight=False,
+    )
 
 
 @app.command()
-def pseudo(pred: Annotated[Path, typer.Argument(help="Prediction folder with probabilities (--save-probs).")],
-           out: Annotated[Path, typer.Option(help="Pseudo-label dataset to write.")],
-           threshold: Annotated[float, typer.Option(help="Keep pixels whose top probability reaches this.")] = 0.9
-           ) -> None:
+def pseudo(
+    pred: Annotated[Path, typer.Argument(help="Prediction folder with probabilities (--save-probs).")],
+    out: Annotated[Path, typer.Option(help="Pseudo-label dataset to write.")],
+    threshold: Annotated[float, typer.Option(help="Keep pixels whose top probability reaches this.")] = 0.9,
+) -> None:
     """Confident pixels → a dataset for `trashseg train --extra-data OUT`."""
     from trashseg.pseudo import write_pseudo
 
@@ -443,10 +578,14 @@ def pseudo(pred: Annotated[Path, typer.Argument(help="Prediction folder with pro
 
 
 @app.command()
-def submit(pred: Annotated[Path, typer.Argument(help="Prediction folder.")],
-           data: Annotated[Path | None, typer.Option(help="Dataset root.")] = None, split: SplitOpt = "test",
-           out: Annotated[Path, typer.Option(help="CSV to write.")] = Path("submission.csv"),
-           config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def submit(
+    pred: Annotated[Path, typer.Argument(help="Prediction folder.")],
+    data: Annotated[Path | None, typer.Option(help="Dataset root.")] = None,
+    split: SplitOpt = "test",
+    out: Annotated[Path, typer.Option(help="CSV to write.")] = Path("submission.csv"),
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
     """Write the competition CSV (256×256, rows in the split's order)."""
     from trashseg.infer.submit import submit as write
 
@@ -455,9 +594,11 @@ def submit(pred: Annotated[Path, typer.Argument(help="Prediction folder.")],
 
 
 @app.command()
-def export(run: Annotated[Path, typer.Argument(help="Run folder or checkpoint.")],
-           format: Annotated[str, typer.Option("--format", help="Only onnx for now.")] = "onnx",
-           out: Annotated[Path | None, typer.Option(help="Output file (default RUN/model.onnx).")] = None) -> None:
+def export(
+    run: Annotated[Path, typer.Argument(help="Run folder or checkpoint.")],
+    format: Annotated[str, typer.Option("--format", help="Only onnx for now.")] = "onnx",
+    out: Annotated[Path | None, typer.Option(help="Output file (default RUN/model.onnx).")] = None,
+) -> None:
     """Export to ONNX (uint8 NHWC in, logits out, dynamic batch/size) and report parity with PyTorch."""
     from trashseg.infer.export import export_run
 
@@ -467,18 +608,26 @@ def export(run: Annotated[Path, typer.Argument(help="Run folder or checkpoint.")
 
 
 @app.command()
-def serve(source: Annotated[Path | None, typer.Argument(
-              help="Run folder, .ckpt file or exported .onnx model (default: the best model of `trashseg demo`).",
-              show_default=False)] = None,
-          host: Annotated[str, typer.Option(help="0.0.0.0 to reach it from other machines.")] = "127.0.0.1",
-          port: int = 8000, hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip")] = None,
-          vflip: Annotated[bool | None, typer.Option("--vflip/--no-vflip")] = None,
-          scales: Annotated[str | None, typer.Option(help="TTA scales, e.g. 0.75,1.0,1.25,1.5")] = None,
-          workers: Annotated[int | None, typer.Option(help="Inferences at once (serve.workers).")] = None,
-          queue: Annotated[int | None, typer.Option(help="Requests waiting; more get 503 (serve.queue).")] = None,
-          timeout: Annotated[float | None, typer.Option(help="Seconds before 504 (serve.timeout).")] = None,
-          device: Annotated[str | None, typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
-          config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def serve(
+    source: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Run folder, .ckpt file or exported .onnx model (default: the best model of `trashseg demo`).",
+            show_default=False,
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="0.0.0.0 to reach it from other machines.")] = "127.0.0.1",
+    port: int = 8000,
+    hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip")] = None,
+    vflip: Annotated[bool | None, typer.Option("--vflip/--no-vflip")] = None,
+    scales: Annotated[str | None, typer.Option(help="TTA scales, e.g. 0.75,1.0,1.25,1.5")] = None,
+    workers: Annotated[int | None, typer.Option(help="Inferences at once (serve.workers).")] = None,
+    queue: Annotated[int | None, typer.Option(help="Requests waiting; more get 503 (serve.queue).")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds before 504 (serve.timeout).")] = None,
+    device: Annotated[str | None, typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
     """Web demo: upload a photo, see its segmentation and class shares (also a JSON / PNG API at /predict,
     /health and /ready for probes). The model loads once the server listens."""
     import uvicorn
@@ -502,14 +651,23 @@ def serve(source: Annotated[Path | None, typer.Argument(
         failures.append(exc)
         server.should_exit = True
 
-    app = create_app(lambda: load_model(source, dev), infer=cfg.infer, serve=cfg.serve, device=dev,
-                     max_pixels=cfg.data.max_pixels, on_load_failure=stop)
+    app = create_app(
+        lambda: load_model(source, dev),
+        infer=cfg.infer,
+        serve=cfg.serve,
+        device=dev,
+        max_pixels=cfg.data.max_pixels,
+        on_load_failure=stop,
+    )
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port))
     console.print(f"trashseg serving {source} on http://{host}:{port}/  (API docs: /docs)")
     server.run()
     if failures:
-        raise failures[0] if isinstance(failures[0], TrashsegError) else TrashsegError(
-            f"{source}: the model failed to load: {failures[0]}")
+        raise (
+            failures[0]
+            if isinstance(failures[0], TrashsegError)
+            else TrashsegError(f"{source}: the model failed to load: {failures[0]}")
+        )
 
 
 def _demo_model() -> Path:
@@ -518,43 +676,58 @@ def _demo_model() -> Path:
 
     run = best_run(DEMO_OUT / "runs")
     if run is None:
-        raise TrashsegError(f"no model given and no trained demo run under {DEMO_OUT / 'runs'}: run `trashseg demo` "
-                            "first, or pass a run folder, .ckpt or .onnx to serve")
+        raise TrashsegError(
+            f"no model given and no trained demo run under {DEMO_OUT / 'runs'}: run `trashseg demo` "
+            "first, or pass a run folder, .ckpt or .onnx to serve"
+        )
     return run
 
 
 @app.command()
-def models(encoders: Annotated[str | None, typer.Option(
-        help="List encoder names matching this shell pattern, e.g. '*lite*' or 'tu-convnext*'.")] = None,
-           limit: Annotated[int, typer.Option(help="At most this many encoders.")] = 50) -> None:
+def models(
+    encoders: Annotated[
+        str | None,
+        typer.Option(help="List encoder names matching this shell pattern, e.g. '*lite*' or 'tu-convnext*'."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many encoders.")] = 50,
+) -> None:
     """Architectures, encoders, and which encoders' ImageNet weights work offline here."""
     from trashseg.models import list_archs
     from trashseg.models.catalog import find_encoders, offline_status
     from trashseg.models.pretrained import OFFLINE_WEIGHTS
 
     console.print(f"[bold]Architectures[/bold] (model.arch): {', '.join(list_archs())}")
-    table = Table("model.encoder", "alias", "offline `imagenet` weights",
-                  title="Pretrained encoders that need no network")
+    table = Table(
+        "model.encoder", "alias", "offline `imagenet` weights", title="Pretrained encoders that need no network"
+    )
     for spec in OFFLINE_WEIGHTS.values():
         table.add_row(spec.encoder, spec.alias, offline_status(spec.encoder))
     console.print(table)
     if encoders:
         found = find_encoders(encoders)
         shown = f", first {limit}" if len(found) > limit else ""
-        table = Table("model.encoder", "library", "offline weights",
-                      title=f"Encoders matching {encoders!r}: {len(found)}{shown}")
+        table = Table(
+            "model.encoder", "library", "offline weights", title=f"Encoders matching {encoders!r}: {len(found)}{shown}"
+        )
         for info in found[:limit]:
             table.add_row(info.name, info.library, info.offline or "hub download only")
         console.print(table)
-    console.print("Other encoders' `imagenet` weights download from the smp/timm hub; offline, point model.weights "
-                  "at a local file instead.", highlight=False)
+    console.print(
+        "Other encoders' `imagenet` weights download from the smp/timm hub; offline, point model.weights "
+        "at a local file instead.",
+        highlight=False,
+    )
 
 
 @app.command()
-def eda(data: Annotated[Path, typer.Argument(help="Dataset root.")], split: SplitOpt = "train",
-        out: Annotated[Path, typer.Option(help="Folder for index.html and eda.json.")] = Path("reports/eda"),
-        examples: Annotated[int, typer.Option(help="Example crops per class.")] = 6,
-        config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def eda(
+    data: Annotated[Path, typer.Argument(help="Dataset root.")],
+    split: SplitOpt = "train",
+    out: Annotated[Path, typer.Option(help="Folder for index.html and eda.json.")] = Path("reports/eda"),
+    examples: Annotated[int, typer.Option(help="Example crops per class.")] = 6,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
     """Per-class objects, images and pixels, object sizes and thin objects, co-occurrence, image sizes and
     brightness, examples per class with masks drawn: one self-contained HTML page."""
     from trashseg.analysis.eda import write_eda
@@ -567,23 +740,40 @@ def eda(data: Annotated[Path, typer.Argument(help="Dataset root.")], split: Spli
 
 
 @app.command()
-def shift(data: Annotated[Path, typer.Argument(help="Dataset root.")],
-          splits: Annotated[str, typer.Option(help="Splits to compare; the first is the pool a validation subset is "
-                                                   "proposed from, the last the target it should resemble.")]
-          = "train,val,test",
-          out: Annotated[Path, typer.Option(help="Folder for index.html, shift.json and the proposed split files.")]
-          = Path("reports/shift"),
-          run: Annotated[Path | None, typer.Option(help="Use this trained run's encoder instead of ImageNet "
-                                                           "EfficientNet-Lite0.")] = None,
-          size: Annotated[int, typer.Option(help="Images are resized to size×size for the encoder.")] = 224,
-          permutations: Annotated[int, typer.Option(help="Shuffles for the baseline.")] = 200,
-          group_by: Annotated[str, typer.Option(help="Regex on file_name: images with the same match form a group "
-                                                     "(default: the folder); empty: every image its own.")] = r"^(.*)/",
-          val_size: Annotated[int | None, typer.Option(help="Images in the proposed validation set (default: "
-                                                                "the target's size, at most a fifth of the pool).")]
-          = None,
-          device: Annotated[str | None, typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
-          config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def shift(
+    data: Annotated[Path, typer.Argument(help="Dataset root.")],
+    splits: Annotated[
+        str,
+        typer.Option(
+            help="Splits to compare; the first is the pool a validation subset is "
+            "proposed from, the last the target it should resemble."
+        ),
+    ] = "train,val,test",
+    out: Annotated[Path, typer.Option(help="Folder for index.html, shift.json and the proposed split files.")] = Path(
+        "reports/shift"
+    ),
+    run: Annotated[
+        Path | None, typer.Option(help="Use this trained run's encoder instead of ImageNet EfficientNet-Lite0.")
+    ] = None,
+    size: Annotated[int, typer.Option(help="Images are resized to size×size for the encoder.")] = 224,
+    permutations: Annotated[int, typer.Option(help="Shuffles for the baseline.")] = 200,
+    group_by: Annotated[
+        str,
+        typer.Option(
+            help="Regex on file_name: images with the same match form a group "
+            "(default: the folder); empty: every image its own."
+        ),
+    ] = r"^(.*)/",
+    val_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Images in the proposed validation set (default: the target's size, at most a fifth of the pool)."
+        ),
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
     """Do the splits look alike to a pretrained encoder? Energy distance with a permutation baseline, a PCA map,
     the pool images farthest from the target, and a validation subset closest to the target (COCO files)."""
     from trashseg.analysis.shift import imagenet_extractor, run_extractor, write_shift
@@ -592,32 +782,47 @@ def shift(data: Annotated[Path, typer.Argument(help="Dataset root.")],
     names = [s.strip() for s in splits.split(",") if s.strip()]
     dev = _device(device)
     extractor = run_extractor(run, dev) if run else imagenet_extractor(dev)
-    numbers = write_shift({n: _load(cfg, n) for n in names}, out, extractor, device=dev, size=size,
-                          rounds=permutations, group_by=group_by or None, val_size=val_size)
+    numbers = write_shift(
+        {n: _load(cfg, n) for n in names},
+        out,
+        extractor,
+        device=dev,
+        size=size,
+        rounds=permutations,
+        group_by=group_by or None,
+        val_size=val_size,
+    )
     table = Table(title=f"energy distance ({numbers['features']})")
     for col in ("pair", "distance", "shuffled images p95", "shuffled groups p95"):
         table.add_column(col, justify="left" if col == "pair" else "right")
     for pair, v in numbers["distances"].items():
         grp = v.get("shuffled_groups")
-        table.add_row(pair, f"{v['distance']:.4f}", f"{v['shuffled_images']['p95']:.4f}",
-                      f"{grp['p95']:.4f}" if grp else "—")
+        table.add_row(
+            pair, f"{v['distance']:.4f}", f"{v['shuffled_images']['p95']:.4f}", f"{grp['p95']:.4f}" if grp else "—"
+        )
     console.print(table)
     prop = numbers["proposed_val"]
     if "files" in prop:
-        console.print(f"proposed validation set: {prop['images']} images → train with --set "
-                      f"data.train={prop['files']['train']} --set data.val={prop['files']['val']}", soft_wrap=True)
+        console.print(
+            f"proposed validation set: {prop['images']} images → train with --set "
+            f"data.train={prop['files']['train']} --set data.val={prop['files']['val']}",
+            soft_wrap=True,
+        )
     console.print(f"report: {out / 'index.html'}")
 
 
 @app.command()
-def report(preds: Annotated[list[Path], typer.Argument(
-               help="Prediction folder(s) of one split; several are compared.")],
-           data: Annotated[Path | None, typer.Option(help="Dataset root.")] = None,
-           split: FolderSplitOpt = None,
-           out: Annotated[Path, typer.Option(help="Folder for index.html, report.json, per_image.csv/json.")]
-           = Path("reports/eval"),
-           worst: Annotated[int, typer.Option(help="Images in the gallery of the worst.")] = 12,
-           config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def report(
+    preds: Annotated[list[Path], typer.Argument(help="Prediction folder(s) of one split; several are compared.")],
+    data: Annotated[Path | None, typer.Option(help="Dataset root.")] = None,
+    split: FolderSplitOpt = None,
+    out: Annotated[Path, typer.Option(help="Folder for index.html, report.json, per_image.csv/json.")] = Path(
+        "reports/eval"
+    ),
+    worst: Annotated[int, typer.Option(help="Images in the gallery of the worst.")] = 12,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
     """Per-class IoU, confusion matrix, IoU by object size, per-image scores, the worst images beside the ground
     truth, several folders side by side, and the source runs' learning curves: one HTML page."""
     from trashseg.analysis.report import write_report
@@ -630,14 +835,24 @@ def report(preds: Annotated[list[Path], typer.Argument(
     console.print(f"report: {out / 'index.html'}")
 
 
-ClassesOpt = Annotated[Path | None, typer.Option(
-    "--classes", help="Class list file: one name per line, background first (default: the config's data.classes).")]
-ConvertOut = Annotated[Path, typer.Option(help="COCO file to write, in the dataset folder (e.g. DATA/train.json); "
-                                               "images outside that folder are linked in under images/.")]
+ClassesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--classes", help="Class list file: one name per line, background first (default: the config's data.classes)."
+    ),
+]
+ConvertOut = Annotated[
+    Path,
+    typer.Option(
+        help="COCO file to write, in the dataset folder (e.g. DATA/train.json); "
+        "images outside that folder are linked in under images/."
+    ),
+]
 
 
-def _convert_classes(classes: Path | None, config: Path | None, set_: list[str] | None,
-                     own: list[str] | None = None) -> list[str]:
+def _convert_classes(
+    classes: Path | None, config: Path | None, set_: list[str] | None, own: list[str] | None = None
+) -> list[str]:
     """--classes FILE, else the tool's own labels (--own-classes), else the config's data.classes."""
     from trashseg.data.convert import read_class_list
 
@@ -648,49 +863,83 @@ def _convert_classes(classes: Path | None, config: Path | None, set_: list[str] 
 
 def _print_conversion(summary: dict, classes: list[str], own_list: bool) -> None:
     """The counts, notes, and (for a class list the config does not hold) how to give it to later commands."""
-    console.print(f"{summary['file']}: {summary['images']} images, {summary['annotations']} annotations "
-                  f"({summary['polygons']} polygons, {summary['rle']} RLE)", highlight=False, soft_wrap=True)
+    console.print(
+        f"{summary['file']}: {summary['images']} images, {summary['annotations']} annotations "
+        f"({summary['polygons']} polygons, {summary['rle']} RLE)",
+        highlight=False,
+        soft_wrap=True,
+    )
     for note in summary["notes"]:
         console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
     if own_list:
-        console.print(escape(f"classes: pass --set 'data.classes=[{', '.join(classes)}]' (or a config's data.classes) "
-                             "to data check and train"), highlight=False, soft_wrap=True)
+        console.print(
+            escape(
+                f"classes: pass --set 'data.classes=[{', '.join(classes)}]' (or a config's data.classes) "
+                "to data check and train"
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @convert_app.command("masks")
-def convert_masks(masks: Annotated[Path, typer.Argument(help="Folder of PNG masks (searched recursively).")],
-                  images: Annotated[Path, typer.Option(help="Folder of the images: same relative path as each "
-                                                            "mask, any image suffix.")],
-                  out: ConvertOut, classes: ClassesOpt = None,
-                  colours: Annotated[Path | None, typer.Option(
-                      help="Colour masks: a colour map such as CVAT's labelmap.txt (name:r,g,b:: per line).")] = None,
-                  own_classes: Annotated[bool, typer.Option(
-                      help="With --colours: the colour map's labels are the class list.")] = False,
-                  rle: Annotated[bool, typer.Option(help="Store every region as RLE (no polygons).")] = False,
-                  config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def convert_masks(
+    masks: Annotated[Path, typer.Argument(help="Folder of PNG masks (searched recursively).")],
+    images: Annotated[
+        Path, typer.Option(help="Folder of the images: same relative path as each mask, any image suffix.")
+    ],
+    out: ConvertOut,
+    classes: ClassesOpt = None,
+    colours: Annotated[
+        Path | None,
+        typer.Option(help="Colour masks: a colour map such as CVAT's labelmap.txt (name:r,g,b:: per line)."),
+    ] = None,
+    own_classes: Annotated[
+        bool, typer.Option(help="With --colours: the colour map's labels are the class list.")
+    ] = False,
+    rle: Annotated[bool, typer.Option(help="Store every region as RLE (no polygons).")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
     """PNG class masks (pixel = class index) or colour masks → COCO: one annotation per connected region."""
     from trashseg.data.convert import masks_to_coco, read_labelmap
 
     if own_classes and colours is None:
         raise TrashsegError("--own-classes takes the classes from a colour map: give --colours too (or --classes FILE)")
     colour_map = read_labelmap(colours) if colours else None
-    own = (["Background"] + [n for n in colour_map.values() if n.lower() != "background"]
-           if own_classes and colour_map else None)
+    own = (
+        ["Background"] + [n for n in colour_map.values() if n.lower() != "background"]
+        if own_classes and colour_map
+        else None
+    )
     names = _convert_classes(classes, config, set_, own)
-    result = masks_to_coco(masks, images, names, out, colours=colour_map, polygons=not rle,
-                           max_pixels=_config(config, set_).data.max_pixels)
+    result = masks_to_coco(
+        masks,
+        images,
+        names,
+        out,
+        colours=colour_map,
+        polygons=not rle,
+        max_pixels=_config(config, set_).data.max_pixels,
+    )
     _print_conversion(result.summary(), names, own_list=classes is not None or own_classes)
 
 
 @convert_app.command("coco")
-def convert_coco(export: Annotated[Path, typer.Argument(help="CVAT \"COCO 1.0\" or Label Studio \"COCO\" JSON.")],
-                 out: ConvertOut,
-                 images: Annotated[Path | None, typer.Option(
-                     help="Folder holding the images (default: beside the JSON, its parent, or their images/).")]
-                 = None, classes: ClassesOpt = None,
-                 own_classes: Annotated[bool, typer.Option(
-                     help="The export's own categories are the class list (Background first).")] = False,
-                 config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def convert_coco(
+    export: Annotated[Path, typer.Argument(help='CVAT "COCO 1.0" or Label Studio "COCO" JSON.')],
+    out: ConvertOut,
+    images: Annotated[
+        Path | None,
+        typer.Option(help="Folder holding the images (default: beside the JSON, its parent, or their images/)."),
+    ] = None,
+    classes: ClassesOpt = None,
+    own_classes: Annotated[
+        bool, typer.Option(help="The export's own categories are the class list (Background first).")
+    ] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
     """Normalise a CVAT or Label Studio COCO export: categories onto the class list by name, file names found,
     RLE compressed, areas and boxes computed, box-only annotations left out."""
     from trashseg.data.convert import normalise_coco, own_classes as export_classes
@@ -701,23 +950,38 @@ def convert_coco(export: Annotated[Path, typer.Argument(help="CVAT \"COCO 1.0\" 
 
 
 @convert_app.command("export")
-def convert_export(source: Annotated[Path, typer.Argument(
-                       help="Prediction folder (its regions become predictions), or a dataset root (annotations).")],
-                   out: Annotated[Path, typer.Option(help="File to write (tasks JSON or COCO JSON).")],
-                   format: Annotated[str, typer.Option("--format", help="label-studio or cvat.")] = "label-studio",
-                   data: Annotated[Path | None, typer.Option(help="Dataset root (default: the folder's).")] = None,
-                   split: Annotated[str | None, typer.Option(
-                       help="Default: the split the folder was predicted on; for a dataset root, train.")] = None,
-                   truth: Annotated[bool, typer.Option(
-                       help="Label Studio: add the annotations beside the predictions; CVAT: export the annotations "
-                            "instead of the predictions.")] = False,
-                   flagged: Annotated[Path | None, typer.Option(
-                       help="Only the images of this `trashseg audit` issues.json (tasks carry its verdicts).")] = None,
-                   image_url: Annotated[str, typer.Option(
-                       help="Label Studio: prefix of each image's URL before its file_name (default: local files "
-                            "served from LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT = the dataset root).")]
-                   = "/data/local-files/?d=",
-                   config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def convert_export(
+    source: Annotated[
+        Path,
+        typer.Argument(help="Prediction folder (its regions become predictions), or a dataset root (annotations)."),
+    ],
+    out: Annotated[Path, typer.Option(help="File to write (tasks JSON or COCO JSON).")],
+    format: Annotated[str, typer.Option("--format", help="label-studio or cvat.")] = "label-studio",
+    data: Annotated[Path | None, typer.Option(help="Dataset root (default: the folder's).")] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Default: the split the folder was predicted on; for a dataset root, train.")
+    ] = None,
+    truth: Annotated[
+        bool,
+        typer.Option(
+            help="Label Studio: add the annotations beside the predictions; CVAT: export the annotations "
+            "instead of the predictions."
+        ),
+    ] = False,
+    flagged: Annotated[
+        Path | None,
+        typer.Option(help="Only the images of this `trashseg audit` issues.json (tasks carry its verdicts)."),
+    ] = None,
+    image_url: Annotated[
+        str,
+        typer.Option(
+            help="Label Studio: prefix of each image's URL before its file_name (default: local files "
+            "served from LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT = the dataset root)."
+        ),
+    ] = "/data/local-files/?d=",
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
     """Predictions and/or annotations → a Label Studio import (tasks + label_config.xml) or a CVAT COCO 1.0 file,
     so a person can fix the labels the model doubts."""
     from trashseg.analysis.labelling import write_labelling
@@ -742,8 +1006,10 @@ def configs() -> None:
     for name in recipe_names():
         table.add_row(name, recipe_description(RECIPES / f"{name}.yaml"))
     console.print(table)
-    console.print("Use: trashseg train NAME --data DATA (data/* recipes hold a dataset's classes: -c data/trashcan)",
-                  highlight=False)
+    console.print(
+        "Use: trashseg train NAME --data DATA (data/* recipes hold a dataset's classes: -c data/trashcan)",
+        highlight=False,
+    )
 
 
 @app.command()

@@ -181,8 +181,9 @@ class TrainConfig(Section):
     @model_validator(mode="after")
     def _last_epoch_is_validated(self) -> TrainConfig:
         if self.epochs % self.val_every:
-            raise ValueError(f"val_every ({self.val_every}) must divide epochs ({self.epochs}) so that the last "
-                             "epoch is validated")
+            raise ValueError(
+                f"val_every ({self.val_every}) must divide epochs ({self.epochs}) so that the last epoch is validated"
+            )
         return self
 
 
@@ -219,8 +220,12 @@ class CRFConfig(Section):
 
 
 # Named TTA flip sets a request to `trashseg serve` may ask for: (hflip, vflip)
-TTA_FLIPS: dict[str, tuple[bool, bool]] = {"none": (False, False), "flip": (True, False), "vflip": (False, True),
-                                           "hvflip": (True, True)}
+TTA_FLIPS: dict[str, tuple[bool, bool]] = {
+    "none": (False, False),
+    "flip": (True, False),
+    "vflip": (False, True),
+    "hvflip": (True, True),
+}
 
 
 class ServeConfig(Section):
@@ -315,8 +320,10 @@ def _override_value(key: str, value: str) -> Any:
         return yaml.safe_load(value)
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise TrashsegError(f"--set {key}: {value!r} is not a plain YAML value ({problem}); give a number, a "
-                            f"string, a list like [a,b] or null, e.g. --set {key}=\"'text'\"") from None
+        raise TrashsegError(
+            f"--set {key}: {value!r} is not a plain YAML value ({problem}); give a number, a "
+            f"string, a list like [a,b] or null, e.g. --set {key}=\"'text'\""
+        ) from None
 
 
 def validate(raw: dict, source: str = "config") -> Config:
@@ -348,8 +355,10 @@ def recipe_path(name: str | Path) -> Path:
         shipped = shipped if shipped.suffix in (".yaml", ".yml") else shipped.with_name(shipped.name + ".yaml")
         if shipped.is_file():
             return shipped
-    raise TrashsegError(f"config file not found: {name}; give a YAML file or a recipe name: "
-                        f"{', '.join(recipe_names())} (`trashseg configs` describes them)")
+    raise TrashsegError(
+        f"config file not found: {name}; give a YAML file or a recipe name: "
+        f"{', '.join(recipe_names())} (`trashseg configs` describes them)"
+    )
 
 
 def recipe_description(path: Path) -> str:

@@ -41,8 +41,14 @@ from trashseg.submission import check_submission
 from trashseg.train.run import train
 
 RECIPE = RECIPES / "small_cpu.yaml"
-MODELS = {"unet_lite0": [], "fpn_lite0": ["model.arch=FPN", "model.params={decoder_segmentation_channels: 64, "
-                                      "decoder_pyramid_channels: 64}", "train.seed=7"]}
+MODELS = {
+    "unet_lite0": [],
+    "fpn_lite0": [
+        "model.arch=FPN",
+        "model.params={decoder_segmentation_channels: 64, decoder_pyramid_channels: 64}",
+        "train.seed=7",
+    ],
+}
 
 
 MARKER = ".trashseg-demo"
@@ -53,8 +59,9 @@ def fresh_out(out: Path) -> None:
     folder an earlier demo made is ever deleted."""
     if out.exists() and any(out.iterdir()):
         if not (out / MARKER).exists():
-            raise TrashsegError(f"{out} is not empty and was not made by trashseg demo; delete it or choose another "
-                                "--out")
+            raise TrashsegError(
+                f"{out} is not empty and was not made by trashseg demo; delete it or choose another --out"
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).touch()
@@ -87,8 +94,9 @@ def run_demo(out: Path, console: Console) -> None:
     cfg = load_config(RECIPE, base)
     summary = summarize(check_dataset(cfg.data))
     atomic_write_json(out / "data_check.json", summary)
-    console.print({s["file"].split("/")[-1]: {"errors": s["errors"], "warnings": s["warnings"]}
-                   for s in summary["splits"]})
+    console.print(
+        {s["file"].split("/")[-1]: {"errors": s["errors"], "warnings": s["warnings"]} for s in summary["splits"]}
+    )
 
     console.rule("3. grouped, stratified folds")
     train_split = load_split(data / "train.json", data, cfg.data.classes)
@@ -120,8 +128,9 @@ def run_demo(out: Path, console: Console) -> None:
         crf_folder(out / "preds" / f"{first}_val", val, out / "preds" / f"{first}_val_crf", cfg=cfg.crf)
         scores[f"{first} + flip TTA + CRF"] = evaluate(out / "preds" / f"{first}_val_crf", val, masks).miou
     for tag in ("val", "test"):
-        ensemble_folders([out / "preds" / f"{n}_{tag}" for n in runs], out / "preds" / f"ensemble_{tag}", "soft",
-                         save_probs=True)
+        ensemble_folders(
+            [out / "preds" / f"{n}_{tag}" for n in runs], out / "preds" / f"ensemble_{tag}", "soft", save_probs=True
+        )
     scores["soft ensemble of both"] = evaluate(out / "preds" / "ensemble_val", val, masks).miou
     table = Table(title="val mIoU (competition metric, 256×256)")
     table.add_column("predictions")
@@ -129,8 +138,9 @@ def run_demo(out: Path, console: Console) -> None:
     for name, value in scores.items():
         table.add_row(name, f"{value:.4f}")
     console.print(table)
-    console.print("overlays:", write_overlays(out / "preds" / "ensemble_val", val, out / "overlays", data=cfg.data,
-                                              limit=8))
+    console.print(
+        "overlays:", write_overlays(out / "preds" / "ensemble_val", val, out / "overlays", data=cfg.data, limit=8)
+    )
 
     console.rule("7. submission, pseudo-labels, ONNX")
     csv = out / "submission.csv"
@@ -143,9 +153,16 @@ def run_demo(out: Path, console: Console) -> None:
 
     console.rule("8. reports")
     write_eda(train_split, out / "reports" / "eda", mask_cache(train_split, cfg.data))
-    write_report([out / "preds" / f"{n}_val" for n in runs] + [out / "preds" / "ensemble_val"], val,
-                 out / "reports" / "eval", masks)
+    write_report(
+        [out / "preds" / f"{n}_val" for n in runs] + [out / "preds" / "ensemble_val"],
+        val,
+        out / "reports" / "eval",
+        masks,
+    )
     console.rule(f"done in {time.perf_counter() - start:.0f} s — everything is under {out}")
     console.print(f"Overlays: {out / 'overlays'}. Web demo of the best model: trashseg serve {best_run(out / 'runs')}")
-    console.print(f"Reports (open in a browser): EDA {out / 'reports' / 'eda' / 'index.html'}, evaluation "
-                  f"{out / 'reports' / 'eval' / 'index.html'}", soft_wrap=True)
+    console.print(
+        f"Reports (open in a browser): EDA {out / 'reports' / 'eda' / 'index.html'}, evaluation "
+        f"{out / 'reports' / 'eval' / 'index.html'}",
+        soft_wrap=True,
+    )

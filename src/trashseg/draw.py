@@ -44,8 +44,9 @@ def blend(image: np.ndarray, mask: np.ndarray, colors: list[Color], alpha: float
     if not present:
         return image.copy()
     masks = torch.from_numpy(np.stack([mask == c for c in present]))
-    drawn = draw_segmentation_masks(torch.from_numpy(image).permute(2, 0, 1), masks, alpha=alpha,
-                                    colors=[colors[c] for c in present])
+    drawn = draw_segmentation_masks(
+        torch.from_numpy(image).permute(2, 0, 1), masks, alpha=alpha, colors=[colors[c] for c in present]
+    )
     return np.ascontiguousarray(drawn.permute(1, 2, 0).numpy())
 
 
@@ -72,8 +73,9 @@ def _legend(ids: list[int], classes: list[str], colors: list[Color], width: int)
     return strip
 
 
-def overlay_panel(image: np.ndarray, pred: np.ndarray, classes: list[str], truth: np.ndarray | None = None,
-                  alpha: float = 0.5) -> np.ndarray:
+def overlay_panel(
+    image: np.ndarray, pred: np.ndarray, classes: list[str], truth: np.ndarray | None = None, alpha: float = 0.5
+) -> np.ndarray:
     """[image + prediction | image + ground truth] with titles and a legend of the classes shown (RGB)."""
     colors = class_colors(len(classes))
     pred = _fit(pred, image)

@@ -38,8 +38,9 @@ def require_extra(module: str, extra: str, feature: str) -> ModuleType:
     except ModuleNotFoundError as exc:
         if exc.name is None or module.split(".")[0] != exc.name.split(".")[0]:
             raise  # the module is there but one of its own imports is broken: not a missing extra
-        raise MissingExtra(f"{feature} needs the optional package {exc.name!r}: pip install \"trashseg[{extra}]\""
-                           ) from None
+        raise MissingExtra(
+            f'{feature} needs the optional package {exc.name!r}: pip install "trashseg[{extra}]"'
+        ) from None
 
 
 def user_message(exc: Exception) -> str:

@@ -33,8 +33,9 @@ def evaluate(pred: str | Path, split: CocoSplit, cache: MaskCache, *, size: int 
         masks = read_submission(pred, num_classes)
         missing = [img["file_name"] for img in split.images if img["file_name"] not in masks]
         if missing:
-            raise TrashsegError(f"{pred}: no prediction for {len(missing)} image(s) of {split.name}, "
-                                f"e.g. {missing[:3]}")
+            raise TrashsegError(
+                f"{pred}: no prediction for {len(missing)} image(s) of {split.name}, e.g. {missing[:3]}"
+            )
         get = masks.__getitem__
     meter = ConfusionMeter(num_classes)
     for image in split.images:

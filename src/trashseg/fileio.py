@@ -41,8 +41,11 @@ def make_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         blocker = next((p for p in (folder, *folder.parents) if p.is_file()), None)
-        why = (f"{blocker} is a file; give another path or remove that file" if blocker
-               else f"{exc.strerror}; choose a folder you can write to")
+        why = (
+            f"{blocker} is a file; give another path or remove that file"
+            if blocker
+            else f"{exc.strerror}; choose a folder you can write to"
+        )
         raise TrashsegError(f"cannot create folder {folder}: {why}") from None
 
 
@@ -53,8 +56,9 @@ def _temp_beside(path: Path) -> tuple[int, Path]:
         raise TrashsegError(f"cannot write {path}: it is a folder; give a file path")
     make_folder(path.parent)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{os.getpid()}@{_HOST}.tmp{path.suffix}",
-                                   dir=path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=f".{os.getpid()}@{_HOST}.tmp{path.suffix}", dir=path.parent
+        )
     except OSError as exc:  # read-only folder or file system, disk full
         raise TrashsegError(f"cannot write {path}: {exc.strerror}; choose a folder you can write to") from None
     os.chmod(tmp, _MODE)

@@ -22,8 +22,12 @@ def _as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
 
 
-def confusion_matrix(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, num_classes: int,
-                     ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+def confusion_matrix(
+    pred: np.ndarray | torch.Tensor,
+    target: np.ndarray | torch.Tensor,
+    num_classes: int,
+    ignore_index: int = IGNORE_INDEX,
+) -> torch.Tensor:
     """C×C int64 matrix, rows = ground truth, columns = prediction; pixels whose target is ignore_index skipped."""
     pred, target = _as_tensor(pred), _as_tensor(target)
     if pred.shape != target.shape:
@@ -52,16 +56,21 @@ class SegScores:
     def from_dict(cls, record: dict) -> SegScores:
         """Inverse of :meth:`to_dict` (null → NaN); extra keys such as epoch are ignored."""
         nan = float("nan")
-        return cls(miou=nan if record["miou"] is None else record["miou"], pixel_acc=record["pixel_acc"],
-                   mean_class_acc=record["mean_class_acc"], fwiou=record["fwiou"],
-                   iou=[nan if v is None else v for v in record["iou"]],
-                   class_acc=[nan if v is None else v for v in record["class_acc"]])
+        return cls(
+            miou=nan if record["miou"] is None else record["miou"],
+            pixel_acc=record["pixel_acc"],
+            mean_class_acc=record["mean_class_acc"],
+            fwiou=record["fwiou"],
+            iou=[nan if v is None else v for v in record["iou"]],
+            class_acc=[nan if v is None else v for v in record["class_acc"]],
+        )
 
     def to_dict(self, classes: list[str] | None = None) -> dict:
         out = asdict(self)
         if classes:
-            out["per_class"] = {name: {"iou": iou, "acc": acc} for name, iou, acc in
-                                zip(classes, self.iou, self.class_acc, strict=True)}
+            out["per_class"] = {
+                name: {"iou": iou, "acc": acc} for name, iou, acc in zip(classes, self.iou, self.class_acc, strict=True)
+            }
         return _nan_to_none(out)
 
 
@@ -90,9 +99,14 @@ def scores_from_confusion(hist: np.ndarray | torch.Tensor) -> SegScores:
         pixel_acc = diag.sum() / total
     freq = rows / total if total else rows
     present = freq > 0
-    return SegScores(miou=_nan_mean(iou), pixel_acc=float(pixel_acc), mean_class_acc=_nan_mean(class_acc),
-                     fwiou=float((freq[present] * iou[present]).sum()), iou=iou.tolist(),
-                     class_acc=class_acc.tolist())
+    return SegScores(
+        miou=_nan_mean(iou),
+        pixel_acc=float(pixel_acc),
+        mean_class_acc=_nan_mean(class_acc),
+        fwiou=float((freq[present] * iou[present]).sum()),
+        iou=iou.tolist(),
+        class_acc=class_acc.tolist(),
+    )
 
 
 class ConfusionMeter:

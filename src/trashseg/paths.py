@@ -34,6 +34,8 @@ def inside(root: Path, *parts: str) -> Path:
     name = os.path.join(*parts)
     found = escape(root, name)
     if found:
-        raise TrashsegError(f"{found[1]}: refused (a dataset's file_name must be a relative path without '..', and "
-                            "outputs never follow symbolic links out of their folder)")
+        raise TrashsegError(
+            f"{found[1]}: refused (a dataset's file_name must be a relative path without '..', and "
+            "outputs never follow symbolic links out of their folder)"
+        )
     return root / name

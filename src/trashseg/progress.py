@@ -19,8 +19,13 @@ Result = TypeVar("Result")
 
 def progress_bar() -> Progress:
     """Shared look for long loops: count, img/s and ETA (on rich's console, which the CLI prints to as well)."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]} img/s"), TimeRemainingColumn())
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} img/s"),
+        TimeRemainingColumn(),
+    )
 
 
 @dataclass(frozen=True)
@@ -34,9 +39,14 @@ class LoopStats:
         return self.done / self.seconds if self.done and self.seconds else None
 
 
-def for_each_pending(items: Sequence[Item], *, label: str, finished: Callable[[Item], bool],
-                     compute: Callable[[list[Item]], Iterable[Result]],
-                     write: Callable[[Item, Result], None]) -> LoopStats:
+def for_each_pending(
+    items: Sequence[Item],
+    *,
+    label: str,
+    finished: Callable[[Item], bool],
+    compute: Callable[[list[Item]], Iterable[Result]],
+    write: Callable[[Item, Result], None],
+) -> LoopStats:
     """Write ``compute(todo)``'s results, in order, for the `items` not `finished` yet.
 
     `compute` receives the whole list at once and yields one result per item, so it may batch (predict) or

@@ -35,14 +35,17 @@ def write_pseudo(pred: str | Path, out: str | Path, threshold: float) -> dict:
     if not 0 < threshold <= 1:
         raise TrashsegError(f"--threshold {threshold}: must be in (0, 1]")
     if not meta.get("split") or not meta.get("data_root"):
-        raise TrashsegError(f"{folder.meta_path}: does not say which dataset split it predicted ('split', "
-                            "'data_root'); make it with trashseg predict / ensemble")
+        raise TrashsegError(
+            f"{folder.meta_path}: does not say which dataset split it predicted ('split', "
+            "'data_root'); make it with trashseg predict / ensemble"
+        )
     split_path = Path(meta["split"])
     try:
         images = json.loads(split_path.read_text(encoding="utf-8"))["images"]
     except (OSError, ValueError, KeyError) as exc:
-        raise TrashsegError(f"{folder.meta_path}: its split {split_path} cannot be read as a COCO file "
-                            f"({type(exc).__name__}: {exc})") from None
+        raise TrashsegError(
+            f"{folder.meta_path}: its split {split_path} cannot be read as a COCO file ({type(exc).__name__}: {exc})"
+        ) from None
     labelled = PredictionFolder(out)
     remove_stale_temps(out)  # what a killed run left half-written
     kept_pixels = total_pixels = 0
@@ -54,10 +57,23 @@ def write_pseudo(pred: str | Path, out: str | Path, threshold: float) -> dict:
         labelled.write(image["file_name"], labels)  # same masks/<file_name>.png layout as predictions
 
     # every image again on a rerun (finished: never): the summary counts the pixels of all of them
-    for_each_pending(images, label=f"pseudo-labels → {out}", finished=lambda image: False, write=write,
-                     compute=lambda todo: (confident_labels(folder.probs(i["file_name"]), threshold) for i in todo))
-    summary = {"images": len(images), "kept_pixel_share": kept_pixels / max(1, total_pixels),
-               "threshold": threshold}
-    atomic_write_json(out / MANIFEST, {"classes": meta["classes"], "root": meta["data_root"], "source": str(pred),
-                                       "threshold": threshold, "images": images, "summary": summary})
+    for_each_pending(
+        images,
+        label=f"pseudo-labels → {out}",
+        finished=lambda image: False,
+        write=write,
+        compute=lambda todo: (confident_labels(folder.probs(i["file_name"]), threshold) for i in todo),
+    )
+    summary = {"images": len(images), "kept_pixel_share": kept_pixels / max(1, total_pixels), "threshold": threshold}
+    atomic_write_json(
+        out / MANIFEST,
+        {
+            "classes": meta["classes"],
+            "root": meta["data_root"],
+            "source": str(pred),
+            "threshold": threshold,
+            "images": images,
+            "summary": summary,
+        },
+    )
     return summary

@@ -55,8 +55,9 @@ def _utf8_rows(path: Path, fh: Iterable[str]) -> Iterator[list[str]]:
     try:
         yield from csv.reader(fh)
     except UnicodeDecodeError as exc:
-        raise TrashsegError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} is invalid there); "
-                            "save the CSV as UTF-8") from None
+        raise TrashsegError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} is invalid there); save the CSV as UTF-8"
+        ) from None
 
 
 def decode_row(path: Path, line: int, image_id: str, text: str, num_classes: int) -> np.ndarray:
@@ -69,8 +70,9 @@ def decode_row(path: Path, line: int, image_id: str, text: str, num_classes: int
     if values.size != COMPETITION_SIZE**2:
         raise TrashsegError(f"{where}: {values.size} values, expected {COMPETITION_SIZE**2} (256×256)")
     if values.min() < 0 or values.max() >= num_classes:
-        raise TrashsegError(f"{where}: class ids must lie in [0, {num_classes - 1}], "
-                            f"found {values.min()}..{values.max()}")
+        raise TrashsegError(
+            f"{where}: class ids must lie in [0, {num_classes - 1}], found {values.min()}..{values.max()}"
+        )
     return values.astype(np.uint8).reshape(COMPETITION_SIZE, COMPETITION_SIZE)
 
 
@@ -99,8 +101,9 @@ def check_submission(path: str | Path, split: CocoSplit) -> list[Problem]:
             except TrashsegError as exc:
                 problems.append(Problem("error", "bad_row", str(exc), file))
             if image_id in seen_set:
-                problems.append(Problem("error", "duplicate_row", f"line {line}: image_id {image_id} appears twice",
-                                        file))
+                problems.append(
+                    Problem("error", "duplicate_row", f"line {line}: image_id {image_id} appears twice", file)
+                )
             seen.append(image_id)
             seen_set.add(image_id)
     except TrashsegError as exc:  # a malformed line stops the reading; what was found before it still counts
@@ -109,8 +112,9 @@ def check_submission(path: str | Path, split: CocoSplit) -> list[Problem]:
     unknown = [i for i in dict.fromkeys(seen) if i not in expected_set]
     missing = [i for i in expected if i not in seen_set]
     if len(seen) != len(expected):
-        problems.append(Problem("error", "row_count", f"{len(seen)} rows, {split.name} has {len(expected)} images",
-                                file))
+        problems.append(
+            Problem("error", "row_count", f"{len(seen)} rows, {split.name} has {len(expected)} images", file)
+        )
     problems += [Problem("error", "unknown_id", f"image_id {i} is not in {split.name}", file) for i in unknown[:20]]
     problems += [Problem("error", "missing_id", f"image_id {i} of {split.name} has no row", file) for i in missing[:20]]
     if not unknown and not missing and seen != expected:

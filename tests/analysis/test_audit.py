@@ -19,8 +19,13 @@ IMAGE = {"id": 7, "file_name": "a/7.jpg", "height": 40, "width": 40}
 
 
 def _square(ann_id: int, cat: int, x0: int, y0: int, x1: int, y1: int) -> dict:
-    return {"id": ann_id, "image_id": 7, "category_id": cat, "area": float((x1 - x0) * (y1 - y0)),
-            "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]]}
+    return {
+        "id": ann_id,
+        "image_id": 7,
+        "category_id": cat,
+        "area": float((x1 - x0) * (y1 - y0)),
+        "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
+    }
 
 
 def _probs(*regions: tuple[int, slice, slice], p: float = 0.9) -> np.ndarray:
@@ -64,14 +69,16 @@ def test_contradiction_over_a_minority_of_the_object_is_not_listed() -> None:
 
 def test_object_the_model_calls_background_is_a_background_suspect() -> None:
     found = _audit([_square(3, 2, 5, 5, 15, 15)], _probs())
-    assert [(i.annotation_id, i.kind, i.labelled, i.suggested) for i in found] == \
-        [(3, "background", "Metal", "Background")]
+    assert [(i.annotation_id, i.kind, i.labelled, i.suggested) for i in found] == [
+        (3, "background", "Metal", "Background")
+    ]
 
 
 def test_confident_region_without_annotation_is_an_unlabelled_suspect() -> None:
     found = _audit([], _probs((1, slice(20, 30), slice(5, 17))))
-    assert [(i.annotation_id, i.kind, i.labelled, i.suggested, i.area) for i in found] == \
-        [(None, "unlabelled", "Background", "Paper", 120)]
+    assert [(i.annotation_id, i.kind, i.labelled, i.suggested, i.area) for i in found] == [
+        (None, "unlabelled", "Background", "Paper", 120)
+    ]
     assert found[0].bbox == [5, 20, 12, 10] and found[0].score == pytest.approx(0.85, abs=1e-3)
 
 
@@ -93,8 +100,9 @@ def test_unlabelled_slack_around_an_annotation_of_the_same_class_and_tiny_region
 def test_one_object_labelled_twice_as_two_classes_reports_the_label_the_model_believes_less() -> None:
     anns = [_square(4, 1, 10, 10, 30, 30), _square(5, 2, 10, 10, 30, 30)]
     found = _audit(anns, _probs((1, slice(10, 30), slice(10, 30))))  # the model says Paper
-    assert [(i.annotation_id, i.kind, i.labelled, i.suggested, i.duplicate_of) for i in found] == \
-        [(5, "duplicate", "Metal", "Paper", 4)]
+    assert [(i.annotation_id, i.kind, i.labelled, i.suggested, i.duplicate_of) for i in found] == [
+        (5, "duplicate", "Metal", "Paper", 4)
+    ]
     assert found[0].score == pytest.approx(1.0)
 
 
@@ -110,12 +118,20 @@ def test_flagged_items_export_as_a_coco_subset_with_the_verdict(tmp_path: Path) 
     from trashseg.data.coco import load_split
 
     anns = [_square(1, 1, 10, 10, 30, 30), _square(2, 2, 0, 32, 8, 40)]
-    (tmp_path / "train.json").write_text(json.dumps({
-        "images": [IMAGE, {**IMAGE, "id": 8, "file_name": "a/8.jpg"}], "annotations": anns,
-        "categories": [{"id": 1, "name": "Paper"}, {"id": 2, "name": "Metal"}]}))
+    (tmp_path / "train.json").write_text(
+        json.dumps(
+            {
+                "images": [IMAGE, {**IMAGE, "id": 8, "file_name": "a/8.jpg"}],
+                "annotations": anns,
+                "categories": [{"id": 1, "name": "Paper"}, {"id": 2, "name": "Metal"}],
+            }
+        )
+    )
     split = load_split(tmp_path / "train.json", tmp_path, NAMES)
-    found = _audit(anns, _probs((2, slice(10, 30), slice(10, 30)), (2, slice(32, 40), slice(0, 8)),
-                                (1, slice(0, 8), slice(30, 40))))
+    found = _audit(
+        anns,
+        _probs((2, slice(10, 30), slice(10, 30)), (2, slice(32, 40), slice(0, 8)), (1, slice(0, 8), slice(30, 40))),
+    )
     coco = flagged_coco(found, split)
     assert [img["id"] for img in coco["images"]] == [7]
     by_kind = {a["attributes"]["audit_kind"]: a for a in coco["annotations"]}

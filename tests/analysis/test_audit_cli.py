@@ -27,11 +27,11 @@ def _cache(tmp_path: Path) -> list[str]:
     return ["--set", f"data.cache_dir={tmp_path / 'cache'}"]
 
 
-def test_audit_of_a_run_trained_on_the_split_warns_and_writes_the_report(trained_run: Path, sample_data: Path,
-                                                                          tmp_path: Path, cli: Cli) -> None:
+def test_audit_of_a_run_trained_on_the_split_warns_and_writes_the_report(
+    trained_run: Path, sample_data: Path, tmp_path: Path, cli: Cli
+) -> None:
     out = tmp_path / "audit"
-    code, text = cli(["audit", trained_run, "--data", sample_data, "--out", out, "--limit", "5",
-                      *_cache(tmp_path)])
+    code, text = cli(["audit", trained_run, "--data", sample_data, "--out", out, "--limit", "5", *_cache(tmp_path)])
     assert code == 0, text
     assert "were in the training data of" in text and "--all-folds" in text
 
@@ -50,21 +50,38 @@ def test_audit_of_a_run_trained_on_the_split_warns_and_writes_the_report(trained
     page = (out / "gallery.html").read_text()
     crops = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', page)
     assert len(crops) == 2 * min(5, len(issues))  # labelled and predicted, for each shown suspect
-    assert all(cv2.imdecode(np.frombuffer(base64.b64decode(c), np.uint8), cv2.IMREAD_COLOR) is not None
-               for c in crops)
+    assert all(cv2.imdecode(np.frombuffer(base64.b64decode(c), np.uint8), cv2.IMREAD_COLOR) is not None for c in crops)
 
     flagged = load_split(out / "flagged_coco.json", sample_data, CLASSES)  # a COCO file the loader accepts
     assert len(flagged.images) <= 5 and sum(map(len, flagged.anns_by_image.values())) >= min(5, len(issues))
 
 
-def test_audit_of_fold_runs_predicts_out_of_fold_and_does_not_warn(sample_data: Path, tmp_path: Path,
-                                                                     cli: Cli) -> None:
+def test_audit_of_fold_runs_predicts_out_of_fold_and_does_not_warn(sample_data: Path, tmp_path: Path, cli: Cli) -> None:
     data = Path(shutil.copytree(sample_data, tmp_path / "data"))
-    tiny = ["model.weights=null", "train.epochs=1", "train.val_every=1", "train.max_steps_per_epoch=1",
-            "augment.image_size=32", "train.batch_size=2", "train.loggers=[csv]"]
+    tiny = [
+        "model.weights=null",
+        "train.epochs=1",
+        "train.val_every=1",
+        "train.max_steps_per_epoch=1",
+        "augment.image_size=32",
+        "train.batch_size=2",
+        "train.loggers=[csv]",
+    ]
     assert cli(["split", data, "--folds", "2"])[0] == 0
-    code, text = cli(["train", RECIPE, "--data", data, "--all-folds", "2", "--out", tmp_path / "runs",
-                      *[a for s in tiny for a in ("--set", s)], *_cache(tmp_path)])
+    code, text = cli(
+        [
+            "train",
+            RECIPE,
+            "--data",
+            data,
+            "--all-folds",
+            "2",
+            "--out",
+            tmp_path / "runs",
+            *[a for s in tiny for a in ("--set", s)],
+            *_cache(tmp_path),
+        ]
+    )
     assert code == 0, text
 
     out = tmp_path / "audit"
@@ -79,8 +96,9 @@ def test_audit_of_fold_runs_predicts_out_of_fold_and_does_not_warn(sample_data: 
         member = out / "predictions" / "folds" / f"fold{k}"
         assert {p.name for p in (member / "probs").rglob("*.npz")} == {f"{Path(n).name}.npz" for n in val}
         for name in val:
-            assert (out / "predictions" / "probs" / f"{name}.npz").read_bytes() == \
-                (member / "probs" / f"{name}.npz").read_bytes()
+            assert (out / "predictions" / "probs" / f"{name}.npz").read_bytes() == (
+                member / "probs" / f"{name}.npz"
+            ).read_bytes()
 
 
 def test_audit_needs_saved_probabilities(trained_run: Path, sample_data: Path, tmp_path: Path, cli: Cli) -> None:
@@ -120,12 +138,23 @@ def test_audit_finds_planted_label_errors_out_of_fold(tmp_path: Path, cli: Cli) 
     (data / "train.json").write_text(json.dumps(corrupted))
     settings = ["train.epochs=4", "train.val_every=4", "augment.image_size=64", "train.loggers=[csv]"]
     assert cli(["split", data, "--folds", "2"])[0] == 0
-    code, text = cli(["train", RECIPE, "--data", data, "--all-folds", "2", "--out", tmp_path / "runs",
-                      *[a for s in settings for a in ("--set", s)], *_cache(tmp_path)])
+    code, text = cli(
+        [
+            "train",
+            RECIPE,
+            "--data",
+            data,
+            "--all-folds",
+            "2",
+            "--out",
+            tmp_path / "runs",
+            *[a for s in settings for a in ("--set", s)],
+            *_cache(tmp_path),
+        ]
+    )
     assert code == 0, text
     code, text = cli(["audit", tmp_path / "runs", "--data", data, "--out", tmp_path / "audit", *_cache(tmp_path)])
     assert code == 0, text
     scored = score_audit(json.loads((tmp_path / "audit" / "issues.json").read_text()), planted)
-    assert scored["precision"] >= PLANTED_FLOORS["precision"] and scored["recall"] >= PLANTED_FLOORS["recall"], \
-        scored
+    assert scored["precision"] >= PLANTED_FLOORS["precision"] and scored["recall"] >= PLANTED_FLOORS["recall"], scored
     assert scored["recall_by_kind"]["duplicate"] >= PLANTED_FLOORS["duplicate"], scored

@@ -14,8 +14,11 @@ from trashseg.data.masks import MaskCache
 from trashseg.infer.folder import PredictionFolder
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver "
-                                "(apt-get install chromium chromium-driver; .ci/run installs them)")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="needs Debian's chromium and chromium-driver "
+    "(apt-get install chromium chromium-driver; .ci/run installs them)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +52,7 @@ def pages(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 @pytest.mark.parametrize("page", ["eda", "report"])
 def test_every_image_loads_and_no_script_error(browser, pages, page):
     browser.get(pages[page].as_uri())
-    images = browser.execute_script(
-        "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth]);")
+    images = browser.execute_script("return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth]);")
     assert len(images) >= 5
     broken = [alt for alt, complete, width in images if not complete or width == 0]
     assert broken == []
@@ -60,10 +62,14 @@ def test_every_image_loads_and_no_script_error(browser, pages, page):
 
 def test_clicking_a_header_sorts_the_worst_images(browser, pages):
     browser.get(pages["report"].as_uri())
-    read = ("var t = document.querySelectorAll('table.sortable'); t = t[t.length - 1];"
-            "return Array.from(t.tBodies[0].rows).map(r => parseFloat(r.cells[1].textContent));")
+    read = (
+        "var t = document.querySelectorAll('table.sortable'); t = t[t.length - 1];"
+        "return Array.from(t.tBodies[0].rows).map(r => parseFloat(r.cells[1].textContent));"
+    )
     before = browser.execute_script(read)
     assert before == sorted(before)  # worst first
-    browser.execute_script("var t = document.querySelectorAll('table.sortable'); t[t.length - 1]"
-                           ".tHead.rows[0].cells[1].click(); t[t.length - 1].tHead.rows[0].cells[1].click();")
+    browser.execute_script(
+        "var t = document.querySelectorAll('table.sortable'); t[t.length - 1]"
+        ".tHead.rows[0].cells[1].click(); t[t.length - 1].tHead.rows[0].cells[1].click();"
+    )
     assert browser.execute_script(read) == sorted(before, reverse=True)

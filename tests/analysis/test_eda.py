@@ -38,12 +38,16 @@ def test_page_embeds_every_figure_and_an_example_row_per_class(sample_data: Path
     present = sum(1 for c in range(1, len(split.classes)) if any(o.cls == c for o in object_rows(split)))
     assert html.count('src="data:image/png') == 5  # classes, sizes, thin, co-occurrence, images: nothing beside it
     assert html.count('src="data:image/jpeg') == present  # one example row per class that has objects
-    assert "src=\"http" not in html and "<script>" in html
+    assert 'src="http' not in html and "<script>" in html
 
 
 def test_size_buckets_follow_coco():
-    assert [size_bucket(a) for a in (10, 32**2, 96**2 - 1, 96**2)] == ["small <32²", "medium <96²", "medium <96²",
-                                                                     "large"]
+    assert [size_bucket(a) for a in (10, 32**2, 96**2 - 1, 96**2)] == [
+        "small <32²",
+        "medium <96²",
+        "medium <96²",
+        "large",
+    ]
 
 
 def test_cli_eda_refuses_an_unlabelled_split(cli, sample_data: Path, tmp_path: Path):

@@ -39,8 +39,15 @@ def pred(tiny: Path, tmp_path: Path) -> Path:
     second = np.zeros((32, 48), np.uint8)
     cv2.circle(second, (12, 14), 7, 3, -1)
     folder = PredictionFolder(tmp_path / "pred")
-    folder.init({"classes": classes, "split": str(tiny / "train.json"), "data_root": str(tiny), "source": "m1",
-                 "has_probs": True})
+    folder.init(
+        {
+            "classes": classes,
+            "split": str(tiny / "train.json"),
+            "data_root": str(tiny),
+            "source": "m1",
+            "has_probs": True,
+        }
+    )
     for name, mask in (("batch_01/0001.png", first), ("batch_01/0002.png", second)):
         probs = np.full((len(classes), *mask.shape), 0.1 / (len(classes) - 1), np.float32)
         np.put_along_axis(probs, mask[None].astype(np.int64), 0.9, axis=0)
@@ -78,14 +85,25 @@ def _label_studio_coco(tasks: list[dict], key: str, classes: list[str]) -> dict:
     for k, task in enumerate(tasks):
         first = task[key][0]["result"]
         w, h = (first[0]["original_width"], first[0]["original_height"]) if first else (48, 32)
-        images.append({"id": k, "file_name": f"images/{Path(task['data']['file_name']).name}", "width": w,
-                       "height": h})
+        images.append({"id": k, "file_name": f"images/{Path(task['data']['file_name']).name}", "width": w, "height": h})
         for result in first:
             points = [v for x, y in result["value"]["points"] for v in (x * w / 100, y * h / 100)]
-            anns.append({"id": len(anns), "image_id": k, "segmentation": [points], "bbox": [], "ignore": 0,
-                         "category_id": classes.index(result["value"]["polygonlabels"][0]) - 1, "iscrowd": 0})
-    return {"images": images, "annotations": anns,
-            "categories": [{"id": i - 1, "name": n} for i, n in enumerate(classes) if i]}
+            anns.append(
+                {
+                    "id": len(anns),
+                    "image_id": k,
+                    "segmentation": [points],
+                    "bbox": [],
+                    "ignore": 0,
+                    "category_id": classes.index(result["value"]["polygonlabels"][0]) - 1,
+                    "iscrowd": 0,
+                }
+            )
+    return {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": i - 1, "name": n} for i, n in enumerate(classes) if i],
+    }
 
 
 def test_label_studio_tasks_read_back(tiny: Path, pred: Path, tmp_path: Path, cli) -> None:
@@ -94,21 +112,24 @@ def test_label_studio_tasks_read_back(tiny: Path, pred: Path, tmp_path: Path, cl
     assert code == 0, text
     assert "'holes_filled': 1" in text
     tasks = json.loads((tmp_path / "ls" / "tasks.json").read_text())
-    assert [t["data"]["image"] for t in tasks] == ["/data/local-files/?d=batch_01/0001.png",
-                                                   "/data/local-files/?d=batch_01/0002.png"]
+    assert [t["data"]["image"] for t in tasks] == [
+        "/data/local-files/?d=batch_01/0001.png",
+        "/data/local-files/?d=batch_01/0002.png",
+    ]
     result = tasks[1]["predictions"][0]["result"]
     assert [r["value"]["polygonlabels"] for r in result] == [["Battery"]]
     assert result[0]["type"] == "polygonlabels" and tasks[1]["predictions"][0]["score"] == pytest.approx(0.9, 1e-3)
     config = (tmp_path / "ls" / "label_config.xml").read_text()
     assert all(f'<Label value="{name}"' in config for name in classes[1:])
-    for key, expected in (("annotations", _masks(tiny, classes)),
-                          ("predictions", {n: PredictionFolder(pred).mask(n) for n in expected_names(tiny)})):
+    for key, expected in (
+        ("annotations", _masks(tiny, classes)),
+        ("predictions", {n: PredictionFolder(pred).mask(n) for n in expected_names(tiny)}),
+    ):
         export = tmp_path / key / "result.json"
         export.parent.mkdir()
         export.write_text(json.dumps(_label_studio_coco(tasks, key, classes)))
         out = tmp_path / f"{key}_data" / "train.json"
-        code, text = cli(["convert", "coco", export, "--images", tiny / "batch_01", "--out", out,
-                          *_set_classes(tiny)])
+        code, text = cli(["convert", "coco", export, "--images", tiny / "batch_01", "--out", out, *_set_classes(tiny)])
         assert code == 0, text
         back = _masks(out.parent, classes)
         for (name, mask), (truth_name, truth) in zip(back.items(), expected.items(), strict=True):
@@ -119,15 +140,40 @@ def test_label_studio_tasks_read_back(tiny: Path, pred: Path, tmp_path: Path, cl
 
 def test_only_flagged_images_are_exported(tiny: Path, pred: Path, tmp_path: Path, cli) -> None:
     issues = tmp_path / "issues.json"
-    issues.write_text(json.dumps([{"image_id": 2, "file_name": "batch_01/0002.png", "annotation_id": 12,
-                                   "labelled": "Battery", "suggested": "Metal", "kind": "class", "score": 0.8}]))
+    issues.write_text(
+        json.dumps(
+            [
+                {
+                    "image_id": 2,
+                    "file_name": "batch_01/0002.png",
+                    "annotation_id": 12,
+                    "labelled": "Battery",
+                    "suggested": "Metal",
+                    "kind": "class",
+                    "score": 0.8,
+                }
+            ]
+        )
+    )
     code, text = cli(["convert", "export", pred, "--flagged", issues, "--out", tmp_path / "tasks.json"])
     assert code == 0, text
     tasks = json.loads((tmp_path / "tasks.json").read_text())
     assert [t["data"]["image_id"] for t in tasks] == [2]
     assert tasks[0]["data"]["audit"] == "class: Battery → Metal (0.80)"
-    code, text = cli(["convert", "export", tiny, "--format", "cvat", "--flagged", issues,
-                      "--out", tmp_path / "gt.json", *_set_classes(tiny)])
+    code, text = cli(
+        [
+            "convert",
+            "export",
+            tiny,
+            "--format",
+            "cvat",
+            "--flagged",
+            issues,
+            "--out",
+            tmp_path / "gt.json",
+            *_set_classes(tiny),
+        ]
+    )
     assert code == 0, text
     coco = json.loads((tmp_path / "gt.json").read_text())
     assert [img["id"] for img in coco["images"]] == [2] and [a["id"] for a in coco["annotations"]] == [12]

@@ -29,8 +29,9 @@ def test_each_kind_is_planted_as_recorded(sample_data: Path) -> None:
             assert after[ann_id]["category_id"] != before[ann_id]["category_id"]
         elif p.kind == "drop":
             assert not p.annotation_ids and p.original is not None
-            assert len(after) - len(before) == sum(q.kind == "duplicate" for q in planted) - \
-                sum(q.kind == "drop" for q in planted)
+            assert len(after) - len(before) == sum(q.kind == "duplicate" for q in planted) - sum(
+                q.kind == "drop" for q in planted
+            )
         elif p.kind == "shift":
             (ann_id,) = p.annotation_ids
             moved = mask_utils.merge(mask_utils.frPyObjects(after[ann_id]["segmentation"], h, w))
@@ -47,10 +48,14 @@ def test_scoring_counts_named_annotations_and_regions_where_the_object_was(sampl
     _, planted = plant_errors(_coco(sample_data), 0.2, seed=1, kinds=("swap", "drop"))
     swap = next(p for p in planted if p.kind == "swap")
     drop = next(p for p in planted if p.kind == "drop")
-    right = [{"image_id": swap.image_id, "annotation_id": next(iter(swap.annotation_ids))},
-             {"image_id": drop.image_id, "annotation_id": None, "region": drop.original}]
-    wrong = [{"image_id": swap.image_id, "annotation_id": -1},
-             {"image_id": drop.image_id + 1000, "annotation_id": None, "region": drop.original}]
+    right = [
+        {"image_id": swap.image_id, "annotation_id": next(iter(swap.annotation_ids))},
+        {"image_id": drop.image_id, "annotation_id": None, "region": drop.original},
+    ]
+    wrong = [
+        {"image_id": swap.image_id, "annotation_id": -1},
+        {"image_id": drop.image_id + 1000, "annotation_id": None, "region": drop.original},
+    ]
     scored = score_audit(right + wrong, planted, top=4)
     assert scored["precision"] == 0.5 and scored["recall"] == 2 / len(planted)
     assert score_audit(wrong + right, planted, top=2)["precision"] == 0.0

@@ -25,8 +25,9 @@ def _folder(root: Path, split, cache: MaskCache, spoil: dict[str, int]) -> Path:
     folder.init({"classes": split.classes, "source": "test", "split": str(split.path)})
     for img in split.images:
         mask = cache.get(img)
-        folder.write(img["file_name"], np.full_like(mask, spoil[img["file_name"]]) if img["file_name"] in spoil
-                     else mask)
+        folder.write(
+            img["file_name"], np.full_like(mask, spoil[img["file_name"]]) if img["file_name"] in spoil else mask
+        )
     return root
 
 
@@ -51,7 +52,7 @@ def test_scores_worst_images_and_files(val, tmp_path: Path):
     assert all(float(r["miou:spoiled"]) == 1.0 for n, r in by_name.items() if n != bad)
     assert json.loads((tmp_path / "r" / "per_image.json").read_text())[3]["file_name"] == bad
     html = (tmp_path / "r" / "index.html").read_text()
-    gallery = html[html.index("worst images"):]
+    gallery = html[html.index("worst images") :]
     assert gallery.index(bad) < gallery.index(val.images[0]["file_name"])  # the spoiled image leads the gallery
     assert gallery.count("data:image/jpeg") == 3 * 4  # image, truth, two predictions per row
     assert 'class="sortable"' in gallery
@@ -68,8 +69,7 @@ def test_missing_predictions_and_wrong_classes_are_named(val, tmp_path: Path):
 
 def test_cli_report_follows_the_run_for_its_learning_curve(cli, trained_run: Path, sample_data: Path, tmp_path: Path):
     pred = tmp_path / "pred"
-    code, text = cli(["predict", trained_run, "--data", sample_data, "--split", "val", "--out", pred,
-                      "--workers", "0"])
+    code, text = cli(["predict", trained_run, "--data", sample_data, "--split", "val", "--out", pred, "--workers", "0"])
     assert code == 0, text
     assert source_runs(PredictionFolder(pred)) == [trained_run.resolve()]
     code, text = cli(["report", pred, "--out", tmp_path / "r", "--worst", "2"])

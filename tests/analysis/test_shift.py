@@ -50,8 +50,9 @@ def test_report_files_and_proposed_validation_set_are_usable_by_train(shift_numb
     assert "Distance between splits" in html and html.count("data:image/") >= 3  # baselines, map, thumbnails
     assert json.loads((out / "shift.json").read_text())["distances"].keys() == numbers["distances"].keys()
     prop = numbers["proposed_val"]
-    cfg = load_config(None, [f"data.root={sample_data}", f"data.val={prop['files']['val']}",
-                             f"data.train={prop['files']['train']}"])
+    cfg = load_config(
+        None, [f"data.root={sample_data}", f"data.val={prop['files']['val']}", f"data.train={prop['files']['train']}"]
+    )
     val, train = load_named_split(cfg.data, "val", True), load_named_split(cfg.data, "train", True)
     assert len(val.images) == prop["images"] >= 1
     assert {i["id"] for i in val.images}.isdisjoint(i["id"] for i in train.images)
@@ -82,7 +83,19 @@ def test_greedy_subset_picks_the_groups_that_look_like_the_target():
 def test_cli_shift_prints_the_table_and_refuses_a_single_split(cli, sample_data: Path, tmp_path: Path):
     code, text = cli(["shift", sample_data, "--splits", "train", "--out", tmp_path / "s"])
     assert code == 2 and "at least two splits" in text
-    code, text = cli(["shift", sample_data, "--splits", "train,test", "--size", "64", "--permutations", "20",
-                      "--out", tmp_path / "s"])
+    code, text = cli(
+        [
+            "shift",
+            sample_data,
+            "--splits",
+            "train,test",
+            "--size",
+            "64",
+            "--permutations",
+            "20",
+            "--out",
+            tmp_path / "s",
+        ]
+    )
     assert code == 0, text
     assert "train vs test" in text and "data.val=" in text and (tmp_path / "s" / "index.html").is_file()

@@ -32,8 +32,9 @@ def test_pasted_label_is_exactly_where_pasted_pixels_are_and_replaces_what_was_b
     image = np.full((64, 64, 3), 10, np.uint8)
     mask = np.full((64, 64), PAPER, np.uint8)
     for seed in range(5):
-        out_image, out_mask = paste_objects(image, mask, [_donor(), _donor()], np.random.default_rng(seed),
-                                            scale=(0.75, 1.5))
+        out_image, out_mask = paste_objects(
+            image, mask, [_donor(), _donor()], np.random.default_rng(seed), scale=(0.75, 1.5)
+        )
         pasted = (out_image == COLOUR).all(-1)
         assert pasted.any()
         assert np.array_equal(pasted, out_mask == BATTERY)
@@ -52,8 +53,14 @@ def test_scale_changes_pasted_area_by_its_square():
     image, mask = np.zeros((400, 400, 3), np.uint8), np.zeros((400, 400), np.uint8)
 
     def area(factor: float) -> int:  # largest of a few placements = the unclipped object
-        return max(int((paste_objects(image, mask, [_donor(21)], np.random.default_rng(s), (factor, factor))[1]
-                        == BATTERY).sum()) for s in range(8))
+        return max(
+            int(
+                (
+                    paste_objects(image, mask, [_donor(21)], np.random.default_rng(s), (factor, factor))[1] == BATTERY
+                ).sum()
+            )
+            for s in range(8)
+        )
 
     assert area(2.0) / area(1.0) == pytest.approx(4.0, rel=0.1)
 
@@ -68,13 +75,12 @@ def test_cutmix_keeps_image_and_mask_aligned_in_the_box(other_size):
     other_mask = np.full(other_size, METAL, np.uint8)
     other_mask[: other_size[0] // 2] = BATTERY
     for seed in range(5):
-        out_image, out_mask = cutmix(PALETTE[mask], mask, PALETTE[other_mask], other_mask,
-                                     np.random.default_rng(seed))
+        out_image, out_mask = cutmix(PALETTE[mask], mask, PALETTE[other_mask], other_mask, np.random.default_rng(seed))
         assert out_image.shape == (48, 64, 3) and out_mask.shape == (48, 64)
         box = out_mask != mask
         assert box.any()
         ys, xs = np.nonzero(box)
-        assert box[ys.min():ys.max() + 1, xs.min():xs.max() + 1].mean() > 0.5  # one rectangle, not scattered
+        assert box[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].mean() > 0.5  # one rectangle, not scattered
         matches = (out_image == PALETTE[out_mask]).all(-1)
         assert matches.mean() >= 0.98  # a resized other may blend colours along its own edge only
 
@@ -84,11 +90,20 @@ def _tiny_dataset(tmp_path, transform=None) -> SegmentationDataset:
     images = [{"id": i, "file_name": f"{i}.png", "height": 32, "width": 48} for i in (1, 2, 3)]
 
     def rect(aid, image_id, cat, x0, y0, x1, y1):
-        return {"id": aid, "image_id": image_id, "category_id": cat, "area": float((x1 - x0) * (y1 - y0)),
-                "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]]}
+        return {
+            "id": aid,
+            "image_id": image_id,
+            "category_id": cat,
+            "area": float((x1 - x0) * (y1 - y0)),
+            "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
+        }
 
-    anns = [rect(1, 1, PAPER, 0, 0, 30, 20), rect(2, 2, METAL, 5, 5, 25, 20), rect(3, 3, BATTERY, 10, 10, 18, 18),
-            rect(4, 3, BATTERY, 30, 20, 38, 28)]
+    anns = [
+        rect(1, 1, PAPER, 0, 0, 30, 20),
+        rect(2, 2, METAL, 5, 5, 25, 20),
+        rect(3, 3, BATTERY, 10, 10, 18, 18),
+        rect(4, 3, BATTERY, 30, 20, 38, 28),
+    ]
     split = load_split(make_coco(tmp_path, annotations=anns, images=images), tmp_path, CLASSES)
     return SegmentationDataset(split, MaskCache(split, tmp_path / "masks"), transform=transform)
 

@@ -123,6 +123,8 @@ def test_object_crops_are_centred_on_labelled_foreground():
     mask[:8, 120:] = 255  # ignored pixels are not objects
     centred = AugmentConfig(preset="none", image_size=128, crop_size=32, object_crop_prob=1.0)
     plain = AugmentConfig(preset="none", image_size=128, crop_size=32)
-    hits = [(build_transform(c, train=True)(image=image, mask=mask)["mask"] == 3).any()
-            for c in [centred] * 20 + [plain] * 20]
+    hits = [
+        (build_transform(c, train=True)(image=image, mask=mask)["mask"] == 3).any()
+        for c in [centred] * 20 + [plain] * 20
+    ]
     assert all(hits[:20]) and sum(hits[20:]) < 15

@@ -35,9 +35,11 @@ def test_truncated_jpeg_is_unreadable(tmp_path):
 
 def test_size_mismatch_and_exif_rotation(tmp_path):
     """Pixels as stored: the JSON must describe the stored size; EXIF orientation is ignored (and said so)."""
-    images = [{"id": 1, "file_name": "wrong.png", "height": 10, "width": 10},
-              {"id": 2, "file_name": "rot.jpg", "height": 20, "width": 40},
-              {"id": 3, "file_name": "rot_shown.jpg", "height": 20, "width": 40}]
+    images = [
+        {"id": 1, "file_name": "wrong.png", "height": 10, "width": 10},
+        {"id": 2, "file_name": "rot.jpg", "height": 20, "width": 40},
+        {"id": 3, "file_name": "rot_shown.jpg", "height": 20, "width": 40},
+    ]
     make_coco(tmp_path, images=images, annotations=[], write_images=False)
     cv2.imwrite(str(tmp_path / "wrong.png"), np.zeros((12, 10, 3), np.uint8))
     exif = Image.Exif()
@@ -47,13 +49,16 @@ def test_size_mismatch_and_exif_rotation(tmp_path):
     problems = _problems(tmp_path)
     assert any("wrong.png image_id=1: JSON says 10x10, the image is 10x12" in p for p in problems)
     assert any("warning:" in p and "rot.jpg image_id=2: EXIF orientation 6 is ignored" in p for p in problems)
-    assert any("error:" in p and "rot_shown.jpg image_id=3" in p and "describes the EXIF-rotated view" in p
-               for p in problems)
+    assert any(
+        "error:" in p and "rot_shown.jpg image_id=3" in p and "describes the EXIF-rotated view" in p for p in problems
+    )
 
 
 def test_grayscale_rgba_16bit_are_flagged(tmp_path):
-    images = [{"id": i, "file_name": f"{n}.png", "height": 8, "width": 8} for i, n in
-              enumerate(["gray", "rgba", "deep"], start=1)]
+    images = [
+        {"id": i, "file_name": f"{n}.png", "height": 8, "width": 8}
+        for i, n in enumerate(["gray", "rgba", "deep"], start=1)
+    ]
     make_coco(tmp_path, images=images, annotations=[], write_images=False)
     cv2.imwrite(str(tmp_path / "gray.png"), np.zeros((8, 8), np.uint8))
     cv2.imwrite(str(tmp_path / "rgba.png"), np.zeros((8, 8, 4), np.uint8))
@@ -86,8 +91,9 @@ def test_cli_exit_codes_and_report(tiny, tmp_path, capsys):
 
 
 def test_cli_unknown_category_is_a_clear_error(tmp_path, capsys):
-    make_coco(tmp_path, categories=[{"id": 1, "name": "Paper"}, {"id": 2, "name": "Cigarette"},
-                                    {"id": 3, "name": "Battery"}])
+    make_coco(
+        tmp_path, categories=[{"id": 1, "name": "Paper"}, {"id": 2, "name": "Cigarette"}, {"id": 3, "name": "Battery"}]
+    )
     code, out = run_cli(["data", "check", tmp_path, "--report", tmp_path / "r.json"], capsys)  # recycling classes
     assert code == 1
     assert "categories ['Cigarette'] are not in the configured class list" in out
@@ -97,16 +103,20 @@ def test_file_names_and_links_outside_the_root_are_listed(tmp_path):
     """Issue 16.2: '..', absolute names and symlinks out of the root are errors, never opened."""
     secret, root = tmp_path / "x" / "secret.png", tmp_path / "data"
     write_image(secret)
-    images = [{"id": 1, "file_name": "../x/secret.png", "height": 32, "width": 48},
-              {"id": 2, "file_name": str(secret), "height": 32, "width": 48},
-              {"id": 3, "file_name": "link/secret.png", "height": 32, "width": 48}]
+    images = [
+        {"id": 1, "file_name": "../x/secret.png", "height": 32, "width": 48},
+        {"id": 2, "file_name": str(secret), "height": 32, "width": 48},
+        {"id": 3, "file_name": "link/secret.png", "height": 32, "width": 48},
+    ]
     make_coco(root, images=images, annotations=[], write_images=False)
     (root / "link").symlink_to(secret.parent)
     problems = _problems(root)
     assert any("image_id=1: '../x/secret.png' is absolute or contains '..'" in p for p in problems)
     assert any(f"image_id=2: '{secret}' is absolute or contains '..'" in p for p in problems)
-    assert any("image_id=3: 'link/secret.png' leads through a symbolic link" in p and
-               "data.allow_external_links=true" in p for p in problems)
+    assert any(
+        "image_id=3: 'link/secret.png' leads through a symbolic link" in p and "data.allow_external_links=true" in p
+        for p in problems
+    )
     allowed = [p for p in _problems(root, allow_external_links=True) if p.startswith("error")]
     assert not any("image_id=3" in p for p in allowed) and len(allowed) == 2
 
@@ -114,27 +124,32 @@ def test_file_names_and_links_outside_the_root_are_listed(tmp_path):
 def test_image_bombs_are_listed_and_the_report_written(tmp_path, capsys):
     """Issue 16.3: refused from the header, whether over our limit (49 MP) or over Pillow's (180 MP), and the run
     still writes its report."""
-    images = [{"id": 1, "file_name": "bomb.png", "height": 7000, "width": 7000},
-              {"id": 2, "file_name": "huge.png", "height": 12000, "width": 15000}]
+    images = [
+        {"id": 1, "file_name": "bomb.png", "height": 7000, "width": 7000},
+        {"id": 2, "file_name": "huge.png", "height": 12000, "width": 15000},
+    ]
     write_bomb(tmp_path / "data" / "bomb.png")
     write_bomb(tmp_path / "data" / "huge.png", 15000, 12000)
     make_coco(tmp_path / "data", images=images, annotations=[], write_images=False)
     report = tmp_path / "report.json"
-    code, out = run_cli(["data", "check", tmp_path / "data", "--set", f"data.classes={CLASSES}", "--report", report],
-                        capsys)
+    code, out = run_cli(
+        ["data", "check", tmp_path / "data", "--set", f"data.classes={CLASSES}", "--report", report], capsys
+    )
     assert code == 1 and "bomb.png image_id=1: 7000×7000 is 49.0 MP, over the limit of 40.0 MP" in out, out
     assert "huge.png image_id=2: more than 178956970 pixels (Pillow's decompression-bomb limit)" in out
     assert json.loads(report.read_text())["splits"][0]["by_code"]["too_many_pixels"] == 2
-    assert not any(p.startswith("error") and "image_id=1" in p
-                   for p in _problems(tmp_path / "data", max_pixels=50_000_000))
+    assert not any(
+        p.startswith("error") and "image_id=1" in p for p in _problems(tmp_path / "data", max_pixels=50_000_000)
+    )
 
 
 def test_rle_counts_that_do_not_add_up_are_listed(tmp_path):
     """Issue 16.4: short counts would leave uninitialised memory in the mask, long ones crash pycocotools."""
-    anns = [{"id": 10, "image_id": 1, "category_id": 1, "segmentation": {"size": [32, 48], "counts": [100, 50]}},
-            {"id": 11, "image_id": 2, "category_id": 1, "segmentation": {"size": [32, 48], "counts": "0`5"}},
-            {"id": 12, "image_id": 2, "category_id": 2,
-             "segmentation": {"size": [32, 48], "counts": [100, 50, 32 * 48]}}]
+    anns = [
+        {"id": 10, "image_id": 1, "category_id": 1, "segmentation": {"size": [32, 48], "counts": [100, 50]}},
+        {"id": 11, "image_id": 2, "category_id": 1, "segmentation": {"size": [32, 48], "counts": "0`5"}},
+        {"id": 12, "image_id": 2, "category_id": 2, "segmentation": {"size": [32, 48], "counts": [100, 50, 32 * 48]}},
+    ]
     make_coco(tmp_path, annotations=anns)
     problems = _problems(tmp_path)
     assert any("image_id=1 ann_id=10: RLE counts cover 150 pixels, the 48x32 image has 1536" in p for p in problems)
@@ -158,15 +173,18 @@ def test_configured_split_files_are_checked_too(tmp_path):
     """Issue 16.9: every image of the split that training reads is opened, whatever the split file is called."""
     make_coco(tmp_path, name="mine.json")
     (tmp_path / "batch_01/0002.png").write_bytes(b"not a png")
-    assert any("mine.json" not in p and "0002.png image_id=2: cannot be decoded" in p
-               for p in _problems(tmp_path, train="mine.json"))
+    assert any(
+        "mine.json" not in p and "0002.png image_id=2: cannot be decoded" in p
+        for p in _problems(tmp_path, train="mine.json")
+    )
 
 
 def test_report_that_is_a_folder_is_named(tiny, capsys):
     """Issue 16.8: --report naming a folder is a named error, not IsADirectoryError from the rename."""
     folder = tiny / "reports"
     folder.mkdir()
-    code, text = run_cli(["data", "check", tiny, "--report", folder, "--set", f"data.classes=[{','.join(CLASSES)}]"],
-                         capsys)
+    code, text = run_cli(
+        ["data", "check", tiny, "--report", folder, "--set", f"data.classes=[{','.join(CLASSES)}]"], capsys
+    )
     assert code == 2 and f"cannot write {folder}: it is a folder; give a file path" in text, text
     assert "Traceback" not in text and list(folder.iterdir()) == []

@@ -15,8 +15,7 @@ def test_categories_mapped_by_name_not_id(tmp_path):
 
 
 def test_unknown_category_names_them(tmp_path):
-    path = make_coco(tmp_path, categories=[{"id": 1, "name": "Paper"}, {"id": 2, "name": "Cigarette"}],
-                     annotations=[])
+    path = make_coco(tmp_path, categories=[{"id": 1, "name": "Paper"}, {"id": 2, "name": "Cigarette"}], annotations=[])
     with pytest.raises(TrashsegError, match=r"Cigarette.*not in the configured class list"):
         load_split(path, tmp_path, CLASSES)
 

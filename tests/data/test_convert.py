@@ -98,11 +98,25 @@ def test_colour_masks_with_cvat_labelmap(tiny: Path, tmp_path: Path, cli) -> Non
     _write_masks({Path(n).name: m for n, m in truth.items()}, export / "SegmentationClass", palette)
     for name in truth:
         shutil.copy(tiny / name, (export / "JPEGImages").mkdir(parents=True, exist_ok=True) or export / "JPEGImages")
-    (export / "labelmap.txt").write_text("# label:color_rgb:parts:actions\nbackground:0,0,0::\n" + "".join(
-        f"{name}:{','.join(map(str, palette[i]))}::\n" for i, name in enumerate(classes) if i))
+    (export / "labelmap.txt").write_text(
+        "# label:color_rgb:parts:actions\nbackground:0,0,0::\n"
+        + "".join(f"{name}:{','.join(map(str, palette[i]))}::\n" for i, name in enumerate(classes) if i)
+    )
     out = tmp_path / "data" / "train.json"
-    code, text = cli(["convert", "masks", export / "SegmentationClass", "--images", export / "JPEGImages",
-                      "--colours", export / "labelmap.txt", "--own-classes", "--out", out])
+    code, text = cli(
+        [
+            "convert",
+            "masks",
+            export / "SegmentationClass",
+            "--images",
+            export / "JPEGImages",
+            "--colours",
+            export / "labelmap.txt",
+            "--own-classes",
+            "--out",
+            out,
+        ]
+    )
     assert code == 0, text
     assert "data.classes=[Background, Paper, Metal, Battery]" in text
     back = _masks(out.parent, "train.json", classes)
@@ -130,8 +144,18 @@ def _cvat_export(tiny: Path, tmp: Path) -> Path:
     counts.append(run)
     paper.update(segmentation={"counts": counts, "size": [h, w]}, iscrowd=1)
     del data["annotations"][1]["area"]
-    data["annotations"].append({"id": 99, "image_id": 2, "category_id": 1, "segmentation": [], "area": 4.0,
-                                "bbox": [20, 20, 2, 2], "iscrowd": 0, "attributes": {"occluded": False}})
+    data["annotations"].append(
+        {
+            "id": 99,
+            "image_id": 2,
+            "category_id": 1,
+            "segmentation": [],
+            "area": 4.0,
+            "bbox": [20, 20, 2, 2],
+            "iscrowd": 0,
+            "attributes": {"occluded": False},
+        }
+    )
     path = tmp / "annotations" / "instances_default.json"
     path.parent.mkdir()
     path.write_text(json.dumps(data))
@@ -165,8 +189,17 @@ def test_tool_exports_normalise(make, tiny: Path, tmp_path: Path, cli) -> None:
     assert code == 0, text
     if make is _cvat_export:
         assert "1 annotation(s) with an empty segmentation (boxes) left out" in text
-    code, text = cli(["data", "check", out.parent, "--report", tmp_path / "check.json",
-                      "--set", f"data.classes=[{','.join(classes)}]"])
+    code, text = cli(
+        [
+            "data",
+            "check",
+            out.parent,
+            "--report",
+            tmp_path / "check.json",
+            "--set",
+            f"data.classes=[{','.join(classes)}]",
+        ]
+    )
     assert code == 0, text
     truth = _masks(tiny, "train.json", classes)
     back = _masks(out.parent, "train.json", classes)

@@ -60,8 +60,9 @@ def test_exif_rotated_image_is_read_as_stored_everywhere(tmp_path):
     """Issue 16.5: the JSON describes the stored pixels, so training (albumentations included), predict, overlays
     (read_image) and serve (decode_image) all use them as stored."""
     split = _exif_rotated(tmp_path, (40, 20))
-    ds = SegmentationDataset(split, MaskCache(split, tmp_path / "c"),
-                             build_transform(AugmentConfig(image_size=32), train=True))
+    ds = SegmentationDataset(
+        split, MaskCache(split, tmp_path / "c"), build_transform(AugmentConfig(image_size=32), train=True)
+    )
     assert tuple(ds[0]["image"].shape) == (32, 32, 3) and tuple(ds[0]["mask"].shape) == (32, 32)
     for image in (read_image(tmp_path / "rot.jpg"), decode_image((tmp_path / "rot.jpg").read_bytes(), "rot.jpg")):
         assert image.shape == (20, 40, 3) and image[:, :18].min() > 200 and image[:, 22:].max() < 50
@@ -71,8 +72,9 @@ def test_image_that_disagrees_with_its_json_is_a_named_error(tmp_path):
     """Issue 16.5: a JSON written for the rotated view fails with the file and image id, not albumentations'
     shape ValueError."""
     split = _exif_rotated(tmp_path, (20, 40))
-    ds = SegmentationDataset(split, MaskCache(split, tmp_path / "c"),
-                             build_transform(AugmentConfig(image_size=32), train=True))
+    ds = SegmentationDataset(
+        split, MaskCache(split, tmp_path / "c"), build_transform(AugmentConfig(image_size=32), train=True)
+    )
     with pytest.raises(TrashsegError, match=r"rot.jpg image_id=1: decoded as 40x20 but .*says 20x40"):
         ds[0]
 

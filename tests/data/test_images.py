@@ -13,8 +13,11 @@ def test_formats_whose_size_cannot_be_checked_are_refused(tmp_path):
     path = tmp_path / "x.hdr"
     cv2.imwrite(str(path), np.ones((8, 8, 3), np.float32))
     assert cv2.imread(str(path)) is not None
-    with pytest.raises(ImageError, match=r"x.hdr: cannot be decoded: not an image, or a format whose size cannot "
-                                         r"be checked"):
+    with pytest.raises(
+        ImageError,
+        match=r"x.hdr: cannot be decoded: not an image, or a format whose size cannot "
+        r"be checked",
+    ):
         read_image(path)
 
 

@@ -52,9 +52,10 @@ def test_compressed_and_uncompressed_rle(tmp_path):
             cur, n = v, 0
         n += 1
     runs.append(n)
-    anns = [{"id": 1, "image_id": 1, "category_id": 1, "area": 120, "segmentation": compressed},
-            {"id": 2, "image_id": 1, "category_id": 2, "area": 119, "segmentation": {"size": [32, 48],
-                                                                                    "counts": runs}}]
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 1, "area": 120, "segmentation": compressed},
+        {"id": 2, "image_id": 1, "category_id": 2, "area": 119, "segmentation": {"size": [32, 48], "counts": runs}},
+    ]
     split = _split(tmp_path, anns[:1])
     mask, _ = rasterize(split.anns_by_image[1], 32, 48, split.cat_to_class)
     assert np.array_equal(mask == 1, truth.astype(bool))
@@ -65,8 +66,13 @@ def test_compressed_and_uncompressed_rle(tmp_path):
 
 def test_degenerate_parts_dropped_and_reported_with_ids(tmp_path):
     anns = [
-        {"id": 5, "image_id": 1, "category_id": 1, "area": 16,
-         "segmentation": [[1, 1, 2, 2], [4, 4, 8, 4, 8, 8, 4, 8]]},  # 2-point part dropped, square kept
+        {
+            "id": 5,
+            "image_id": 1,
+            "category_id": 1,
+            "area": 16,
+            "segmentation": [[1, 1, 2, 2], [4, 4, 8, 4, 8, 8, 4, 8]],
+        },  # 2-point part dropped, square kept
         {"id": 6, "image_id": 1, "category_id": 1, "area": 4, "segmentation": [[0, 0, float("nan"), 1, 2, 2]]},
         {"id": 7, "image_id": 1, "category_id": 1, "area": 0, "segmentation": [[0, 0, 5, 0, 10, 0]]},
         {"id": 8, "image_id": 1, "category_id": 2, "area": 9, "segmentation": [[40, 20, 60, 20, 60, 40, 40, 40]]},
@@ -108,7 +114,10 @@ def test_rle_counts_that_do_not_add_up_are_a_named_error_and_never_cached(tmp_pa
         ann = {"id": 7, "image_id": 1, "category_id": 1, "segmentation": {"size": [32, 48], "counts": counts}}
         split = _split(tmp_path, [ann])
         cache = MaskCache(split, tmp_path / "cache")
-        with pytest.raises(TrashsegError, match=r"train.json image_id=1 ann_id=7: RLE counts cover \d+ pixels, the "
-                                                r"48x32 image has 1536"):
+        with pytest.raises(
+            TrashsegError,
+            match=r"train.json image_id=1 ann_id=7: RLE counts cover \d+ pixels, the "
+            r"48x32 image has 1536",
+        ):
             cache.get(split.images[0])
         assert not list((tmp_path / "cache").rglob("*.npy"))

@@ -13,8 +13,18 @@ from pycocotools import mask as mask_utils
 
 from trashseg.data.sample import write_sample_dataset
 
-NAMES = ["General trash", "Paper", "Paper pack", "Metal", "Glass", "Plastic", "Styrofoam", "Plastic bag", "Battery",
-         "Clothing"]
+NAMES = [
+    "General trash",
+    "Paper",
+    "Paper pack",
+    "Metal",
+    "Glass",
+    "Plastic",
+    "Styrofoam",
+    "Plastic bag",
+    "Battery",
+    "Clothing",
+]
 SMALL = dict(n_train=24, n_val=4, n_test=4, size=128)
 
 
@@ -83,8 +93,12 @@ def test_split_files_and_counts(root: Path, runs: dict) -> None:
     train, val, test = (_load(root, f"{s}.json") for s in ("train", "val", "test"))
     train_all = _load(root, "train_all.json")
     assert [len(d["images"]) for d in (train, val, test)] == [24, 4, 4]
-    assert counts == {"train": 24, "val": 4, "test": 4,
-                      "annotations": len(train["annotations"]) + len(val["annotations"])}
+    assert counts == {
+        "train": 24,
+        "val": 4,
+        "test": 4,
+        "annotations": len(train["annotations"]) + len(val["annotations"]),
+    }
     assert "annotations" not in test
     assert train_all["images"] == train["images"] + val["images"]
     assert train_all["annotations"] == train["annotations"] + val["annotations"]

@@ -15,8 +15,15 @@ from trashseg.config import load_config
 from trashseg.infer.folder import PredictionFolder
 
 # One step per epoch on 32 px crops from random init: the workflow, not the accuracy, is under test.
-TINY = ["model.weights=null", "train.epochs=1", "train.val_every=1", "train.max_steps_per_epoch=1",
-        "augment.image_size=32", "train.batch_size=2", "train.loggers=[csv]"]
+TINY = [
+    "model.weights=null",
+    "train.epochs=1",
+    "train.val_every=1",
+    "train.max_steps_per_epoch=1",
+    "augment.image_size=32",
+    "train.batch_size=2",
+    "train.loggers=[csv]",
+]
 
 Cli = Callable[[list], tuple[int, str]]
 
@@ -44,8 +51,10 @@ def test_all_folds_then_kfold_votes_every_fold_model(data: Path, tmp_path: Path,
         assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
         cfg = load_config(run / "config.yaml")  # each fold trained and validated on its own split files
         assert (cfg.data.train, cfg.data.val) == (f"folds/fold{k}_train.json", f"folds/fold{k}_val.json")
-    val_sets = [{i["file_name"] for i in json.loads((data / "folds" / f"fold{k}_val.json").read_text())["images"]}
-                for k in (0, 1)]
+    val_sets = [
+        {i["file_name"] for i in json.loads((data / "folds" / f"fold{k}_val.json").read_text())["images"]}
+        for k in (0, 1)
+    ]
     assert val_sets[0] and val_sets[1] and not val_sets[0] & val_sets[1]
 
     code, text = cli(["kfold", runs, "--data", data, "--out", pred])
@@ -64,8 +73,9 @@ def test_all_folds_then_kfold_votes_every_fold_model(data: Path, tmp_path: Path,
 
 def test_all_folds_before_split_names_the_missing_fold_file(data: Path, tmp_path: Path, cli: Cli) -> None:
     """Forgetting `trashseg split` is a user error naming the fold file, not a traceback."""
-    code, text = cli(["train", RECIPE, "--data", data, "--all-folds", "2", "--out", tmp_path / "runs",
-                      *_settings(tmp_path)])
+    code, text = cli(
+        ["train", RECIPE, "--data", data, "--all-folds", "2", "--out", tmp_path / "runs", *_settings(tmp_path)]
+    )
     assert code == 2, text
     assert "fold0_train.json: not found; make the folds first with `trashseg split" in " ".join(text.split())
     assert not (tmp_path / "runs" / "fold0" / "checkpoints").exists()

@@ -41,8 +41,9 @@ def test_hard_vote_majority_and_tie_to_best_member(tmp_path):
     assert hard_vote(masks, np.ones(3) / 3, best=2, num_classes=3, name="x.jpg", roots=roots).tolist() == [[1, 1]]
     assert hard_vote(masks, np.ones(3) / 3, best=0, num_classes=3, name="x.jpg", roots=roots).tolist() == [[1, 2]]
     # a zero-weight member does not switch the tie-break off
-    assert hard_vote(masks, np.array([0.5, 0.0, 0.5]),
-                     best=2, num_classes=3, name="x.jpg", roots=roots).tolist() == [[2, 1]]
+    assert hard_vote(masks, np.array([0.5, 0.0, 0.5]), best=2, num_classes=3, name="x.jpg", roots=roots).tolist() == [
+        [2, 1]
+    ]
     a = _member(tmp_path / "a", {"x.jpg": _probs([0, 1, 0])}, val_miou=0.5)
     b = _member(tmp_path / "b", {"x.jpg": _probs([0, 0, 1])}, val_miou=0.7)
     info = ensemble_folders([a, b], tmp_path / "h", "hard")
@@ -78,18 +79,31 @@ def test_csv_hard_voting_via_cli(tmp_path, capsys):
 def test_hard_vote_tie_break_never_outvotes_a_weighted_majority():
     masks = [np.array([[1]]), np.array([[2]]), np.array([[2]])]
     roots = [Path("a"), Path("b"), Path("c")]
-    assert hard_vote(masks, np.array([0.5, 0.3, 0.2001]),
-                     best=0, num_classes=3, name="x.jpg", roots=roots).tolist() == [[2]]
+    assert hard_vote(
+        masks, np.array([0.5, 0.3, 0.2001]), best=0, num_classes=3, name="x.jpg", roots=roots
+    ).tolist() == [[2]]
 
 
 def test_hard_vote_refuses_masks_that_do_not_line_up():
     roots = [Path("a"), Path("b")]
     with pytest.raises(TrashsegError, match=r"image x.jpg: mask shapes differ \(a: \(2, 2\), b: \(4, 1\)\)"):
-        hard_vote([np.zeros((2, 2), np.uint8), np.zeros((4, 1), np.uint8)], np.ones(2) / 2,
-                  best=0, num_classes=3, name="x.jpg", roots=roots)
+        hard_vote(
+            [np.zeros((2, 2), np.uint8), np.zeros((4, 1), np.uint8)],
+            np.ones(2) / 2,
+            best=0,
+            num_classes=3,
+            name="x.jpg",
+            roots=roots,
+        )
     with pytest.raises(TrashsegError, match="image x.jpg: b has class id 7, beyond the 3 classes"):
-        hard_vote([np.zeros((2, 2), np.uint8), np.full((2, 2), 7, np.uint8)], np.ones(2) / 2,
-                  best=0, num_classes=3, name="x.jpg", roots=roots)
+        hard_vote(
+            [np.zeros((2, 2), np.uint8), np.full((2, 2), 7, np.uint8)],
+            np.ones(2) / 2,
+            best=0,
+            num_classes=3,
+            name="x.jpg",
+            roots=roots,
+        )
 
 
 def test_members_must_cover_the_same_images(tmp_path):
@@ -111,8 +125,11 @@ def test_rerun_with_other_settings_is_refused_not_mixed(tmp_path, monkeypatch):
     a = _member(tmp_path / "a", {"x.jpg": _probs([0, 1, 0])})
     b = _member(tmp_path / "b", {"x.jpg": _probs([0, 0, 1])})
     ensemble_folders([a, b], tmp_path / "e", "hard", weights=[1, 0])
-    with pytest.raises(TrashsegError, match=r"already holds predictions made with weights=\[1.0, 0.0\]; this run "
-                                            r"has weights=\[0.0, 1.0\]"):
+    with pytest.raises(
+        TrashsegError,
+        match=r"already holds predictions made with weights=\[1.0, 0.0\]; this run "
+        r"has weights=\[0.0, 1.0\]",
+    ):
         ensemble_folders([a, b], tmp_path / "e", "hard", weights=[0, 1])
     assert PredictionFolder(tmp_path / "e").mask("x.jpg").tolist() == [[1]]
     monkeypatch.chdir(tmp_path)  # the same job, its folders spelled relative: resumes
@@ -156,8 +173,11 @@ def test_members_predicted_on_other_splits_are_refused(tmp_path):
     same_names = {"x.jpg": _probs([0, 1, 0])}
     val = _member(tmp_path / "val", same_names, split="/d/val.json")
     test = _member(tmp_path / "test", same_names, split="/d/test.json")
-    with pytest.raises(TrashsegError, match=r"test was predicted on split /d/test.json of /d, .*val on "
-                                            r"/d/val.json of /d \(from their meta.json\): members must predict the "
-                                            r"same split"):
+    with pytest.raises(
+        TrashsegError,
+        match=r"test was predicted on split /d/test.json of /d, .*val on "
+        r"/d/val.json of /d \(from their meta.json\): members must predict the "
+        r"same split",
+    ):
         ensemble_folders([val, test], tmp_path / "e", "hard")
     assert not (tmp_path / "e").exists()

@@ -21,8 +21,11 @@ def test_roundtrip_nested_file_names_and_done(tmp_path):
 def test_resuming_with_other_classes_is_refused_and_missing_things_named(tmp_path):
     f = PredictionFolder(tmp_path)
     f.init({"classes": ["bg", "a"]})
-    with pytest.raises(TrashsegError, match=r"already holds predictions made with classes=\['bg', 'a'\]; this run "
-                                            r"has classes=\['bg', 'b'\]"):
+    with pytest.raises(
+        TrashsegError,
+        match=r"already holds predictions made with classes=\['bg', 'a'\]; this run "
+        r"has classes=\['bg', 'b'\]",
+    ):
         f.init({"classes": ["bg", "b"]})
     with pytest.raises(TrashsegError, match="no probabilities for image x.jpg"):
         f.probs("x.jpg")

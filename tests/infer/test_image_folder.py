@@ -15,11 +15,13 @@ from trashseg.infer.image_folder import find_images
 
 def _png_header_only(path: Path, w: int, h: int) -> None:
     """A PNG that declares w×h pixels and holds none: what an attacker or a broken camera can upload."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
+    )
 
 
 def _photos(root: Path) -> dict[str, tuple[int, int]]:
@@ -39,12 +41,15 @@ def _bad_files(root: Path) -> dict[str, str]:
     """{file_name: what the error says about it}"""
     good = cv2.imencode(".png", np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8))[1].tobytes()
     at = good.index(b"IDAT") + 14  # a good header, then pixel data with flipped bytes: fails only when decoded
-    (root / "corrupt.png").write_bytes(good[:at] + bytes(b ^ 0xFF for b in good[at:at + 26]) + good[at + 26:])
+    (root / "corrupt.png").write_bytes(good[:at] + bytes(b ^ 0xFF for b in good[at : at + 26]) + good[at + 26 :])
     (root / "notes.jpg").write_text("shopping list: milk, eggs\n")
     _png_header_only(root / "huge.png", 20_000, 20_000)
     (root / "readme.txt").write_text("not an image suffix: never looked at")
-    return {"corrupt.png": "cannot be decoded", "notes.jpg": "cannot be decoded: not an image",
-            "huge.png": "the limit here is 40000000 (data.max_pixels)"}
+    return {
+        "corrupt.png": "cannot be decoded",
+        "notes.jpg": "cannot be decoded: not an image",
+        "huge.png": "the limit here is 40000000 (data.max_pixels)",
+    }
 
 
 def _leftovers(folder: Path) -> list[Path]:
@@ -72,15 +77,28 @@ def test_folder_of_photos_predicts_the_good_ones_and_names_the_bad(trained_run, 
     assert code == 0, text
     panel = cv2.imread(str(out / "overlays" / "rotated.jpg"))
     assert panel.shape[1] == 32  # the photo upright, no ground-truth panel beside it
-    assert sorted(p.relative_to(out / "overlays").as_posix() for p in (out / "overlays").rglob("*.jp*g")) == \
-        sorted(["rotated.jpg", "gray.png.jpg", "day2/rgba.PNG.jpg", "day2/plain.jpeg"])
+    assert sorted(p.relative_to(out / "overlays").as_posix() for p in (out / "overlays").rglob("*.jp*g")) == sorted(
+        ["rotated.jpg", "gray.png.jpg", "day2/rgba.PNG.jpg", "day2/plain.jpeg"]
+    )
     code, text = cli(["crf", out, "--out", tmp_path / "crf", "--set", "crf.iterations=1", "--set", "crf.workers=1"])
     assert code == 0 and PredictionFolder(tmp_path / "crf").names() == sorted(sizes), text
     assert PredictionFolder(tmp_path / "crf").mask("rotated.jpg").shape == (48, 32)
 
     # members predicted from the same photos vote image by image, although each holds its own images.json
-    code, text = cli(["predict", trained_run, "--images", photos, "--out", tmp_path / "flip", "--save-probs",
-                      "--hflip", "--workers", "0"])
+    code, text = cli(
+        [
+            "predict",
+            trained_run,
+            "--images",
+            photos,
+            "--out",
+            tmp_path / "flip",
+            "--save-probs",
+            "--hflip",
+            "--workers",
+            "0",
+        ]
+    )
     assert code == 2, text
     code, text = cli(["ensemble", out, tmp_path / "flip", "--out", tmp_path / "ens"])
     assert code == 0 and PredictionFolder(tmp_path / "ens").names() == sorted(sizes), text

@@ -32,21 +32,31 @@ def test_regions_have_exact_area_box_centroid_and_confidence() -> None:
         SegmentObject(2, "metal", 2, (5, 5, 2, 2), (5.5, 5.5), pytest.approx(0.6)),  # 8-connected: one object
         SegmentObject(1, "paper", 1, (10, 8, 1, 1), (10.0, 8.0), pytest.approx(0.6)),
     ]  # largest first
-    assert found[0].to_dict() == {"class_id": 1, "class_name": "paper", "area": 12, "bbox": [1, 1, 4, 3],
-                                  "centroid": [2.5, 2.0], "confidence": pytest.approx(0.9)}
+    assert found[0].to_dict() == {
+        "class_id": 1,
+        "class_name": "paper",
+        "area": 12,
+        "bbox": [1, 1, 4, 3],
+        "centroid": [2.5, 2.0],
+        "confidence": pytest.approx(0.9),
+    }
 
 
 def test_four_connectivity_splits_diagonal_neighbours() -> None:
     mask, probs = _scene()
     metal = [o for o in find_objects(mask, CLASSES, probs, connectivity=4) if o.class_name == "metal"]
-    assert [(o.area, o.bbox, o.confidence) for o in metal] == [(1, (5, 5, 1, 1), pytest.approx(0.7)),
-                                                               (1, (6, 6, 1, 1), pytest.approx(0.5))]
+    assert [(o.area, o.bbox, o.confidence) for o in metal] == [
+        (1, (5, 5, 1, 1), pytest.approx(0.7)),
+        (1, (6, 6, 1, 1), pytest.approx(0.5)),
+    ]
 
 
 def test_min_area_drops_small_regions_and_background_is_never_an_object() -> None:
     mask, probs = _scene()
-    assert [(o.class_name, o.area) for o in find_objects(mask, CLASSES, probs, min_area=2)] == \
-        [("paper", 12), ("metal", 2)]
+    assert [(o.class_name, o.area) for o in find_objects(mask, CLASSES, probs, min_area=2)] == [
+        ("paper", 12),
+        ("metal", 2),
+    ]
     assert find_objects(np.zeros((4, 4), np.uint8), CLASSES) == []
 
 
@@ -55,11 +65,14 @@ def test_without_probabilities_confidence_is_none() -> None:
     assert all(o.confidence is None for o in find_objects(mask, CLASSES))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"min_area": -1}, "min_area -1: must be 0 or more"),
-    ({"connectivity": 6}, "connectivity 6: must be 4 or 8"),
-    ({"probs": np.zeros((2, 10, 12), np.float32)}, "do not match 3 classes"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"min_area": -1}, "min_area -1: must be 0 or more"),
+        ({"connectivity": 6}, "connectivity 6: must be 4 or 8"),
+        ({"probs": np.zeros((2, 10, 12), np.float32)}, "do not match 3 classes"),
+    ],
+)
 def test_bad_settings_are_named(kwargs: dict, message: str) -> None:
     mask, _ = _scene()
     with pytest.raises(TrashsegError, match=message):

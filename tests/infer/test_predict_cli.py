@@ -14,8 +14,25 @@ from trashseg.infer.folder import PredictionFolder
 
 def test_predict_writes_folder_and_evaluate_scores_it(trained_run, sample_data, tmp_path, capsys):
     out = tmp_path / "pred"
-    code, text = run_cli(["predict", trained_run, "--data", sample_data, "--split", "val", "--out", out,
-                          "--save-probs", "--hflip", "--scales", "0.75,1.0", "--workers", "0"], capsys)
+    code, text = run_cli(
+        [
+            "predict",
+            trained_run,
+            "--data",
+            sample_data,
+            "--split",
+            "val",
+            "--out",
+            out,
+            "--save-probs",
+            "--hflip",
+            "--scales",
+            "0.75,1.0",
+            "--workers",
+            "0",
+        ],
+        capsys,
+    )
     assert code == 0, text
     folder = PredictionFolder(out)
     meta = folder.meta()
@@ -24,8 +41,9 @@ def test_predict_writes_folder_and_evaluate_scores_it(trained_run, sample_data, 
     probs = folder.probs(names[0])
     assert probs.shape == (11, 128, 128) and probs.dtype == np.float32
     assert (folder.mask(names[0]) == probs.argmax(0)).mean() > 0.99  # probs are stored as float16
-    code, text = run_cli(["evaluate", out, "--data", sample_data, "--split", "val", "--out", tmp_path / "s.json"],
-                         capsys)
+    code, text = run_cli(
+        ["evaluate", out, "--data", sample_data, "--split", "val", "--out", tmp_path / "s.json"], capsys
+    )
     assert code == 0, text
     scores = json.loads((tmp_path / "s.json").read_text())
     assert 0 < scores["miou"] <= 1 and "per_class" in scores
@@ -37,8 +55,9 @@ def test_predict_writes_folder_and_evaluate_scores_it(trained_run, sample_data, 
     assert code == 2 and "give that split (--split val.json)" in " ".join(text.split()), text
     code, text = run_cli(["overlay", tmp_path / "crf", "--limit", "2"], capsys)
     jpgs = sorted((tmp_path / "crf" / "overlays").rglob("*.jpg"))
-    assert code == 0 and [p.relative_to(tmp_path / "crf" / "overlays").as_posix() for p in jpgs] == \
-        sorted(names[:2]), text  # the first two of the split; its file names are .jpg already
+    assert code == 0 and [p.relative_to(tmp_path / "crf" / "overlays").as_posix() for p in jpgs] == sorted(names[:2]), (
+        text
+    )  # the first two of the split; its file names are .jpg already
     assert cv2.imread(str(jpgs[0])).shape[1] == 2 * 128 + 6  # prediction beside ground truth (val is annotated)
 
 
@@ -72,8 +91,21 @@ def test_predict_objects_are_written_per_image_and_resume(trained_run, sample_da
     from trashseg.infer.objects import find_objects
 
     out = tmp_path / "pred"
-    args = ["predict", trained_run, "--data", sample_data, "--split", "val", "--out", out, "--workers", "0",
-            "--objects", "--min-area", "5"]
+    args = [
+        "predict",
+        trained_run,
+        "--data",
+        sample_data,
+        "--split",
+        "val",
+        "--out",
+        out,
+        "--workers",
+        "0",
+        "--objects",
+        "--min-area",
+        "5",
+    ]
     code, text = cli(args)
     assert code == 0, text
     folder = PredictionFolder(out)
@@ -113,8 +145,10 @@ def test_predict_with_wrong_class_list_is_refused(trained_run, sample_data, tmp_
     from trashseg.config import RECYCLING_CLASSES
 
     shuffled = ["Background", *reversed(RECYCLING_CLASSES[1:])]  # same names, other order: indices would lie
-    code, text = run_cli(["predict", trained_run, "--data", sample_data, "--out", tmp_path / "p",
-                          "--set", f"data.classes={shuffled}"], capsys)
+    code, text = run_cli(
+        ["predict", trained_run, "--data", sample_data, "--out", tmp_path / "p", "--set", f"data.classes={shuffled}"],
+        capsys,
+    )
     assert code == 2 and "the model predicts classes" in text
 
 
@@ -127,8 +161,12 @@ def test_onnx_export_parity_and_runtime_predict(trained_run, sample_data, tmp_pa
     assert code == 0 and (tmp_path / "cli.onnx").stat().st_size > 1000, text
     out_onnx, out_torch = tmp_path / "po", tmp_path / "pt"
     for src, out in ((onnx, out_onnx), (trained_run, out_torch)):
-        assert run_cli(["predict", src, "--data", sample_data, "--split", "val", "--out", out, "--workers", "0"],
-                       capsys)[0] == 0
+        assert (
+            run_cli(["predict", src, "--data", sample_data, "--split", "val", "--out", out, "--workers", "0"], capsys)[
+                0
+            ]
+            == 0
+        )
     a, b = PredictionFolder(out_onnx), PredictionFolder(out_torch)
     name = json.loads((sample_data / "val.json").read_text())["images"][0]["file_name"]
     assert (a.mask(name) == b.mask(name)).mean() > 0.999
@@ -166,8 +204,10 @@ def test_predict_refuses_an_image_bomb(trained_run, sample_data, tmp_path, capsy
     assert code == 2 and "bomb.png: 7000×7000 is 49.0 MP, over the limit of 40.0 MP" in text, text
     assert "Traceback" not in text
     assert not list(out.rglob("*.tmp*"))
-    code, text = run_cli(["predict", trained_run, "--data", root, "--out", out, "--workers", "0",
-                          "--set", "data.max_pixels=1000"], capsys)
+    code, text = run_cli(
+        ["predict", trained_run, "--data", root, "--out", out, "--workers", "0", "--set", "data.max_pixels=1000"],
+        capsys,
+    )
     assert code == 2 and "0.0 MP, over the limit of 0.0 MP" in text and "bomb.png" not in text, text
 
 
@@ -182,6 +222,8 @@ def test_predict_out_that_is_a_file_or_read_only_is_named(trained_run, sample_da
     assert taken.read_text() == "notes"
     locked = make_read_only(tmp_path / "ro", monkeypatch)
     code, text = run_cli(["predict", trained_run, "--data", sample_data, "--out", locked, "--workers", "0"], capsys)
-    assert code == 2 and f"cannot write {locked / 'meta.json'}: Permission denied; choose a folder you can write " \
-        "to" in text, text
+    assert (
+        code == 2
+        and f"cannot write {locked / 'meta.json'}: Permission denied; choose a folder you can write to" in text
+    ), text
     assert "Traceback" not in text

@@ -34,8 +34,14 @@ def test_hflip_tta_is_undone_before_averaging():
     np.testing.assert_allclose(tta[1], tta[1][:, ::-1], atol=1e-4)  # average of ramp and its mirror
 
 
-@pytest.mark.parametrize("cfg", [InferConfig(hflip=True, vflip=True), InferConfig(scales=[0.5, 1.0, 1.5]),
-                                 InferConfig(mode="slide", overlap=0.5, scales=[1.0, 0.75])])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        InferConfig(hflip=True, vflip=True),
+        InferConfig(scales=[0.5, 1.0, 1.5]),
+        InferConfig(mode="slide", overlap=0.5, scales=[1.0, 0.75]),
+    ],
+)
 def test_tta_and_sliding_keep_a_content_driven_answer(cfg):
     image = np.zeros((96, 160, 3), np.uint8)
     image[20:70, 30:100, 0] = 255
@@ -45,8 +51,9 @@ def test_tta_and_sliding_keep_a_content_driven_answer(cfg):
     assert abs(int((mask == 1).sum()) - 50 * 70) < 0.08 * 50 * 70
 
 
-@pytest.mark.parametrize("cfg", [InferConfig(), InferConfig(hflip=True, scales=[0.75, 1.0]),
-                                 InferConfig(mode="slide", scales=[1.0, 0.75])])
+@pytest.mark.parametrize(
+    "cfg", [InferConfig(), InferConfig(hflip=True, scales=[0.75, 1.0]), InferConfig(mode="slide", scales=[1.0, 0.75])]
+)
 def test_masks_only_path_gives_the_argmax_of_the_probabilities(cfg):
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((48, 80, 3), (48, 80, 3), (30, 50, 3))]

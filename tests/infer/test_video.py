@@ -27,8 +27,9 @@ def write_video(path: Path, frames: int = 12, w: int = 48, h: int = 32, fourcc: 
 
 def test_every_nth_frame_is_predicted_and_overlay_works(trained_run, tmp_path, cli):
     video, out = write_video(tmp_path / "clip.mp4"), tmp_path / "pred"
-    code, text = cli(["predict", trained_run, "--images", video, "--out", out, "--every", "5", "--objects",
-                      "--workers", "0"])
+    code, text = cli(
+        ["predict", trained_run, "--images", video, "--out", out, "--every", "5", "--objects", "--workers", "0"]
+    )
     assert code == 0, text
     folder = PredictionFolder(out)
     assert folder.names() == ["clip/000000.jpg", "clip/000005.jpg", "clip/000010.jpg"]
@@ -45,8 +46,20 @@ def test_every_nth_frame_is_predicted_and_overlay_works(trained_run, tmp_path, c
 
 def test_a_rerun_resumes_and_a_frame_limit_stops_early(trained_run, tmp_path, cli):
     video, out = write_video(tmp_path / "clip.avi", frames=20, fourcc="MJPG"), tmp_path / "pred"
-    args = ["predict", trained_run, "--images", video, "--out", out, "--every", "3", "--max-frames", "4",
-            "--workers", "0"]
+    args = [
+        "predict",
+        trained_run,
+        "--images",
+        video,
+        "--out",
+        out,
+        "--every",
+        "3",
+        "--max-frames",
+        "4",
+        "--workers",
+        "0",
+    ]
     code, text = cli(args)
     assert code == 0 and PredictionFolder(out).names() == [f"clip/{i:06d}.jpg" for i in (0, 3, 6, 9)], text
     first = (out / "masks" / "clip" / "000003.jpg.png").stat().st_mtime_ns
@@ -65,8 +78,9 @@ def test_unreadable_videos_get_a_named_error_and_leave_nothing(trained_run, tmp_
     for name in ("notes.mp4", "cut.mp4", "missing.mp4"):
         out = tmp_path / f"pred_{name}"
         code, text = cli(["predict", trained_run, "--images", tmp_path / name, "--out", out])
-        assert code == 2 and f"{name}: " in text and ("cannot be opened as a video" in text
-                                                      or "file not found" in text), text
+        assert (
+            code == 2 and f"{name}: " in text and ("cannot be opened as a video" in text or "file not found" in text)
+        ), text
         assert not out.exists()
 
 
@@ -77,8 +91,11 @@ def test_a_video_that_breaks_off_keeps_the_frames_before_and_says_so(trained_run
     out = tmp_path / "pred"
     code, text = cli(["predict", trained_run, "--images", tmp_path / "cut.avi", "--out", out, "--workers", "0"])
     flat = " ".join(text.split())
-    assert code == 2 and "cut.avi: the stream ends after" in flat and "of the 20 frames it declares (truncated or " \
-        f"corrupt); the frames before it are predicted in {out}" in flat, text
+    assert (
+        code == 2
+        and "cut.avi: the stream ends after" in flat
+        and f"of the 20 frames it declares (truncated or corrupt); the frames before it are predicted in {out}" in flat
+    ), text
     names = PredictionFolder(out).names()
     assert 0 < len(names) < 20 and names == [f"cut/{i:06d}.jpg" for i in range(len(names))]
 

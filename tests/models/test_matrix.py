@@ -37,10 +37,13 @@ DEFAULT_SIZES = (64, 96)
 # fix (an unexpected pass) or any other failure turns the test red.
 ONNX_XFAIL: dict[str, str] = {
     "DPT": "timm's dynamic_img_size resamples the ViT position embeddings with antialiased bicubic interpolation "
-           "(aten::_upsample_bicubic2d_aa), which the TorchScript ONNX exporter (opset 17) cannot export",
-    **dict.fromkeys(["PSPNet", "UPerNet"], "the pyramid pooling module's adaptive_avg_pool2d to 2, 3 and 6 bins "
-                    "cannot be exported with dynamic height and width (TorchScript exporter: input size not "
-                    "accessible), so `trashseg export` fails for these architectures"),
+    "(aten::_upsample_bicubic2d_aa), which the TorchScript ONNX exporter (opset 17) cannot export",
+    **dict.fromkeys(
+        ["PSPNet", "UPerNet"],
+        "the pyramid pooling module's adaptive_avg_pool2d to 2, 3 and 6 bins "
+        "cannot be exported with dynamic height and width (TorchScript exporter: input size not "
+        "accessible), so `trashseg export` fails for these architectures",
+    ),
 }
 
 

@@ -84,8 +84,7 @@ def test_ocrnet_returns_aux_logits_only_in_training(encoder: str) -> None:
     assert isinstance(out, torch.Tensor) and out.shape == (2, 5, 64, 64)
 
 
-@pytest.mark.parametrize(("encoder", "stride"), [("resnet18", 8), ("resnet18", 16), ("tu-resnet18", 8),
-                                                 ("mit_b0", 32)])
+@pytest.mark.parametrize(("encoder", "stride"), [("resnet18", 8), ("resnet18", 16), ("tu-resnet18", 8), ("mit_b0", 32)])
 def test_fcn_returns_logits_in_both_modes(encoder: str, stride: int) -> None:
     model = create_model(ModelConfig(arch="FCN", encoder=encoder, params={"encoder_output_stride": stride}), 5)
     x = torch.randn(2, 3, 64, 64)
@@ -163,16 +162,21 @@ def _save_encoder(model: nn.Module, path: Path) -> None:
     save_file({k: v.contiguous() for k, v in model.encoder.state_dict().items()}, path)
 
 
-@pytest.mark.parametrize(("save", "filename", "arch"), [
-    (_save_full, "full.pth", "Unet"),
-    (_save_lightning, "last.ckpt", "Unet"),
-    (_save_checkpoint, "best.ckpt", "Unet"),
-    (_save_checkpoint, "best.ckpt", "FCN"),  # its encoder part
-    (_save_encoder, "encoder.safetensors", "FCN"),
-    (_save_full, "unet.pth", "FCN"),  # another architecture's full state dict: its encoder part
-], ids=["full", "lightning", "trashseg-ckpt", "trashseg-ckpt-other-arch", "encoder-only", "other-arch"])
-def test_local_weights_file_initialises_the_encoder(source: nn.Module, tmp_path: Path, save, filename: str,
-                                                    arch: str, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("save", "filename", "arch"),
+    [
+        (_save_full, "full.pth", "Unet"),
+        (_save_lightning, "last.ckpt", "Unet"),
+        (_save_checkpoint, "best.ckpt", "Unet"),
+        (_save_checkpoint, "best.ckpt", "FCN"),  # its encoder part
+        (_save_encoder, "encoder.safetensors", "FCN"),
+        (_save_full, "unet.pth", "FCN"),  # another architecture's full state dict: its encoder part
+    ],
+    ids=["full", "lightning", "trashseg-ckpt", "trashseg-ckpt-other-arch", "encoder-only", "other-arch"],
+)
+def test_local_weights_file_initialises_the_encoder(
+    source: nn.Module, tmp_path: Path, save, filename: str, arch: str, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / filename
     save(source, path)
 
@@ -191,13 +195,15 @@ def test_plain_timm_backbone_loads_into_a_tu_encoder(tmp_path: Path) -> None:
     backbone = timm.create_model("convnext_atto")
     torch.save(backbone.state_dict(), tmp_path / "convnext_atto.pth")
 
-    model = create_model(ModelConfig(arch="UPerNet", encoder="tu-convnext_atto",
-                                     weights=str(tmp_path / "convnext_atto.pth")), 3)
+    model = create_model(
+        ModelConfig(arch="UPerNet", encoder="tu-convnext_atto", weights=str(tmp_path / "convnext_atto.pth")), 3
+    )
 
     encoder = model.encoder.model.state_dict()
     assert torch.equal(encoder["stem_0.weight"], backbone.state_dict()["stem.0.weight"])
-    assert torch.equal(encoder["stages_3.blocks.1.conv_dw.weight"],
-                       backbone.state_dict()["stages.3.blocks.1.conv_dw.weight"])
+    assert torch.equal(
+        encoder["stages_3.blocks.1.conv_dw.weight"], backbone.state_dict()["stages.3.blocks.1.conv_dw.weight"]
+    )
 
 
 def test_missing_weights_file() -> None:
@@ -217,11 +223,15 @@ class _Opaque:
     """Stands for an arbitrary pickled object inside a checkpoint."""
 
 
-@pytest.mark.parametrize(("content", "error"), [
-    ([1, 2, 3], "contains no state dict"),
-    ({"state_dict": {}, "hparams": _Opaque()}, "Python objects besides tensors"),
-    (None, "cannot read .* as a weights file"),
-], ids=["no-state-dict", "untrusted-objects", "corrupt"])
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        ([1, 2, 3], "contains no state dict"),
+        ({"state_dict": {}, "hparams": _Opaque()}, "Python objects besides tensors"),
+        (None, "cannot read .* as a weights file"),
+    ],
+    ids=["no-state-dict", "untrusted-objects", "corrupt"],
+)
 def test_unusable_weights_file_is_named(tmp_path: Path, content: object, error: str) -> None:
     path = tmp_path / "weights.pth"
     if content is None:
@@ -248,19 +258,24 @@ def test_unknown_encoder_is_named_with_a_hint(encoder: str) -> None:
         create_model(ModelConfig(encoder=encoder), 3)
 
 
-@pytest.mark.parametrize(("arch", "encoder", "key"), [
-    ("Unet", "resnet18", "decoder_chanels"),  # smp would pass it to its own encoder, which ignores it
-    ("Unet", "tu-resnet18", "decoder_chanels"),  # timm refuses it
-    ("OCRNet", "resnet18", "ocr_mid_channel"),
-    ("FCN", "tu-resnet18", "num_convs"),
-])
+@pytest.mark.parametrize(
+    ("arch", "encoder", "key"),
+    [
+        ("Unet", "resnet18", "decoder_chanels"),  # smp would pass it to its own encoder, which ignores it
+        ("Unet", "tu-resnet18", "decoder_chanels"),  # timm refuses it
+        ("OCRNet", "resnet18", "ocr_mid_channel"),
+        ("FCN", "tu-resnet18", "num_convs"),
+    ],
+)
 def test_unknown_params_key_is_named(arch: str, encoder: str, key: str) -> None:
     with pytest.raises(TrashsegError, match=rf"model.params.{key}: not accepted by {arch}"):
         create_model(ModelConfig(arch=arch, encoder=encoder, params={key: 1}), 3)
 
 
-@pytest.mark.parametrize(("key", "error"), [("classes", "set by data.classes"),
-                                            ("activation", "not supported; models must return raw class logits")])
+@pytest.mark.parametrize(
+    ("key", "error"),
+    [("classes", "set by data.classes"), ("activation", "not supported; models must return raw class logits")],
+)
 def test_params_that_create_model_owns_are_refused(key: str, error: str) -> None:
     with pytest.raises(TrashsegError, match=rf"model.params.{key}: {error}"):
         create_model(ModelConfig(params={key: "softmax2d"}), 3)

@@ -17,8 +17,13 @@ def _model_reading(path, location: str) -> None:
     tensor = TensorProto(name="w", data_type=TensorProto.UINT8, dims=[6], data_location=TensorProto.EXTERNAL)
     for key, value in (("location", location), ("offset", "0"), ("length", "6")):
         tensor.external_data.add(key=key, value=value)
-    graph = helper.make_graph([helper.make_node("Identity", ["w"], ["logits"])], "g", [],
-                              [helper.make_tensor_value_info("logits", TensorProto.UINT8, [6])], [tensor])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["w"], ["logits"])],
+        "g",
+        [],
+        [helper.make_tensor_value_info("logits", TensorProto.UINT8, [6])],
+        [tensor],
+    )
     path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
     path.with_name(f"{path.name}.json").write_text(json.dumps(META))
 
@@ -34,12 +39,16 @@ def test_external_data_outside_the_models_folder_is_refused(tmp_path, location):
         OnnxSegmenter(tmp_path / "m" / "model.onnx")
 
 
-@pytest.mark.parametrize("meta, error", [
-    (None, "model.onnx: cannot load as an ONNX model"),
-    ("{not json", "model.onnx.json: cannot read it as JSON"),
-    ('{"classes": "bg,a", "image_size": 8}', r"model.onnx.json: needs 'classes' \(a list of names\)"),
-    ('["bg", "a"]', "model.onnx.json: needs 'classes'"),
-], ids=["corrupt-model", "corrupt-meta", "classes-not-a-list", "meta-not-a-mapping"])
+@pytest.mark.parametrize(
+    "meta, error",
+    [
+        (None, "model.onnx: cannot load as an ONNX model"),
+        ("{not json", "model.onnx.json: cannot read it as JSON"),
+        ('{"classes": "bg,a", "image_size": 8}', r"model.onnx.json: needs 'classes' \(a list of names\)"),
+        ('["bg", "a"]', "model.onnx.json: needs 'classes'"),
+    ],
+    ids=["corrupt-model", "corrupt-meta", "classes-not-a-list", "meta-not-a-mapping"],
+)
 def test_unusable_model_or_meta_is_named(tmp_path, meta, error):
     path = tmp_path / "model.onnx"
     path.write_bytes(b"not an onnx model")

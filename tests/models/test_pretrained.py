@@ -57,8 +57,9 @@ def test_conversion_is_cached() -> None:
 
 
 @pytest.mark.parametrize("spelling", ["efficientnet-lite0", "timm-tf_efficientnet_lite0", "tu-tf_efficientnet_lite0"])
-def test_imagenet_on_a_lite_encoder_loads_the_packaged_weights_offline(spelling: str,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_imagenet_on_a_lite_encoder_loads_the_packaged_weights_offline(
+    spelling: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     model = create_model(ModelConfig(arch="Unet", encoder=spelling, weights="imagenet"), 4)

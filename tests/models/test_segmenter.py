@@ -20,8 +20,16 @@ CLASSES = ["bg", "a", "b"]
 
 
 def _segmenter() -> Segmenter:
-    cfg = load_config(None, ["model.arch=Unet", "model.encoder=resnet18", "model.weights=null",
-                             "augment.image_size=32", f"data.classes={CLASSES}"])
+    cfg = load_config(
+        None,
+        [
+            "model.arch=Unet",
+            "model.encoder=resnet18",
+            "model.weights=null",
+            "augment.image_size=32",
+            f"data.classes={CLASSES}",
+        ],
+    )
     torch.manual_seed(0)
     return Segmenter.from_config(cfg).eval()
 
@@ -53,7 +61,8 @@ def test_inference_imports_the_api_and_loading_leave_lightning_out(tiny: tuple[S
         "assert model(torch.zeros(1, 32, 32, 3, dtype=torch.uint8)).shape == (1, 3, 32, 32)\n"
         f"result = trashseg.load({str(tiny[1])!r}, device='cpu').predict(np.zeros((40, 56, 3), np.uint8))\n"
         "assert result.mask.shape == (40, 56) and result.overlay().size == (56, 40)\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')))\n")
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')))\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", result.stdout

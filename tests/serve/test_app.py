@@ -66,10 +66,16 @@ def _png_bytes(h: int = 40, w: int = 48) -> bytes:
 
 def _header_only_png(w: int, h: int) -> bytes:
     """A PNG whose header declares w×h pixels, with one empty data chunk: a few dozen bytes, never decodable."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _upload(sample_data):
@@ -147,7 +153,7 @@ def test_predict_returns_shares_overlay_and_mask_of_the_uploaded_image(client, s
     for c in (c for c in body["classes"] if c["id"] > 0):
         assert sum(o["area"] for o in objects if o["class_id"] == c["id"]) == c["pixels"]
     x, y, w, h = objects[0]["bbox"]
-    assert (mask[y:y + h, x:x + w] == objects[0]["class_id"]).sum() >= objects[0]["area"]
+    assert (mask[y : y + h, x : x + w] == objects[0]["class_id"]).sum() >= objects[0]["area"]
     big = client.post(f"/predict?min_area={objects[0]['area']}", files={"file": (name, data, "image/jpeg")}).json()
     assert [o["area"] for o in big["objects"]] == [o["area"] for o in objects if o["area"] >= objects[0]["area"]]
     png = client.post("/predict?format=overlay", files={"file": (name, data, "image/jpeg")})
@@ -185,16 +191,20 @@ def test_each_request_may_choose_its_tta_within_the_servers_limits(client, model
 
     from trashseg.infer.predictor import Predictor
 
-    for query, cfg in (("tta=none", InferConfig()), ("tta=flip&scales=1,1.25", InferConfig(hflip=True,
-                                                                                           scales=[1, 1.25]))):
+    for query, cfg in (
+        ("tta=none", InferConfig()),
+        ("tta=flip&scales=1,1.25", InferConfig(hflip=True, scales=[1, 1.25])),
+    ):
         expected = Predictor(model, model.image_size, cfg).predict_masks([image])[0]
         assert np.array_equal(mask(query), expected), query
-    refused = {"tta=hvflip": "tta=hvflip: not allowed on this server (allowed: flip, none; serve.tta)",
-               "tta=rot90": "tta='rot90': unknown; one of none, flip, vflip, hvflip",
-               "scales=1,1.25,1.5": "scales=1,1.25,1.5: 3 scales, over this server's limit of 2 (serve.max_scales)",
-               "scales=3": "scales=3: each must be > 0 and at most 1.5 (serve.max_scale)",
-               "scales=nan": "scales=nan: each must be > 0 and at most 1.5 (serve.max_scale)",
-               "scales=big": "scales='big': expected comma-separated numbers, e.g. 1,1.25"}
+    refused = {
+        "tta=hvflip": "tta=hvflip: not allowed on this server (allowed: flip, none; serve.tta)",
+        "tta=rot90": "tta='rot90': unknown; one of none, flip, vflip, hvflip",
+        "scales=1,1.25,1.5": "scales=1,1.25,1.5: 3 scales, over this server's limit of 2 (serve.max_scales)",
+        "scales=3": "scales=3: each must be > 0 and at most 1.5 (serve.max_scale)",
+        "scales=nan": "scales=nan: each must be > 0 and at most 1.5 (serve.max_scale)",
+        "scales=big": "scales='big': expected comma-separated numbers, e.g. 1,1.25",
+    }
     for query, detail in refused.items():
         out = client.post(f"/predict?{query}", files={"file": (name, data, "image/jpeg")})
         assert out.status_code == 400 and out.json()["detail"] == detail, (query, out.text)
@@ -232,8 +242,9 @@ def test_too_many_pixels_are_refused_before_decoding(client, model, sample_data,
     """Issue 16.3: the same header check as data check, training and predict, with the configured limit."""
     bomb = write_bomb(tmp_path / "bomb.png").read_bytes()
     out = client.post("/predict", files={"file": ("bomb.png", bomb, "image/png")})
-    assert out.status_code == 413 and out.json()["detail"].startswith("bomb.png: 7000×7000 is 49.0 MP, over the "
-                                                                       "limit of 40.0 MP")
+    assert out.status_code == 413 and out.json()["detail"].startswith(
+        "bomb.png: 7000×7000 is 49.0 MP, over the limit of 40.0 MP"
+    )
     hdr = tmp_path / "x.hdr"  # OpenCV decodes it, but its size cannot be read before decoding: refused
     cv2.imwrite(str(hdr), np.ones((8, 8, 3), np.float32))
     out = client.post("/predict", files={"file": ("x.hdr", hdr.read_bytes(), "image/vnd.radiance")})
@@ -257,8 +268,9 @@ def test_bodies_over_the_byte_limit_are_refused_declared_or_streamed():
 
 
 def _post_in_background(client: TestClient, results: list) -> threading.Thread:
-    thread = threading.Thread(target=lambda: results.append(
-        client.post("/predict", files={"file": ("slow.png", _png_bytes(), "image/png")})))
+    thread = threading.Thread(
+        target=lambda: results.append(client.post("/predict", files={"file": ("slow.png", _png_bytes(), "image/png")}))
+    )
     thread.start()
     return thread
 
@@ -277,8 +289,9 @@ def test_a_full_pool_answers_503_with_retry_after_and_recovers():
             time.sleep(0.02)
         full = client.post("/predict", files={"file": ("third.png", _png_bytes(), "image/png")})
         assert full.status_code == 503 and int(full.headers["retry-after"]) >= 1
-        assert full.json()["detail"].startswith("server busy: 2 requests running or queued (serve.workers + "
-                                                "serve.queue); retry in ")
+        assert full.json()["detail"].startswith(
+            "server busy: 2 requests running or queued (serve.workers + serve.queue); retry in "
+        )
         slow.gate.set()
         for thread in threads:
             thread.join(30)
@@ -303,10 +316,28 @@ def test_cli_serve_builds_the_app_with_its_options(trained_run, monkeypatch, cli
     import uvicorn
 
     started = {}
-    monkeypatch.setattr(uvicorn.Server, "run", lambda self: started.update(app=self.config.app, host=self.config.host,
-                                                                           port=self.config.port))
-    code, text = cli(["serve", trained_run, "--port", "8123", "--hflip", "--scales", "1,1.5", "--workers", "2",
-                      "--queue", "3", "--timeout", "9"])
+    monkeypatch.setattr(
+        uvicorn.Server,
+        "run",
+        lambda self: started.update(app=self.config.app, host=self.config.host, port=self.config.port),
+    )
+    code, text = cli(
+        [
+            "serve",
+            trained_run,
+            "--port",
+            "8123",
+            "--hflip",
+            "--scales",
+            "1,1.5",
+            "--workers",
+            "2",
+            "--queue",
+            "3",
+            "--timeout",
+            "9",
+        ]
+    )
     assert code == 0 and "http://127.0.0.1:8123/" in text, text
     with TestClient(started["app"]) as client:
         assert ready(client).get("/ready").json()["capacity"] == 5

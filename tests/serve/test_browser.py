@@ -21,8 +21,11 @@ from trashseg.models.segmenter import load_model
 from trashseg.serve.app import create_app
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver "
-                                "(apt-get install chromium chromium-driver; .ci/run installs them)")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="needs Debian's chromium and chromium-driver "
+    "(apt-get install chromium chromium-driver; .ci/run installs them)",
+)
 SCREENSHOT_LIMIT = 300_000
 
 
@@ -78,7 +81,8 @@ def _opaque(browser) -> int:
     return browser.execute_script(
         "const c = document.getElementById('overlay'); const d = c.getContext('2d')"
         ".getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0;"
-        "return n;")
+        "return n;"
+    )
 
 
 def test_upload_shows_overlay_and_legend_and_the_controls_work(browser, server, photo, tmp_path):

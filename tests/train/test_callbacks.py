@@ -9,8 +9,11 @@ def test_history_keeps_one_line_per_epoch_when_an_epoch_is_repeated(tmp_path):
     for epoch, miou in [(0, 0.1), (1, 0.2), (1, 0.25), (2, 0.3)]:
         report._append_history({"epoch": epoch, "miou": miou})
     lines = (tmp_path / "history.jsonl").read_text().splitlines()
-    assert [json.loads(line) for line in lines] == [{"epoch": 0, "miou": 0.1}, {"epoch": 1, "miou": 0.25},
-                                                     {"epoch": 2, "miou": 0.3}]
+    assert [json.loads(line) for line in lines] == [
+        {"epoch": 0, "miou": 0.1},
+        {"epoch": 1, "miou": 0.25},
+        {"epoch": 2, "miou": 0.3},
+    ]
 
 
 def test_prediction_images_go_to_tensorboard_and_nowhere_without_it(tmp_path):
@@ -27,12 +30,15 @@ def test_prediction_images_go_to_tensorboard_and_nowhere_without_it(tmp_path):
         logits[:, 1, :, : images.shape[2] // 2] = 1
         return logits
 
-    batch = {"image": torch.full((3, 16, 20, 3), 90, dtype=torch.uint8),
-             "mask": torch.ones(3, 16, 20, dtype=torch.uint8)}
+    batch = {
+        "image": torch.full((3, 16, 20, 3), 90, dtype=torch.uint8),
+        "mask": torch.ones(3, 16, 20, dtype=torch.uint8),
+    }
     callback = PredictionImages(["bg", "paper"], count=2)
     tb = TensorBoardLogger(tmp_path, name="tb", version=0)
-    trainer = SimpleNamespace(loggers=[CSVLogger(tmp_path), tb], sanity_checking=False, is_global_zero=True,
-                              global_step=7)
+    trainer = SimpleNamespace(
+        loggers=[CSVLogger(tmp_path), tb], sanity_checking=False, is_global_zero=True, global_step=7
+    )
     callback.on_validation_batch_end(trainer, model, None, batch, 1)  # only the first batch is drawn
     callback.on_validation_batch_end(trainer, model, None, batch, 0)
     tb.experiment.flush()

@@ -53,8 +53,9 @@ class Snapshots(pl.Callback):
         self.states: list[dict[str, dict[str, torch.Tensor]]] = []
 
     def _take(self, module: SegmentationModule) -> None:
-        self.states.append({part: copy.deepcopy(getattr(module.segmenter.net, part).state_dict())
-                            for part in ("encoder", "decoder")})
+        self.states.append(
+            {part: copy.deepcopy(getattr(module.segmenter.net, part).state_dict()) for part in ("encoder", "decoder")}
+        )
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: SegmentationModule) -> None:
         self._take(pl_module)
@@ -69,8 +70,9 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 def test_frozen_encoder_epochs_train_the_decoder_only(sample_data: Path, tmp_path: Path) -> None:
     snapshots = Snapshots()
-    cfg = quick_cfg(sample_data, tmp_path, "model.weights=null", "train.freeze_encoder_epochs=1",
-                    "train.ema_decay=null")
+    cfg = quick_cfg(
+        sample_data, tmp_path, "model.weights=null", "train.freeze_encoder_epochs=1", "train.ema_decay=null"
+    )
     train(cfg, tmp_path / "run", extra_callbacks=[snapshots])
     start, epoch0, epoch1 = snapshots.states
     assert _same(start["encoder"], epoch0["encoder"])  # weights and BatchNorm statistics untouched
@@ -87,8 +89,9 @@ def test_run_stores_the_encoders_normalisation_and_loads_it(sample_data: Path, t
     assert torch.allclose(model.normalize(white), torch.ones(1, 3, 2, 2))  # (1 - 0.5) / 0.5
 
 
-def test_checkpoint_from_before_normalisation_was_stored_loads_with_imagenets(sample_data: Path,
-                                                                               tmp_path: Path) -> None:
+def test_checkpoint_from_before_normalisation_was_stored_loads_with_imagenets(
+    sample_data: Path, tmp_path: Path
+) -> None:
     cfg = quick_cfg(sample_data, tmp_path, "train.epochs=1")
     train(cfg, tmp_path / "run")
     ckpt_path = tmp_path / "run" / "checkpoints" / "last.ckpt"

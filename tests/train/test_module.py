@@ -1,7 +1,6 @@
 """Checkpoints are read as data, never run as code: every command that opens one goes through Segmenter.load
 (issue 16.1)."""
 
-
 import pytest
 import torch
 
@@ -19,8 +18,11 @@ def test_checkpoints_our_trainer_writes_hold_only_tensors_and_plain_values(train
 def test_checkpoint_with_a_pickled_payload_is_refused_without_running_it(trained_run, tmp_path):
     marker = tmp_path / "pwned"
     path = hostile_checkpoint(trained_run / "checkpoints" / "best.ckpt", tmp_path / "evil.ckpt", marker)
-    with pytest.raises(TrashsegError, match=r"checkpoint: .*evil.ckpt holds Python objects besides tensors "
-                                            r"\(posix.system\).*files you trust.*torch.save"):
+    with pytest.raises(
+        TrashsegError,
+        match=r"checkpoint: .*evil.ckpt holds Python objects besides tensors "
+        r"\(posix.system\).*files you trust.*torch.save",
+    ):
         Segmenter.load(path)
     assert not marker.exists()
 
@@ -36,16 +38,17 @@ def test_unreadable_or_foreign_checkpoints_are_named(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["predict-ckpt", "predict-run", "export", "kfold", "serve"])
-def test_every_command_that_opens_a_checkpoint_refuses_the_payload(trained_run, sample_data, tmp_path, capsys,
-                                                                   command):
+def test_every_command_that_opens_a_checkpoint_refuses_the_payload(trained_run, sample_data, tmp_path, capsys, command):
     marker = tmp_path / "pwned"
     run = tmp_path / "runs" / "fold0"
     path = hostile_checkpoint(trained_run / "checkpoints" / "best.ckpt", run / "checkpoints" / "best.ckpt", marker)
-    args = {"predict-ckpt": ["predict", path, "--data", sample_data, "--out", tmp_path / "p"],
-            "predict-run": ["predict", run, "--data", sample_data, "--out", tmp_path / "p"],
-            "export": ["export", path, "--out", tmp_path / "m.onnx"],
-            "kfold": ["kfold", run.parent, "--data", sample_data, "--out", tmp_path / "k"],
-            "serve": ["serve", path, "--port", "0"]}[command]  # serve: any free port; it exits once the load fails
+    args = {
+        "predict-ckpt": ["predict", path, "--data", sample_data, "--out", tmp_path / "p"],
+        "predict-run": ["predict", run, "--data", sample_data, "--out", tmp_path / "p"],
+        "export": ["export", path, "--out", tmp_path / "m.onnx"],
+        "kfold": ["kfold", run.parent, "--data", sample_data, "--out", tmp_path / "k"],
+        "serve": ["serve", path, "--port", "0"],
+    }[command]  # serve: any free port; it exits once the load fails
     code, text = run_cli(args, capsys)
     assert code == 2 and "holds Python objects besides tensors (posix.system)" in text, text
     assert "Traceback" not in text and not marker.exists()

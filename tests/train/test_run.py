@@ -40,8 +40,9 @@ def test_learns_generated_data(tmp_path):
     from trashseg.data.sample import write_sample_dataset
 
     write_sample_dataset(tmp_path / "data")
-    cfg = load_config(RECIPE, [f"data.root={tmp_path / 'data'}", f"data.cache_dir={tmp_path / 'cache'}",
-                               "train.loggers=[csv]"])
+    cfg = load_config(
+        RECIPE, [f"data.root={tmp_path / 'data'}", f"data.cache_dir={tmp_path / 'cache'}", "train.loggers=[csv]"]
+    )
     best = train(cfg, tmp_path / "run")
     assert best["miou"] > 0.2, best
     assert sum(v is not None and v > 0.2 for v in best["iou"][1:]) >= 4, best  # several objects, not just one
@@ -86,8 +87,10 @@ class Worsening(pl.Callback):
 
 def test_last_checkpoint_follows_the_last_epoch_when_val_stops_improving(sample_data, tmp_path):
     train(quick_cfg(sample_data, tmp_path), tmp_path / "run", extra_callbacks=[Worsening()])
-    epochs = {name: torch.load(tmp_path / "run" / "checkpoints" / f"{name}.ckpt", weights_only=False)["epoch"]
-              for name in ("best", "last")}
+    epochs = {
+        name: torch.load(tmp_path / "run" / "checkpoints" / f"{name}.ckpt", weights_only=False)["epoch"]
+        for name in ("best", "last")
+    }
     assert epochs == {"best": 0, "last": 1}
 
 
@@ -130,8 +133,10 @@ def test_resume_refuses_a_last_ckpt_with_a_pickled_payload(sample_data, tmp_path
     marker, run = tmp_path / "pwned", tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     torch.save({"state_dict": {}, "loops": Payload(marker)}, run / "checkpoints" / "last.ckpt")
-    code, text = run_cli(["train", RECIPE, "--data", sample_data, "--out", run, "--resume",
-                          "--set", f"data.cache_dir={tmp_path / 'c'}"], capsys)
+    code, text = run_cli(
+        ["train", RECIPE, "--data", sample_data, "--out", run, "--resume", "--set", f"data.cache_dir={tmp_path / 'c'}"],
+        capsys,
+    )
     assert code == 2 and "--resume: " in text and "last.ckpt holds Python objects besides tensors" in text, text
     assert "Traceback" not in text and not marker.exists()
 
@@ -170,9 +175,24 @@ def test_set_help_shows_its_list_example(capsys):
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_with_gloo(sample_data, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "trashseg", "train", str(RECIPE), "--data", str(sample_data), "--out", str(out),
-           "--set", f"data.cache_dir={tmp_path / 'c'}", "--set", "train.devices=2", "--set",
-           "train.accelerator=cpu", *sum([["--set", q] for q in QUICK + ["train.epochs=1"]], [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "trashseg",
+        "train",
+        str(RECIPE),
+        "--data",
+        str(sample_data),
+        "--out",
+        str(out),
+        "--set",
+        f"data.cache_dir={tmp_path / 'c'}",
+        "--set",
+        "train.devices=2",
+        "--set",
+        "train.accelerator=cpu",
+        *sum([["--set", q] for q in QUICK + ["train.epochs=1"]], []),
+    ]
     env = {**os.environ, "PL_DISABLE_FORK": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -59,8 +59,10 @@ def _cleanlab() -> tuple[Any, Any]:
         from cleanlab.experimental.label_issues_batched import LabelInspector
         from cleanlab.segmentation.rank import get_label_quality_scores
     except ImportError:
-        raise MissingExtraError("trashseg audit needs cleanlab, which is not installed: "
-                                "pip install 'trashseg[audit]' (or pip install cleanlab)") from None
+        raise MissingExtraError(
+            "trashseg audit needs cleanlab, which is not installed: "
+            "pip install 'trashseg[audit]' (or pip install cleanlab)"
+        ) from None
     return LabelInspector, get_label_quality_scores
 
 
@@ -106,6 +108,7 @@ class Issue:
 
 # ----------------------------------------------------------------------------------------- pixel level (cleanlab)
 
+
 def confident_classes(probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """Per pixel, the most probable class among those at or above their cleanlab threshold; -1 where none is.
 
@@ -127,6 +130,7 @@ def pixel_issues(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) 
 
 # ------------------------------------------------------------------------------------------------ object level
 
+
 def _bbox(mask: np.ndarray) -> list[int]:
     x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
     return [int(x), int(y), int(w), int(h)]
@@ -138,8 +142,14 @@ def _rle(mask: np.ndarray) -> dict:
     return rle
 
 
-def object_contradiction(probs: np.ndarray, visible: np.ndarray, given: int, issue: np.ndarray,
-                         confident: np.ndarray, settings: AuditSettings) -> tuple[int, float, float] | None:
+def object_contradiction(
+    probs: np.ndarray,
+    visible: np.ndarray,
+    given: int,
+    issue: np.ndarray,
+    confident: np.ndarray,
+    settings: AuditSettings,
+) -> tuple[int, float, float] | None:
     """(suggested class, score, share) when the model contradicts `given` over most of the object, else None.
 
     The suggestion is the class with the highest mean probability over the object other than the given one;
@@ -167,9 +177,14 @@ def typical_areas(split: CocoSplit, quantile: float) -> dict[int, float]:
     return {cls: float(np.quantile(a, quantile)) for cls, a in areas.items()}
 
 
-def unlabelled_regions(probs: np.ndarray, labels: np.ndarray, issue: np.ndarray, confident: np.ndarray,
-                       settings: AuditSettings,
-                       typical: dict[int, float] | None = None) -> list[tuple[int, float, np.ndarray]]:
+def unlabelled_regions(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    issue: np.ndarray,
+    confident: np.ndarray,
+    settings: AuditSettings,
+    typical: dict[int, float] | None = None,
+) -> list[tuple[int, float, np.ndarray]]:
     """(class, score, region mask) for each connected region of background-labelled pixels that the model
     confidently gives one object class, away from the annotations of that class (their outlines' slack). A region
     smaller than its class's `typical` area has its score scaled by the ratio: with a noisy model, dozens of
@@ -204,13 +219,26 @@ def duplicate_pairs(rles: list[dict], classes: list[int], min_iou: float) -> lis
     if len(rles) < 2:
         return []
     ious = np.asarray(mask_utils.iou(rles, rles, [0] * len(rles)))
-    return [(i, j, float(ious[i, j])) for i in range(len(rles)) for j in range(i + 1, len(rles))
-            if classes[i] != classes[j] and ious[i, j] >= min_iou]
+    return [
+        (i, j, float(ious[i, j]))
+        for i in range(len(rles))
+        for j in range(i + 1, len(rles))
+        if classes[i] != classes[j] and ious[i, j] >= min_iou
+    ]
 
 
-def audit_image(image: dict, anns: list[dict], probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray,
-                cat_to_class: dict[int, int], names: list[str], settings: AuditSettings,
-                file: str = "", typical: dict[int, float] | None = None) -> list[Issue]:
+def audit_image(
+    image: dict,
+    anns: list[dict],
+    probs: np.ndarray,
+    labels: np.ndarray,
+    thresholds: np.ndarray,
+    cat_to_class: dict[int, int],
+    names: list[str],
+    settings: AuditSettings,
+    file: str = "",
+    typical: dict[int, float] | None = None,
+) -> list[Issue]:
     """Every suspect of one image; an annotation is listed once (a duplicate pair explains its own
     contradiction, so the pair's members are not judged again as single objects)."""
     h, w = labels.shape
@@ -223,14 +251,29 @@ def audit_image(image: dict, anns: list[dict], probs: np.ndarray, labels: np.nda
 
     def issue_of(k: int, **kw: Any) -> Issue:
         ann = objects[k][0]
-        return Issue(image["id"], image["file_name"], ann["id"], names[classes[k]], bbox=_bbox(masks[k]),
-                     rle=_rle(masks[k]), **kw)
+        return Issue(
+            image["id"],
+            image["file_name"],
+            ann["id"],
+            names[classes[k]],
+            bbox=_bbox(masks[k]),
+            rle=_rle(masks[k]),
+            **kw,
+        )
 
     for i, j, iou in duplicate_pairs([rle for _, rle in objects], classes, settings.duplicate_iou):
         both = masks[i] & masks[j]
         weaker, other = (i, j) if probs[classes[i]][both].mean() <= probs[classes[j]][both].mean() else (j, i)
-        found.append(issue_of(weaker, suggested=names[classes[other]], kind="duplicate", score=iou,
-                              area=int(masks[weaker].sum()), duplicate_of=objects[other][0]["id"]))
+        found.append(
+            issue_of(
+                weaker,
+                suggested=names[classes[other]],
+                kind="duplicate",
+                score=iou,
+                area=int(masks[weaker].sum()),
+                duplicate_of=objects[other][0]["id"],
+            )
+        )
         paired |= {i, j}
     for k in range(len(objects)):
         if k in paired:
@@ -239,15 +282,37 @@ def audit_image(image: dict, anns: list[dict], probs: np.ndarray, labels: np.nda
         hit = object_contradiction(probs, visible, classes[k], issue, confident, settings)
         if hit:
             suggested, score, share = hit
-            found.append(issue_of(k, suggested=names[suggested], kind="background" if suggested == 0 else "class",
-                                  score=score, area=int(visible.sum()), share=share))
+            found.append(
+                issue_of(
+                    k,
+                    suggested=names[suggested],
+                    kind="background" if suggested == 0 else "class",
+                    score=score,
+                    area=int(visible.sum()),
+                    share=share,
+                )
+            )
     for cls, score, region in unlabelled_regions(probs, labels, issue, confident, settings, typical):
-        found.append(Issue(image["id"], image["file_name"], None, names[0], names[cls], "unlabelled", score,
-                           _bbox(region), int(region.sum()), share=1.0, rle=_rle(region)))
+        found.append(
+            Issue(
+                image["id"],
+                image["file_name"],
+                None,
+                names[0],
+                names[cls],
+                "unlabelled",
+                score,
+                _bbox(region),
+                int(region.sum()),
+                share=1.0,
+                rle=_rle(region),
+            )
+        )
     return found
 
 
 # ------------------------------------------------------------------------------------------------ the dataset
+
 
 @dataclass
 class AuditResult:
@@ -270,26 +335,39 @@ def _audited_images(folder: PredictionFolder, split: CocoSplit) -> tuple[list[di
     """Images of the split with probabilities; a warning says how many have none."""
     meta = folder.meta()
     if not meta.get("has_probs"):
-        raise TrashsegError(f"{folder.root}: no saved probabilities; predict with --save-probs (or give the run "
-                            "folder to `trashseg audit`, which predicts them)")
+        raise TrashsegError(
+            f"{folder.root}: no saved probabilities; predict with --save-probs (or give the run "
+            "folder to `trashseg audit`, which predicts them)"
+        )
     if meta["classes"] != split.classes:
-        raise TrashsegError(f"{folder.root}: predicted with classes {meta['classes']} but the dataset config has "
-                            f"{split.classes}; give the matching class list (-c / --set data.classes=...)")
+        raise TrashsegError(
+            f"{folder.root}: predicted with classes {meta['classes']} but the dataset config has "
+            f"{split.classes}; give the matching class list (-c / --set data.classes=...)"
+        )
     if not split.has_annotations:
         raise TrashsegError(f"{split.path}: no annotations to audit")
     predicted = set(folder.names())
     images = [img for img in split.images if img["file_name"] in predicted]
     if not images:
-        raise TrashsegError(f"{folder.root}: none of the {len(split.images)} images of {split.path} is predicted "
-                            "there; predict that split (--split) first")
+        raise TrashsegError(
+            f"{folder.root}: none of the {len(split.images)} images of {split.path} is predicted "
+            "there; predict that split (--split) first"
+        )
     missing = len(split.images) - len(images)
-    warnings = [f"{missing} of {len(split.images)} images of {split.name} have no prediction in {folder.root} and "
-                "are not audited"] if missing else []
+    warnings = (
+        [
+            f"{missing} of {len(split.images)} images of {split.name} have no prediction in {folder.root} and "
+            "are not audited"
+        ]
+        if missing
+        else []
+    )
     return images, warnings
 
 
-def _labels_and_probs(folder: PredictionFolder, truth: MaskCache, images: list[dict],
-                      label: str) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
+def _labels_and_probs(
+    folder: PredictionFolder, truth: MaskCache, images: list[dict], label: str
+) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
     """(image, its mask, its probabilities at the mask's size) per image, with a progress bar: each audit pass."""
     with progress_bar() as bar:
         task = bar.add_task(label, total=len(images), rate="-")
@@ -299,8 +377,9 @@ def _labels_and_probs(folder: PredictionFolder, truth: MaskCache, images: list[d
             bar.update(task, advance=1)
 
 
-def run_audit(pred: str | Path, split: CocoSplit, truth: MaskCache, *,
-              settings: AuditSettings | None = None) -> AuditResult:
+def run_audit(
+    pred: str | Path, split: CocoSplit, truth: MaskCache, *, settings: AuditSettings | None = None
+) -> AuditResult:
     """Two passes over the images: cleanlab's per-class thresholds from all of them, then each image judged."""
     inspector_cls, quality_scores = _cleanlab()
     settings = settings or AuditSettings()
@@ -316,14 +395,25 @@ def run_audit(pred: str | Path, split: CocoSplit, truth: MaskCache, *,
     for img, labels, probs in _labels_and_probs(folder, truth, images, "audit: judge images"):
         score = quality_scores(labels[None], probs[None], verbose=False)[0][0]
         image_scores.append({"image_id": img["id"], "file_name": img["file_name"], "label_quality": float(score)})
-        issues += audit_image(img, split.anns_by_image.get(img["id"], []), probs, labels, thresholds,
-                              split.cat_to_class, names, settings, str(split.path), typical)
+        issues += audit_image(
+            img,
+            split.anns_by_image.get(img["id"], []),
+            probs,
+            labels,
+            thresholds,
+            split.cat_to_class,
+            names,
+            settings,
+            str(split.path),
+            typical,
+        )
     issues.sort(key=lambda i: -i.score)
     image_scores.sort(key=lambda s: s["label_quality"])
     return AuditResult(issues, image_scores, dict(zip(names, thresholds.tolist(), strict=True)), warnings)
 
 
 # ------------------------------------------------------------------------------------------------ leakage
+
 
 def _sources(folder: PredictionFolder) -> list[tuple[str | None, set[str]]]:
     """(checkpoint, file names it predicted) for every model behind a prediction folder, through ensembles,
@@ -360,13 +450,17 @@ def leakage_warnings(pred: str | Path, split: CocoSplit) -> list[str]:
         judged = predicted & audited
         trained = _trained_on(source, split.root) if source and source.endswith(".ckpt") else None
         if trained is None:
-            out.append(f"cannot tell which images {source or pred} trained on (no run config.yaml beside it): if it "
-                       f"saw {split.name}, the audit finds fewer errors than there are")
+            out.append(
+                f"cannot tell which images {source or pred} trained on (no run config.yaml beside it): if it "
+                f"saw {split.name}, the audit finds fewer errors than there are"
+            )
         elif seen := judged & trained:
-            out.append(f"{len(seen)} of the {len(judged)} audited images it predicted were in the training data of "
-                       f"{source}: the model learned their labels, wrong ones included, so this audit under-reports. "
-                       "Out-of-fold predictions are the honest input: trashseg split DATA --folds K; trashseg train "
-                       "RECIPE --data DATA --all-folds K --out runs/kf; trashseg audit runs/kf --data DATA")
+            out.append(
+                f"{len(seen)} of the {len(judged)} audited images it predicted were in the training data of "
+                f"{source}: the model learned their labels, wrong ones included, so this audit under-reports. "
+                "Out-of-fold predictions are the honest input: trashseg split DATA --folds K; trashseg train "
+                "RECIPE --data DATA --all-folds K --out runs/kf; trashseg audit runs/kf --data DATA"
+            )
     return out
 
 
@@ -425,33 +519,41 @@ def _card(rank: int, issue: Issue, panels: tuple[str, str]) -> str:
     e = html.escape
     ann = f"annotation {issue.annotation_id}" if issue.annotation_id is not None else "no annotation"
     dup = f" (same object as annotation {issue.duplicate_of})" if issue.duplicate_of is not None else ""
-    return (f'<div class="card" data-kind="{issue.kind}"><div><img src="data:image/jpeg;base64,{panels[0]}" '
-            f'alt="labelled"><img src="data:image/jpeg;base64,{panels[1]}" alt="predicted"></div>'
-            f'<div>#{rank} <span class="kind">{issue.kind}</span> score {issue.score:.3f}: labelled '
-            f'<b>{e(issue.labelled)}</b>, model says <b>{e(issue.suggested)}</b></div>'
-            f'<div>{e(issue.file_name)} (image {issue.image_id}), {ann}{dup}, {issue.area} px</div></div>')
+    return (
+        f'<div class="card" data-kind="{issue.kind}"><div><img src="data:image/jpeg;base64,{panels[0]}" '
+        f'alt="labelled"><img src="data:image/jpeg;base64,{panels[1]}" alt="predicted"></div>'
+        f'<div>#{rank} <span class="kind">{issue.kind}</span> score {issue.score:.3f}: labelled '
+        f"<b>{e(issue.labelled)}</b>, model says <b>{e(issue.suggested)}</b></div>"
+        f"<div>{e(issue.file_name)} (image {issue.image_id}), {ann}{dup}, {issue.area} px</div></div>"
+    )
 
 
 def gallery_html(cards: list[str], result: AuditResult, title: str, total: int) -> str:
     e = html.escape
     counts = {k: sum(i.kind == k for i in result.issues) for k in KINDS}
     warn = "".join(f'<p class="warn">{e(w)}</p>' for w in result.warnings)
-    boxes = " ".join(f'<label><input type="checkbox" name="kind" value="{k}" checked onchange="show()"> {k} '
-                     f'({counts[k]})</label>' for k in KINDS)
-    worst = "".join(f"<tr><td>{e(s['file_name'])}</td><td>{s['image_id']}</td><td>{s['label_quality']:.3f}</td></tr>"
-                    for s in result.image_scores[:15])
+    boxes = " ".join(
+        f'<label><input type="checkbox" name="kind" value="{k}" checked onchange="show()"> {k} ({counts[k]})</label>'
+        for k in KINDS
+    )
+    worst = "".join(
+        f"<tr><td>{e(s['file_name'])}</td><td>{s['image_id']}</td><td>{s['label_quality']:.3f}</td></tr>"
+        for s in result.image_scores[:15]
+    )
     thresholds = "".join(f"<tr><td>{e(k)}</td><td>{v:.3f}</td></tr>" for k, v in result.thresholds.items())
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{_STYLE}</style>"
-            f"<script>{_SCRIPT}</script></head><body><h1>{e(title)}</h1>{warn}"
-            f"<p>{total} suspects, the first {len(cards)} shown best first. Left: the annotation as labelled "
-            "(tinted in its class's colour); right: the model's prediction; the outline is the annotation (or the "
-            "unlabelled region) in the suggested class's colour (white for background).</p>"
-            f"<p>{boxes}</p><div class='grid'>{''.join(cards)}</div>"
-            "<h2>Images cleanlab scores lowest</h2><p>cleanlab.segmentation label quality (softmin over pixels; "
-            f"low = likely label issues)</p><table><tr><th>file</th><th>image id</th><th>quality</th></tr>{worst}"
-            "</table><h2>Confident thresholds</h2><p>cleanlab's per-class thresholds: a pixel is confidently of a "
-            "class when its probability reaches the class's threshold.</p><table><tr><th>class</th><th>threshold"
-            f"</th></tr>{thresholds}</table></body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{_STYLE}</style>"
+        f"<script>{_SCRIPT}</script></head><body><h1>{e(title)}</h1>{warn}"
+        f"<p>{total} suspects, the first {len(cards)} shown best first. Left: the annotation as labelled "
+        "(tinted in its class's colour); right: the model's prediction; the outline is the annotation (or the "
+        "unlabelled region) in the suggested class's colour (white for background).</p>"
+        f"<p>{boxes}</p><div class='grid'>{''.join(cards)}</div>"
+        "<h2>Images cleanlab scores lowest</h2><p>cleanlab.segmentation label quality (softmin over pixels; "
+        f"low = likely label issues)</p><table><tr><th>file</th><th>image id</th><th>quality</th></tr>{worst}"
+        "</table><h2>Confident thresholds</h2><p>cleanlab's per-class thresholds: a pixel is confidently of a "
+        "class when its probability reaches the class's threshold.</p><table><tr><th>class</th><th>threshold"
+        f"</th></tr>{thresholds}</table></body></html>"
+    )
 
 
 def flagged_coco(issues: list[Issue], split: CocoSplit) -> dict:
@@ -466,29 +568,42 @@ def flagged_coco(issues: list[Issue], split: CocoSplit) -> dict:
     next_id = max(by_id, default=0) + 1
     anns: dict[int, dict] = {}
     for rank, issue in enumerate(issues, start=1):
-        verdict = {"audit_rank": rank, "audit_kind": issue.kind, "audit_suggested": issue.suggested,
-                   "audit_score": round(issue.score, 4)}
+        verdict = {
+            "audit_rank": rank,
+            "audit_kind": issue.kind,
+            "audit_suggested": issue.suggested,
+            "audit_score": round(issue.score, 4),
+        }
         if issue.annotation_id is None:
             assert issue.rle is not None  # an unlabelled region always carries its mask
             if issue.suggested not in cat_of:
                 cat_of[issue.suggested] = max(c["id"] for c in categories) + 1
                 categories.append({"id": cat_of[issue.suggested], "name": issue.suggested})
-            anns[next_id] = {"id": next_id, "image_id": issue.image_id, "category_id": cat_of[issue.suggested],
-                             "segmentation": edge_polygons(mask_utils.decode(issue.rle))[0], "area": issue.area,
-                             "bbox": issue.bbox, "iscrowd": 0, "attributes": verdict}
+            anns[next_id] = {
+                "id": next_id,
+                "image_id": issue.image_id,
+                "category_id": cat_of[issue.suggested],
+                "segmentation": edge_polygons(mask_utils.decode(issue.rle))[0],
+                "area": issue.area,
+                "bbox": issue.bbox,
+                "iscrowd": 0,
+                "attributes": verdict,
+            }
             next_id += 1
             continue
         original = by_id[issue.annotation_id]
         anns[issue.annotation_id] = {**original, "attributes": {**original.get("attributes", {}), **verdict}}
         if issue.duplicate_of is not None and issue.duplicate_of not in anns:
             anns[issue.duplicate_of] = by_id[issue.duplicate_of]
-    return {"info": {"description": f"trashseg audit: flagged items of {split.path.name}"},
-            "images": [images[i] for i in sorted({a["image_id"] for a in anns.values()})],
-            "categories": categories, "annotations": list(anns.values())}
+    return {
+        "info": {"description": f"trashseg audit: flagged items of {split.path.name}"},
+        "images": [images[i] for i in sorted({a["image_id"] for a in anns.values()})],
+        "categories": categories,
+        "annotations": list(anns.values()),
+    }
 
 
-def write_audit(result: AuditResult, pred: str | Path, split: CocoSplit, out: str | Path, *,
-                limit: int = 200) -> dict:
+def write_audit(result: AuditResult, pred: str | Path, split: CocoSplit, out: str | Path, *, limit: int = 200) -> dict:
     """issues.json (every suspect, best first), images.json (cleanlab image scores), summary.json, gallery.html
     (the first `limit`, self-contained) and flagged_coco.json (the same `limit` items, for a labelling tool)."""
     out, folder = Path(out), PredictionFolder(pred)
@@ -516,16 +631,22 @@ def write_audit(result: AuditResult, pred: str | Path, split: CocoSplit, out: st
             bar.update(task, advance=1)
     title = f"trashseg audit: {split.name} with {Path(pred).name}"
     atomic_write_text(out / "gallery.html", gallery_html(cards, result, title, len(result.issues)))
-    summary = {"prediction": str(Path(pred).resolve()), "split": str(split.path.resolve()),
-               "images": len(result.image_scores), "issues": len(result.issues),
-               "by_kind": {k: sum(i.kind == k for i in result.issues) for k in KINDS},
-               "thresholds": result.thresholds, "warnings": result.warnings}
+    summary = {
+        "prediction": str(Path(pred).resolve()),
+        "split": str(split.path.resolve()),
+        "images": len(result.image_scores),
+        "issues": len(result.issues),
+        "by_kind": {k: sum(i.kind == k for i in result.issues) for k in KINDS},
+        "thresholds": result.thresholds,
+        "warnings": result.warnings,
+    }
     atomic_write_json(out / "summary.json", summary)
     return summary
 
 
-def predictions_for(source: Path, data: DataConfig, split: CocoSplit, out: Path, *, cfg: InferConfig,
-                    device: str = "cpu") -> Path:
+def predictions_for(
+    source: Path, data: DataConfig, split: CocoSplit, out: Path, *, cfg: InferConfig, device: str = "cpu"
+) -> Path:
     """A prediction folder with probabilities for `split`: `source` itself when it is one; out-of-fold ones when it
     holds fold runs (``train --all-folds``); else the run's (or checkpoint's) own, predicted into
     ``out/predictions`` (resumable, like ``trashseg predict --save-probs``)."""

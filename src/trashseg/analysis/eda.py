@@ -61,8 +61,11 @@ def object_rows(split: CocoSplit) -> list[ObjectRow]:
             rle, _ = annotation_rle(ann, img["height"], img["width"], str(split.path))
             if rle is not None:
                 x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
-                rows.append(ObjectRow(n, ann["id"], split.cat_to_class[ann["category_id"]],
-                                      float(mask_utils.area(rle)), (x, y, w, h)))
+                rows.append(
+                    ObjectRow(
+                        n, ann["id"], split.cat_to_class[ann["category_id"]], float(mask_utils.area(rle)), (x, y, w, h)
+                    )
+                )
     return rows
 
 
@@ -87,8 +90,10 @@ def summarize(split: CocoSplit, stats: ClassStats, objects: list[ObjectRow], bri
         rows = [o for o in objects if o.cls == c]
         areas = np.array([o.area for o in rows])
         per_class[name] = {
-            "objects": len(rows), "images": int(stats.presence[:, c].sum()),
-            "images_with_object": len({o.image_index for o in rows}), "pixel_share": float(stats.shares[c]),
+            "objects": len(rows),
+            "images": int(stats.presence[:, c].sum()),
+            "images_with_object": len({o.image_index for o in rows}),
+            "pixel_share": float(stats.shares[c]),
             "median_area": round(float(np.median(areas))) if len(rows) else None,
             "thin": sum(o.fill < THIN_FILL for o in rows),
             "sizes": {name_: sum(size_bucket(o.area) == name_ for o in rows) for name_, _ in SIZE_BUCKETS},
@@ -100,15 +105,25 @@ def summarize(split: CocoSplit, stats: ClassStats, objects: list[ObjectRow], bri
         sizes[key] = sizes.get(key, 0) + 1
     presence = stats.presence.astype(np.int64)
     return {
-        "split": str(split.path), "images": len(split.images), "objects": len(objects),
-        "thin_fill_threshold": THIN_FILL, "per_class": per_class,
-        "objects_per_image": {"mean": float(per_image.mean()) if len(per_image) else 0.0,
-                              "max": int(per_image.max()) if len(per_image) else 0,
-                              "histogram": np.bincount(per_image).tolist()},
+        "split": str(split.path),
+        "images": len(split.images),
+        "objects": len(objects),
+        "thin_fill_threshold": THIN_FILL,
+        "per_class": per_class,
+        "objects_per_image": {
+            "mean": float(per_image.mean()) if len(per_image) else 0.0,
+            "max": int(per_image.max()) if len(per_image) else 0,
+            "histogram": np.bincount(per_image).tolist(),
+        },
         "images_without_objects": int((per_image == 0).sum()),
         "image_sizes": dict(sorted(sizes.items(), key=lambda kv: -kv[1])),
-        "brightness": {"mean": float(brightness.mean()), "p5": float(np.percentile(brightness, 5)),
-                       "p95": float(np.percentile(brightness, 95))} if len(brightness) else {},
+        "brightness": {
+            "mean": float(brightness.mean()),
+            "p5": float(np.percentile(brightness, 5)),
+            "p95": float(np.percentile(brightness, 95)),
+        }
+        if len(brightness)
+        else {},
         "cooccurrence": {"classes": classes, "images": (presence.T @ presence).tolist()},
     }
 
@@ -153,8 +168,15 @@ def _cooccurrence_figure(matrix: np.ndarray, classes: list[str]):
     for i in range(n):
         for j in range(n):
             if i != j and m[i, j]:
-                ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=6,
-                        color="white" if share[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{int(m[i, j])}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if share[i, j] > 0.5 else "black",
+                )
     ax.set_xticks(range(n), classes[1:], rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(n), [f"{c} ({int(d)})" for c, d in zip(classes[1:], diag, strict=True)], fontsize=8)
     ax.set_title("co-occurrence: images with both (colour: share of the row class's images)", fontsize=9)
@@ -182,8 +204,9 @@ def _crop(image: np.ndarray, bbox: tuple[float, float, float, float]) -> np.ndar
     return cv2.resize(crop, (TILE, TILE), interpolation=cv2.INTER_AREA if crop.shape[0] > TILE else cv2.INTER_LINEAR)
 
 
-def example_grid(split: CocoSplit, cache: MaskCache, objects: list[ObjectRow], cls: int,
-                 k: int = EXAMPLES) -> np.ndarray | None:
+def example_grid(
+    split: CocoSplit, cache: MaskCache, objects: list[ObjectRow], cls: int, k: int = EXAMPLES
+) -> np.ndarray | None:
     """k objects of class `cls` spread over its area range (smallest to largest), each cropped with the masks
     drawn and its box outlined; None when the class has no object."""
     rows = sorted((o for o in objects if o.cls == cls), key=lambda o: o.area)
@@ -205,8 +228,9 @@ def example_grid(split: CocoSplit, cache: MaskCache, objects: list[ObjectRow], c
 def write_eda(split: CocoSplit, out: str | Path, cache: MaskCache, *, examples: int = EXAMPLES) -> dict:
     """``out/index.html`` and ``out/eda.json``; returns the numbers."""
     if not split.has_annotations:
-        raise TrashsegError(f"{split.path}: has no annotations; the EDA describes labelled splits "
-                            "(use --split train or val)")
+        raise TrashsegError(
+            f"{split.path}: has no annotations; the EDA describes labelled splits (use --split train or val)"
+        )
     out = Path(out)
     make_folder(out)
     objects = object_rows(split)
@@ -214,23 +238,48 @@ def write_eda(split: CocoSplit, out: str | Path, cache: MaskCache, *, examples: 
     brightness = image_brightness(split)
     numbers = summarize(split, stats, objects, brightness)
     classes = split.classes
-    page = Page(f"EDA: {split.name}", f"{split.path} — {numbers['images']} images, {numbers['objects']} objects, "
-                f"{len(classes) - 1} classes (+ background)")
+    page = Page(
+        f"EDA: {split.name}",
+        f"{split.path} — {numbers['images']} images, {numbers['objects']} objects, "
+        f"{len(classes) - 1} classes (+ background)",
+    )
     page.heading("Classes")
     pc = numbers["per_class"]
-    page.table(["class", "objects", "images", "pixel share", "median area", "thin", *[b for b, _ in SIZE_BUCKETS]],
-               [[name, v["objects"], v["images"], v["pixel_share"], v["median_area"], v["thin"],
-                 *v["sizes"].values()] for name, v in pc.items()], sortable=True)
+    page.table(
+        ["class", "objects", "images", "pixel share", "median area", "thin", *[b for b, _ in SIZE_BUCKETS]],
+        [
+            [name, v["objects"], v["images"], v["pixel_share"], v["median_area"], v["thin"], *v["sizes"].values()]
+            for name, v in pc.items()
+        ],
+        sortable=True,
+    )
     fg = classes[1:]
-    page.figure(_bars([(fg, [pc[c]["objects"] for c in fg], "objects (log)", True, "tab:blue"),
-                       (fg, [pc[c]["images"] for c in fg], "images containing the class", False, "tab:purple"),
-                       (classes, [pc[c]["pixel_share"] for c in classes], "pixel share (log)", True, "tab:olive")]),
-                "objects, images and pixel share per class")
+    page.figure(
+        _bars(
+            [
+                (fg, [pc[c]["objects"] for c in fg], "objects (log)", True, "tab:blue"),
+                (fg, [pc[c]["images"] for c in fg], "images containing the class", False, "tab:purple"),
+                (classes, [pc[c]["pixel_share"] for c in classes], "pixel share (log)", True, "tab:olive"),
+            ]
+        ),
+        "objects, images and pixel share per class",
+    )
     page.heading("Objects: how many, how large, how thin")
     page.figure(_size_figure(objects, classes), "object sizes")
-    page.figure(_bars([(fg, [pc[c]["thin"] / max(1, pc[c]["objects"]) for c in fg],
-                        f"share of thin objects (area < {THIN_FILL} of their box)", False, "tab:red")]),
-                "thin objects")
+    page.figure(
+        _bars(
+            [
+                (
+                    fg,
+                    [pc[c]["thin"] / max(1, pc[c]["objects"]) for c in fg],
+                    f"share of thin objects (area < {THIN_FILL} of their box)",
+                    False,
+                    "tab:red",
+                )
+            ]
+        ),
+        "thin objects",
+    )
     page.heading("Which classes occur together")
     page.figure(_cooccurrence_figure(np.array(numbers["cooccurrence"]["images"]), classes), "co-occurrence")
     page.heading("Images")

@@ -113,9 +113,12 @@ class Page:
 
     def swatches(self, names: Sequence[str], colors: Sequence[tuple[int, int, int]]) -> None:
         """A colour legend: one swatch and name per class."""
-        items = "".join(f'<span style="display:inline-block;margin-right:1em"><span style="display:inline-block;'
-                        f'width:.9em;height:.9em;background:rgb{tuple(c)};vertical-align:middle"></span> '
-                        f"{html.escape(n)}</span>" for n, c in zip(names, colors, strict=True))
+        items = "".join(
+            f'<span style="display:inline-block;margin-right:1em"><span style="display:inline-block;'
+            f'width:.9em;height:.9em;background:rgb{tuple(c)};vertical-align:middle"></span> '
+            f"{html.escape(n)}</span>"
+            for n, c in zip(names, colors, strict=True)
+        )
         self.parts.append(f"<p>{items}</p>")
 
     def table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], sortable: bool = False) -> None:
@@ -126,9 +129,11 @@ class Page:
         self.parts.append(f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
     def render(self) -> str:
-        return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(self.title)}'
-                f"</title><style>{_STYLE}</style></head><body>{''.join(self.parts)}<script>{_SORT_JS}</script>"
-                "</body></html>\n")
+        return (
+            f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(self.title)}'
+            f"</title><style>{_STYLE}</style></head><body>{''.join(self.parts)}<script>{_SORT_JS}</script>"
+            "</body></html>\n"
+        )
 
     def write(self, path: str | Path) -> Path:
         atomic_write_text(path, self.render())

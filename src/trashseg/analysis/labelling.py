@@ -45,51 +45,61 @@ def read_flagged(issues: Path) -> dict[int, list[dict]]:
     except json.JSONDecodeError as exc:
         raise TrashsegError(f"{issues}: not valid JSON ({exc})") from None
     if not isinstance(records, list) or not all(isinstance(r, dict) and "image_id" in r for r in records):
-        raise TrashsegError(f"{issues}: expected a list of issues with 'image_id' (the issues.json of `trashseg "
-                            "audit`)")
+        raise TrashsegError(
+            f"{issues}: expected a list of issues with 'image_id' (the issues.json of `trashseg audit`)"
+        )
     out: dict[int, list[dict]] = {}
     for record in records:
         out.setdefault(record["image_id"], []).append(record)
     return out
 
 
-def _chosen_images(split: CocoSplit, pred: PredictionFolder | None, flagged: dict[int, list[dict]] | None
-                   ) -> list[dict]:
+def _chosen_images(
+    split: CocoSplit, pred: PredictionFolder | None, flagged: dict[int, list[dict]] | None
+) -> list[dict]:
     images = split.images
     if flagged is not None:
         unknown = sorted(set(flagged) - {img["id"] for img in images})
         if unknown:
-            raise TrashsegError(f"audit issues name image ids {unknown[:10]} that {split.path} does not hold: give "
-                                "the split the audit ran on (--split / --data)")
+            raise TrashsegError(
+                f"audit issues name image ids {unknown[:10]} that {split.path} does not hold: give "
+                "the split the audit ran on (--split / --data)"
+            )
         images = [img for img in images if img["id"] in flagged]
     if pred is not None:
         done = set(pred.names())
         missing = [img["file_name"] for img in images if img["file_name"] not in done]
         if missing:
-            raise TrashsegError(f"{pred.root}: no prediction for {len(missing)} image(s) of {split.name}, e.g. "
-                                f"{missing[0]!r}; finish `trashseg predict` first or give the right --split")
+            raise TrashsegError(
+                f"{pred.root}: no prediction for {len(missing)} image(s) of {split.name}, e.g. "
+                f"{missing[0]!r}; finish `trashseg predict` first or give the right --split"
+            )
     return images
 
 
 def _truth_annotations(split: CocoSplit, image: dict) -> list[dict]:
     """The image's annotations with category id = class index (as ``coco_categories`` numbers them)."""
-    return [{**ann, "category_id": split.cat_to_class[ann["category_id"]]}
-            for ann in split.anns_by_image.get(image["id"], [])]
+    return [
+        {**ann, "category_id": split.cat_to_class[ann["category_id"]]}
+        for ann in split.anns_by_image.get(image["id"], [])
+    ]
 
 
-def _predicted_annotations(pred: PredictionFolder, image: dict, first_id: int, with_probs: bool
-                           ) -> tuple[list[dict], list[float]]:
+def _predicted_annotations(
+    pred: PredictionFolder, image: dict, first_id: int, with_probs: bool
+) -> tuple[list[dict], list[float]]:
     """Regions of the predicted mask (at the image's size) and each one's mean confidence when probs exist."""
     mask = pred.mask(image["file_name"])
     if mask.shape != (image["height"], image["width"]):
-        raise TrashsegError(f"{pred.mask_path(image['file_name'])}: mask is {mask.shape[1]}x{mask.shape[0]}, image "
-                            f"{image['id']} is {image['width']}x{image['height']}")
+        raise TrashsegError(
+            f"{pred.mask_path(image['file_name'])}: mask is {mask.shape[1]}x{mask.shape[0]}, image "
+            f"{image['id']} is {image['width']}x{image['height']}"
+        )
     anns = mask_annotations(mask, image["id"], first_id)
     if not with_probs:
         return anns, []
     probs = pred.probs(image["file_name"])
-    scores = [float(probs[a["category_id"]][mask_utils.decode(_rle(a, mask.shape)).astype(bool)].mean())
-              for a in anns]
+    scores = [float(probs[a["category_id"]][mask_utils.decode(_rle(a, mask.shape)).astype(bool)].mean()) for a in anns]
     return anns, scores
 
 
@@ -102,14 +112,20 @@ def _rle(ann: dict, shape: tuple[int, int]) -> dict:
 
 # ------------------------------------------------------------------------------------------------ Label Studio
 
+
 def label_studio_config(classes: list[str]) -> str:
     """The labelling interface for the tasks: an image and one polygon label per object class, in our colours."""
     colours = class_colors(len(classes))
-    labels = "\n".join(f'    <Label value="{name}" background="#{"".join(f"{c:02x}" for c in colours[i])}"/>'
-                       for i, name in enumerate(classes) if i > 0)
-    return (f'<View>\n  <Image name="image" value="$image" zoom="true"/>\n'
-            f'  <PolygonLabels name="label" toName="image" strokeWidth="2" opacity="0.4">\n{labels}\n'
-            "  </PolygonLabels>\n</View>\n")
+    labels = "\n".join(
+        f'    <Label value="{name}" background="#{"".join(f"{c:02x}" for c in colours[i])}"/>'
+        for i, name in enumerate(classes)
+        if i > 0
+    )
+    return (
+        f'<View>\n  <Image name="image" value="$image" zoom="true"/>\n'
+        f'  <PolygonLabels name="label" toName="image" strokeWidth="2" opacity="0.4">\n{labels}\n'
+        "  </PolygonLabels>\n</View>\n"
+    )
 
 
 def _ls_regions(ann: dict, classes: list[str], h: int, w: int, score: float | None) -> tuple[list[dict], bool]:
@@ -122,18 +138,30 @@ def _ls_regions(ann: dict, classes: list[str], h: int, w: int, score: float | No
     results = []
     for k, part in enumerate(parts):
         points = [[100.0 * x / w, 100.0 * y / h] for x, y in zip(part[0::2], part[1::2], strict=True)]
-        result = {"id": f"a{ann['id']}p{k}", "from_name": "label", "to_name": "image", "type": "polygonlabels",
-                  "original_width": w, "original_height": h, "image_rotation": 0,
-                  "value": {"points": points, "closed": True, "polygonlabels": [classes[ann["category_id"]]]}}
+        result = {
+            "id": f"a{ann['id']}p{k}",
+            "from_name": "label",
+            "to_name": "image",
+            "type": "polygonlabels",
+            "original_width": w,
+            "original_height": h,
+            "image_rotation": 0,
+            "value": {"points": points, "closed": True, "polygonlabels": [classes[ann["category_id"]]]},
+        }
         if score is not None:
             result["score"] = round(score, 4)
         results.append(result)
     return results, exact
 
 
-def label_studio_tasks(split: CocoSplit, pred: PredictionFolder | None, *, truth: bool = True,
-                       flagged: dict[int, list[dict]] | None = None, image_url: str = LOCAL_FILES
-                       ) -> tuple[list[dict], dict]:
+def label_studio_tasks(
+    split: CocoSplit,
+    pred: PredictionFolder | None,
+    *,
+    truth: bool = True,
+    flagged: dict[int, list[dict]] | None = None,
+    image_url: str = LOCAL_FILES,
+) -> tuple[list[dict], dict]:
     """Tasks for Label Studio's JSON import, and counts (images, regions, regions whose hole was filled)."""
     if pred is None and not (truth and split.has_annotations):
         raise TrashsegError(f"{split.path}: no annotations and no prediction folder: nothing to export")
@@ -145,11 +173,18 @@ def label_studio_tasks(split: CocoSplit, pred: PredictionFolder | None, *, truth
         step = bar.add_task("export: Label Studio", total=len(images), rate="-")
         for image in images:
             h, w = image["height"], image["width"]
-            task: dict = {"data": {"image": image_url + quote(image["file_name"]), "image_id": image["id"],
-                                   "file_name": image["file_name"]}}
+            task: dict = {
+                "data": {
+                    "image": image_url + quote(image["file_name"]),
+                    "image_id": image["id"],
+                    "file_name": image["file_name"],
+                }
+            }
             if flagged is not None:
-                task["data"]["audit"] = "; ".join(f"{i.get('kind')}: {i.get('labelled')} → {i.get('suggested')} "
-                                                  f"({i.get('score', 0):.2f})" for i in flagged[image["id"]])
+                task["data"]["audit"] = "; ".join(
+                    f"{i.get('kind')}: {i.get('labelled')} → {i.get('suggested')} ({i.get('score', 0):.2f})"
+                    for i in flagged[image["id"]]
+                )
             if pred is not None:
                 anns, scores = _predicted_annotations(pred, image, 1, with_probs)
                 result = []
@@ -178,8 +213,10 @@ def label_studio_tasks(split: CocoSplit, pred: PredictionFolder | None, *, truth
 
 # ------------------------------------------------------------------------------------------------------ CVAT
 
-def cvat_coco(split: CocoSplit, pred: PredictionFolder | None, *, flagged: dict[int, list[dict]] | None = None
-              ) -> tuple[dict, dict]:
+
+def cvat_coco(
+    split: CocoSplit, pred: PredictionFolder | None, *, flagged: dict[int, list[dict]] | None = None
+) -> tuple[dict, dict]:
     """A COCO 1.0 file for CVAT: the predicted regions (with a prediction folder) or the split's annotations."""
     if pred is None and not split.has_annotations:
         raise TrashsegError(f"{split.path}: no annotations and no prediction folder: nothing to export")
@@ -198,14 +235,26 @@ def cvat_coco(split: CocoSplit, pred: PredictionFolder | None, *, flagged: dict[
                 anns += _truth_annotations(split, image)
             bar.update(step, advance=1)
     what = f"predictions of {pred.root}" if pred is not None else f"annotations of {split.path.name}"
-    coco = {"info": {"description": f"trashseg: {what}"}, "licenses": [],
-            "images": [{k: img[k] for k in ("id", "file_name", "height", "width")} for img in images],
-            "categories": coco_categories(split.classes), "annotations": anns}
+    coco = {
+        "info": {"description": f"trashseg: {what}"},
+        "licenses": [],
+        "images": [{k: img[k] for k in ("id", "file_name", "height", "width")} for img in images],
+        "categories": coco_categories(split.classes),
+        "annotations": anns,
+    }
     return coco, {"images": len(images), "annotations": len(anns)}
 
 
-def write_labelling(split: CocoSplit, pred: PredictionFolder | None, out: Path, fmt: str, *, truth: bool = True,
-                    flagged: Path | None = None, image_url: str = LOCAL_FILES) -> dict:
+def write_labelling(
+    split: CocoSplit,
+    pred: PredictionFolder | None,
+    out: Path,
+    fmt: str,
+    *,
+    truth: bool = True,
+    flagged: Path | None = None,
+    image_url: str = LOCAL_FILES,
+) -> dict:
     """Write `out` (and, for Label Studio, ``label_config.xml`` beside it); returns counts and paths.
 
     `truth`: Label Studio tasks carry the annotations beside the predictions; a CVAT file holds one set, the

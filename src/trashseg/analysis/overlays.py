@@ -26,8 +26,9 @@ def overlay_path(out: Path, file_name: str) -> Path:
     return inside(out, file_name if keep else f"{file_name}.jpg")
 
 
-def write_overlays(pred: str | Path, split: CocoSplit, out: str | Path, *, data: DataConfig,
-                   limit: int | None = None) -> dict:
+def write_overlays(
+    pred: str | Path, split: CocoSplit, out: str | Path, *, data: DataConfig, limit: int | None = None
+) -> dict:
     """A JPEG panel per predicted image of `split` (the first `limit`), ground truth beside it when annotated.
 
     Written atomically under ``out/<file_name>`` (as JPEG, see ``overlay_path``); a rerun skips panels already
@@ -49,6 +50,11 @@ def write_overlays(pred: str | Path, split: CocoSplit, out: str | Path, *, data:
         with atomic_open(overlay_path(out, img["file_name"]), "wb") as fh:
             fh.write(jpeg.tobytes())
 
-    stats = for_each_pending(images, label=f"overlays → {out}", compute=lambda todo: map(panel, todo), write=write,
-                             finished=lambda img: overlay_path(out, img["file_name"]).exists())
+    stats = for_each_pending(
+        images,
+        label=f"overlays → {out}",
+        compute=lambda todo: map(panel, todo),
+        write=write,
+        finished=lambda img: overlay_path(out, img["file_name"]).exists(),
+    )
     return {"written": stats.done, "skipped": stats.skipped, "ground_truth": truth is not None, "out": str(out)}

@@ -51,8 +51,9 @@ def _set_geometry(ann: dict, h: int, w: int) -> None:
     ann["bbox"] = [float(v) for v in mask_utils.toBbox(rle)]
 
 
-def plant_errors(coco: dict, share: float, seed: int = 0, min_area_share: float = 0.005,
-                 kinds: tuple[str, ...] = PLANT_KINDS) -> tuple[dict, list[PlantedError]]:
+def plant_errors(
+    coco: dict, share: float, seed: int = 0, min_area_share: float = 0.005, kinds: tuple[str, ...] = PLANT_KINDS
+) -> tuple[dict, list[PlantedError]]:
     """A corrupted copy of `coco` and what was planted: round(share × annotations) errors, kinds in turn, on
     annotations covering at least `min_area_share` of their image (a missing 20-pixel speck is no test of an
     audit). Shifts and duplicates need polygons; RLE annotations only get swaps and drops."""
@@ -114,8 +115,9 @@ def _finds(issue: dict[str, Any], error: PlantedError, min_overlap: float) -> bo
     return inside >= min_overlap * mask_utils.area(region)
 
 
-def score_audit(issues: list[dict[str, Any]], planted: list[PlantedError], top: int | None = None,
-                min_overlap: float = 0.5) -> dict[str, Any]:
+def score_audit(
+    issues: list[dict[str, Any]], planted: list[PlantedError], top: int | None = None, min_overlap: float = 0.5
+) -> dict[str, Any]:
     """Precision and recall of the first `top` issues (default: as many as were planted). Precision: issues that
     find a planted error (two findings of one error, such as a moved polygon and the hole it left, both count);
     recall: planted errors found by at least one issue, also per kind."""
@@ -124,7 +126,11 @@ def score_audit(issues: list[dict[str, Any]], planted: list[PlantedError], top: 
     found = [any(_finds(i, e, min_overlap) for i in listed) for e in planted]
     hits = sum(any(_finds(i, e, min_overlap) for e in planted) for i in listed)
     by_kind = {k: [f for f, e in zip(found, planted, strict=True) if e.kind == k] for k in PLANT_KINDS}
-    return {"top": top, "listed": len(listed), "planted": len(planted),
-            "precision": hits / len(listed) if listed else 0.0,
-            "recall": sum(found) / len(planted) if planted else 0.0,
-            "recall_by_kind": {k: sum(v) / len(v) for k, v in by_kind.items() if v}}
+    return {
+        "top": top,
+        "listed": len(listed),
+        "planted": len(planted),
+        "precision": hits / len(listed) if listed else 0.0,
+        "recall": sum(found) / len(planted) if planted else 0.0,
+        "recall_by_kind": {k: sum(v) / len(v) for k, v in by_kind.items() if v},
+    }

@@ -78,25 +78,33 @@ def _object_ious(img: dict, split: CocoSplit, gt: np.ndarray, pred: np.ndarray) 
             continue
         x, y, w, h = (int(v) for v in mask_utils.toBbox(rle))
         box = np.zeros_like(visible)
-        box[y:y + h + 1, x:x + w + 1] = True
+        box[y : y + h + 1, x : x + w + 1] = True
         hit = (pred == cls) & box & ~((gt == cls) & ~visible)  # another object of its class is not its error
         union = int((visible | hit).sum())
-        out.append({"image_id": img["id"], "ann_id": ann["id"], "class": split.classes[cls],
-                    "area": float(mask_utils.area(rle)), "bucket": size_bucket(float(mask_utils.area(rle))),
-                    "iou": float((visible & hit).sum()) / union})
+        out.append(
+            {
+                "image_id": img["id"],
+                "ann_id": ann["id"],
+                "class": split.classes[cls],
+                "area": float(mask_utils.area(rle)),
+                "bucket": size_bucket(float(mask_utils.area(rle))),
+                "iou": float((visible & hit).sum()) / union,
+            }
+        )
     return out
 
 
 def score_folder(folder: PredictionFolder, name: str, split: CocoSplit, cache: MaskCache) -> FolderScores:
     """Competition confusion matrix, per-image and per-object scores of one folder on `split`."""
     if folder.classes != split.classes:
-        raise TrashsegError(f"{folder.root} predicts classes {folder.classes}, the dataset config has "
-                            f"{split.classes}")
+        raise TrashsegError(f"{folder.root} predicts classes {folder.classes}, the dataset config has {split.classes}")
     predicted = set(folder.names())
     missing = [img["file_name"] for img in split.images if img["file_name"] not in predicted]
     if missing:
-        raise TrashsegError(f"{folder.root}: no prediction for {len(missing)} image(s) of {split.path}, e.g. "
-                            f"{missing[:3]}; predict that split (trashseg predict ... --split) into it")
+        raise TrashsegError(
+            f"{folder.root}: no prediction for {len(missing)} image(s) of {split.path}, e.g. "
+            f"{missing[:3]}; predict that split (trashseg predict ... --split) into it"
+        )
     n = len(split.classes)
     result = FolderScores(name, folder, np.zeros((n, n), np.int64))
     start = time.perf_counter()
@@ -106,12 +114,19 @@ def score_folder(folder: PredictionFolder, name: str, split: CocoSplit, cache: M
             gt, pred = cache.get(img), folder.mask(img["file_name"])
             if pred.shape != gt.shape:
                 pred = cv2.resize(pred, gt.shape[::-1], interpolation=cv2.INTER_NEAREST)
-            hist = confusion_matrix(resize_nearest(pred, COMPETITION_SIZE), resize_nearest(gt, COMPETITION_SIZE),
-                                    n).numpy()
+            hist = confusion_matrix(
+                resize_nearest(pred, COMPETITION_SIZE), resize_nearest(gt, COMPETITION_SIZE), n
+            ).numpy()
             result.hist += hist
             scores = scores_from_confusion(hist)
-            result.images.append({"file_name": img["file_name"], "image_id": img["id"], "miou": scores.miou,
-                                  "pixel_acc": scores.pixel_acc})
+            result.images.append(
+                {
+                    "file_name": img["file_name"],
+                    "image_id": img["id"],
+                    "miou": scores.miou,
+                    "pixel_acc": scores.pixel_acc,
+                }
+            )
             result.objects += _object_ious(img, split, gt, pred)
             bar.update(task, advance=1, rate=f"{done / (time.perf_counter() - start):.1f}")
     return result
@@ -146,8 +161,15 @@ def read_history(run: Path) -> list[dict]:
 
 
 # -- figures -----------------------------------------------------------------------------------------------------
-def _grouped_bars(series: list[tuple[str, list[float]]], ticks: list[str], *, figsize: tuple[float, float],
-                  ylabel: str, title: str, rotate: bool = False):
+def _grouped_bars(
+    series: list[tuple[str, list[float]]],
+    ticks: list[str],
+    *,
+    figsize: tuple[float, float],
+    ylabel: str,
+    title: str,
+    rotate: bool = False,
+):
     """One bar group per tick, one bar per folder side by side: the class and size-bucket charts share it."""
     fig, ax = plt.subplots(figsize=figsize)
     width = 0.8 / len(series)
@@ -166,11 +188,13 @@ def _grouped_bars(series: list[tuple[str, list[float]]], ticks: list[str], *, fi
 
 
 def _class_bars(results: list[FolderScores], classes: list[str]):
-    series = [(f"{r.name} (mIoU {r.scores.miou:.4f})", np.nan_to_num(np.array(r.scores.iou, float), nan=0.0))
-              for r in results]
+    series = [
+        (f"{r.name} (mIoU {r.scores.miou:.4f})", np.nan_to_num(np.array(r.scores.iou, float), nan=0.0)) for r in results
+    ]
     size = (max(6.0, 0.55 * len(classes) * max(1, len(results)) ** 0.5), 3.6)
-    return _grouped_bars(series, classes, figsize=size, ylabel="IoU", title="per-class IoU (competition metric, 256²)",
-                         rotate=True)
+    return _grouped_bars(
+        series, classes, figsize=size, ylabel="IoU", title="per-class IoU (competition metric, 256²)", rotate=True
+    )
 
 
 def _bucket_bars(results: list[FolderScores]):
@@ -225,8 +249,7 @@ def _csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def write_report(preds: list[Path], split: CocoSplit, out: str | Path, cache: MaskCache, *,
-                 worst: int = WORST) -> dict:
+def write_report(preds: list[Path], split: CocoSplit, out: str | Path, cache: MaskCache, *, worst: int = WORST) -> dict:
     """``out/index.html``, ``out/report.json``, ``out/per_image.csv`` and ``out/per_image.json``, confusion
     matrices as PNG; returns the numbers."""
     if not split.has_annotations:
@@ -234,23 +257,40 @@ def write_report(preds: list[Path], split: CocoSplit, out: str | Path, cache: Ma
     out = Path(out)
     make_folder(out)
     classes = split.classes
-    results = [score_folder(PredictionFolder(p), n, split, cache)
-               for p, n in zip(preds, folder_names(preds), strict=True)]
+    results = [
+        score_folder(PredictionFolder(p), n, split, cache) for p, n in zip(preds, folder_names(preds), strict=True)
+    ]
     per_image = _per_image_rows(results)
     histories = {str(run): read_history(run) for r in results for run in source_runs(r.folder)}
-    numbers = {"split": str(split.path), "images": len(split.images), "size": COMPETITION_SIZE,
-               "folders": {r.name: {"path": str(r.folder.root), **r.scores.to_dict(classes),
-                                    "confusion": r.hist.tolist(), "iou_by_size": r.bucket_iou()} for r in results},
-               "runs": list(histories)}
+    numbers = {
+        "split": str(split.path),
+        "images": len(split.images),
+        "size": COMPETITION_SIZE,
+        "folders": {
+            r.name: {
+                "path": str(r.folder.root),
+                **r.scores.to_dict(classes),
+                "confusion": r.hist.tolist(),
+                "iou_by_size": r.bucket_iou(),
+            }
+            for r in results
+        },
+        "runs": list(histories),
+    }
     atomic_write_json(out / "report.json", numbers)
     atomic_write_json(out / "per_image.json", per_image)
     atomic_write_text(out / "per_image.csv", _csv(per_image))
-    page = Page(f"Evaluation on {split.name}", f"{split.path}: {len(split.images)} images; "
-                "split-level numbers are the competition's (one confusion matrix at 256², nearest)")
+    page = Page(
+        f"Evaluation on {split.name}",
+        f"{split.path}: {len(split.images)} images; "
+        "split-level numbers are the competition's (one confusion matrix at 256², nearest)",
+    )
     page.heading("Per-class IoU")
-    page.table(["folder", "mIoU", "pixel acc", "mean class acc", *classes],
-               [[r.name, r.scores.miou, r.scores.pixel_acc, r.scores.mean_class_acc, *r.scores.iou]
-                for r in results], sortable=True)
+    page.table(
+        ["folder", "mIoU", "pixel acc", "mean class acc", *classes],
+        [[r.name, r.scores.miou, r.scores.pixel_acc, r.scores.mean_class_acc, *r.scores.iou] for r in results],
+        sortable=True,
+    )
     page.figure(_class_bars(results, classes), "per-class IoU")
     page.heading("Confusion matrices (rows: ground truth, row-normalised)")
     for k, r in enumerate(results):
@@ -258,11 +298,15 @@ def write_report(preds: list[Path], split: CocoSplit, out: str | Path, cache: Ma
         plot_confusion(r.hist, classes, path, f"{r.name}: mIoU {r.scores.miou:.4f}")
         page.png_file(path, f"confusion matrix of {r.name}")
     page.heading("IoU by object size")
-    page.note("Per object, at the image's size: its visible pixels against its class's predicted pixels inside "
-              "its bounding box; COCO's size buckets.")
+    page.note(
+        "Per object, at the image's size: its visible pixels against its class's predicted pixels inside "
+        "its bounding box; COCO's size buckets."
+    )
     page.figure(_bucket_bars(results), "IoU by object size")
-    page.table(["folder", *[b for b, _ in SIZE_BUCKETS]],
-               [[r.name, *[r.bucket_iou()[b]["all"] for b, _ in SIZE_BUCKETS]] for r in results])
+    page.table(
+        ["folder", *[b for b, _ in SIZE_BUCKETS]],
+        [[r.name, *[r.bucket_iou()[b]["all"] for b, _ in SIZE_BUCKETS]] for r in results],
+    )
     if histories:
         page.heading("Learning curves")
         page.figure(_curves(histories), "learning curves")
@@ -274,8 +318,14 @@ def write_report(preds: list[Path], split: CocoSplit, out: str | Path, cache: Ma
 def _worst_gallery(page: Page, results: list[FolderScores], split: CocoSplit, cache: MaskCache, worst: int) -> None:
     """The images with the lowest mIoU (averaged over the folders): image, ground truth, each prediction."""
     colors = class_colors(len(split.classes))
-    mean = np.array([np.nanmean([r.images[k]["miou"] for r in results]) if any(
-        r.images[k]["miou"] == r.images[k]["miou"] for r in results) else np.inf for k in range(len(split.images))])
+    mean = np.array(
+        [
+            np.nanmean([r.images[k]["miou"] for r in results])
+            if any(r.images[k]["miou"] == r.images[k]["miou"] for r in results)
+            else np.inf
+            for k in range(len(split.images))
+        ]
+    )
     order = np.argsort(mean, kind="stable")[:worst]
     page.heading(f"The {len(order)} worst images (lowest per-image mIoU; click a header to sort)")
     page.swatches(split.classes[1:], colors[1:])
@@ -283,10 +333,16 @@ def _worst_gallery(page: Page, results: list[FolderScores], split: CocoSplit, ca
     for k in order:
         img = split.images[k]
         image = read_image(split.image_path(img), split.max_pixels)
-        cells = [img["file_name"], *[r.images[k]["miou"] for r in results],
-                 Cell(img["file_name"], rgb=thumbnail(image, THUMB)),
-                 Cell("ground truth", rgb=_row_picture(image, cache.get(img), colors))]
+        cells = [
+            img["file_name"],
+            *[r.images[k]["miou"] for r in results],
+            Cell(img["file_name"], rgb=thumbnail(image, THUMB)),
+            Cell("ground truth", rgb=_row_picture(image, cache.get(img), colors)),
+        ]
         cells += [Cell(r.name, rgb=_row_picture(image, r.folder.mask(img["file_name"]), colors)) for r in results]
         rows.append(cells)
-    page.table(["file_name", *[f"mIoU {r.name}" for r in results], "image", "ground truth",
-                *[r.name for r in results]], rows, sortable=True)
+    page.table(
+        ["file_name", *[f"mIoU {r.name}" for r in results], "image", "ground truth", *[r.name for r in results]],
+        rows,
+        sortable=True,
+    )

@@ -59,8 +59,9 @@ def imagenet_extractor(device: str) -> Extractor:
     from trashseg.models.pretrained import encoder_normalization, load_offline_classifier
 
     model: Any = load_offline_classifier(IMAGENET_ENCODER).to(device)  # timm's: forward_intermediates is its API
-    mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) * 255 for v in
-                 encoder_normalization(f"tu-{IMAGENET_ENCODER}"))
+    mean, std = (
+        torch.tensor(v, device=device).view(1, 3, 1, 1) * 255 for v in encoder_normalization(f"tu-{IMAGENET_ENCODER}")
+    )
 
     def features(images: torch.Tensor) -> list[torch.Tensor]:
         x = (images.permute(0, 3, 1, 2).float() - mean) / std
@@ -82,8 +83,9 @@ def run_extractor(run: Path, device: str) -> Extractor:
     return Extractor(f"encoder of {model.info['source']}", features)
 
 
-def extract(split: CocoSplit, extractor: Extractor, *, size: int, device: str,
-            batch_size: int = 16) -> list[np.ndarray]:
+def extract(
+    split: CocoSplit, extractor: Extractor, *, size: int, device: str, batch_size: int = 16
+) -> list[np.ndarray]:
     """Per stage, N×D_k features of every image of `split`, each resized to size×size; shows images/s."""
     out: list[list[np.ndarray]] = []
     start = time.perf_counter()
@@ -91,8 +93,14 @@ def extract(split: CocoSplit, extractor: Extractor, *, size: int, device: str,
     with progress_bar() as bar, torch.inference_mode():
         task = bar.add_task(f"features of {split.name}", total=len(images), rate="-")
         for i in range(0, len(images), batch_size):
-            batch = np.stack([cv2.resize(read_image(split.image_path(img), split.max_pixels), (size, size),
-                                         interpolation=cv2.INTER_AREA) for img in images[i:i + batch_size]])
+            batch = np.stack(
+                [
+                    cv2.resize(
+                        read_image(split.image_path(img), split.max_pixels), (size, size), interpolation=cv2.INTER_AREA
+                    )
+                    for img in images[i : i + batch_size]
+                ]
+            )
             out.append([f.cpu().numpy() for f in extractor.features(torch.from_numpy(batch).to(device))])
             done = min(i + batch_size, len(images))
             bar.update(task, completed=done, rate=f"{done / (time.perf_counter() - start):.1f}")
@@ -139,8 +147,9 @@ def _group_permutations(n_a: int, groups: np.ndarray, rounds: int, rng: np.rando
     return np.stack(rows)
 
 
-def compare(d: np.ndarray, a: np.ndarray, b: np.ndarray, groups: np.ndarray, rounds: int,
-            seed: int) -> tuple[dict, dict[str, np.ndarray]]:
+def compare(
+    d: np.ndarray, a: np.ndarray, b: np.ndarray, groups: np.ndarray, rounds: int, seed: int
+) -> tuple[dict, dict[str, np.ndarray]]:
     """The energy distance of two index sets of `d`, with the image- and group-shuffled baselines; and the
     baselines' distances themselves (for the page's histogram)."""
     idx = np.concatenate([a, b])
@@ -157,9 +166,12 @@ def compare(d: np.ndarray, a: np.ndarray, b: np.ndarray, groups: np.ndarray, rou
     for name, perm in sets.items():
         chunks = np.array_split(perm, max(1, len(perm) // 25))
         null = nulls[name] = np.concatenate([energy(sub, p, ~p) for p in chunks])
-        out[name] = {"mean": float(null.mean()), "p95": float(np.percentile(null, 95)),
-                     "p_value": float((1 + (null >= observed).sum()) / (1 + len(null))),
-                     "ratio_to_mean": observed / float(null.mean()) if null.mean() > 0 else None}
+        out[name] = {
+            "mean": float(null.mean()),
+            "p95": float(np.percentile(null, 95)),
+            "p_value": float((1 + (null >= observed).sum()) / (1 + len(null))),
+            "ratio_to_mean": observed / float(null.mean()) if null.mean() > 0 else None,
+        }
     return out, nulls
 
 
@@ -200,8 +212,9 @@ def greedy_subset(d: np.ndarray, pool: np.ndarray, target: np.ndarray, groups: l
 
 # -- the command ---------------------------------------------------------------------------------------------------
 def _map_figure(xy: np.ndarray, labels: list[str], names: list[str], proposed: np.ndarray | None):
-    fig, axes = plt.subplots(1, 2 if proposed is not None else 1, figsize=(12 if proposed is not None else 6.5, 5),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, 2 if proposed is not None else 1, figsize=(12 if proposed is not None else 6.5, 5), squeeze=False
+    )
     colors = plt.get_cmap("tab10")
     labels_arr = np.asarray(labels)
     for k, name in enumerate(names):
@@ -217,17 +230,34 @@ def _map_figure(xy: np.ndarray, labels: list[str], names: list[str], proposed: n
         keep[proposed] = False
         ax.scatter(pool_pts[keep, 0], pool_pts[keep, 1], s=5, alpha=0.3, color="lightgrey", label=f"{pool}: rest")
         ax.scatter(*xy[labels_arr == target].T, s=6, alpha=0.5, color=colors(len(names) - 1), label=target)
-        ax.scatter(pool_pts[proposed, 0], pool_pts[proposed, 1], s=6, alpha=0.6, color="black",
-                   label=f"proposed val ({len(proposed)})")
+        ax.scatter(
+            pool_pts[proposed, 0],
+            pool_pts[proposed, 1],
+            s=6,
+            alpha=0.6,
+            color="black",
+            label=f"proposed val ({len(proposed)})",
+        )
         ax.set_title(f"proposed validation subset of {pool} (closest to {target})", fontsize=10)
         ax.legend(fontsize=8, markerscale=2)
     fig.tight_layout()
     return fig
 
 
-def write_shift(splits: dict[str, CocoSplit], out: str | Path, extractor: Extractor, *, device: str = "cpu",
-                size: int = 224, components: int = 50, rounds: int = 200, group_by: str | None = r"^(.*)/",
-                val_size: int | None = None, show: int = 16, seed: int = 0) -> dict:
+def write_shift(
+    splits: dict[str, CocoSplit],
+    out: str | Path,
+    extractor: Extractor,
+    *,
+    device: str = "cpu",
+    size: int = 224,
+    components: int = 50,
+    rounds: int = 200,
+    group_by: str | None = r"^(.*)/",
+    val_size: int | None = None,
+    show: int = 16,
+    seed: int = 0,
+) -> dict:
     """Features → PCA → distances, map, farthest pool images and a proposed validation subset of the first split
     (the pool) closest to the last (the target). Writes ``out/index.html``, ``out/shift.json``,
     ``out/val_proposed.json`` and ``out/train_rest.json`` (the pool without it)."""
@@ -249,8 +279,11 @@ def write_shift(splits: dict[str, CocoSplit], out: str | Path, extractor: Extrac
     offsets = np.cumsum([0] + [counts[n] for n in names])
     index = {n: np.arange(offsets[k], offsets[k + 1]) for k, n in enumerate(names)}
     groups = np.asarray([f"{n}:{g}" for n in names for g in image_groups(splits[n], group_by)])
-    compared = {f"{a} vs {b}": compare(d, index[a], index[b], groups, rounds, seed)
-                for i, a in enumerate(names) for b in names[i + 1:]}
+    compared = {
+        f"{a} vs {b}": compare(d, index[a], index[b], groups, rounds, seed)
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+    }
     pairs = {pair: numbers for pair, (numbers, _) in compared.items()}
     nulls = {pair: null for pair, (_, null) in compared.items()}
 
@@ -262,21 +295,40 @@ def write_shift(splits: dict[str, CocoSplit], out: str | Path, extractor: Extrac
     pool_groups = image_groups(pool_split, group_by)
     chosen = greedy_subset(d, index[pool], index[target], pool_groups, size_wanted)
     rest = np.setdiff1d(np.arange(len(index[pool])), chosen)
-    proposal = {"pool": pool, "target": target, "images": len(chosen), "groups": len({pool_groups[i] for i in chosen}),
-                "distance_to_target": float(energy(d, np.isin(np.arange(len(d)), index[pool][chosen]),
-                                                   np.isin(np.arange(len(d)), index[target]))[0])}
+    proposal = {
+        "pool": pool,
+        "target": target,
+        "images": len(chosen),
+        "groups": len({pool_groups[i] for i in chosen}),
+        "distance_to_target": float(
+            energy(d, np.isin(np.arange(len(d)), index[pool][chosen]), np.isin(np.arange(len(d)), index[target]))[0]
+        ),
+    }
     if pool_split.has_annotations:
         atomic_write_json(out / "val_proposed.json", subset_coco(pool_split, chosen.tolist()))
         atomic_write_json(out / "train_rest.json", subset_coco(pool_split, rest.tolist()))
-        proposal["files"] = {"val": str((out / "val_proposed.json").resolve()),
-                             "train": str((out / "train_rest.json").resolve())}
+        proposal["files"] = {
+            "val": str((out / "val_proposed.json").resolve()),
+            "train": str((out / "train_rest.json").resolve()),
+        }
     numbers = {
-        "features": extractor.name, "image_size": size, "pca_components": int(pca.n_components_),
-        "pca_explained_variance": float(pca.explained_variance_ratio_.sum()), "permutations": rounds,
-        "group_by": group_by, "splits": {n: {"file": str(splits[n].path), "images": len(index[n])} for n in names},
-        "distances": pairs, "proposed_val": proposal,
-        "farthest_from_target": [{"file_name": pool_split.images[i]["file_name"],
-                                  "image_id": pool_split.images[i]["id"], "score": float(far[i])} for i in order[:50]],
+        "features": extractor.name,
+        "image_size": size,
+        "pca_components": int(pca.n_components_),
+        "pca_explained_variance": float(pca.explained_variance_ratio_.sum()),
+        "permutations": rounds,
+        "group_by": group_by,
+        "splits": {n: {"file": str(splits[n].path), "images": len(index[n])} for n in names},
+        "distances": pairs,
+        "proposed_val": proposal,
+        "farthest_from_target": [
+            {
+                "file_name": pool_split.images[i]["file_name"],
+                "image_id": pool_split.images[i]["id"],
+                "score": float(far[i]),
+            }
+            for i in order[:50]
+        ],
     }
     atomic_write_json(out / "shift.json", numbers)
     _page(numbers, nulls, z, labels, names, chosen, pool_split, order, far, show).write(out / "index.html")
@@ -297,29 +349,62 @@ def _baseline_figure(distances: dict, nulls: dict[str, dict[str, np.ndarray]]):
     return fig
 
 
-def _page(numbers: dict, nulls: dict[str, dict[str, np.ndarray]], z: np.ndarray, labels: list[str], names: list[str],
-          chosen: np.ndarray, pool_split: CocoSplit, order: np.ndarray, far: np.ndarray, show: int) -> Page:
-    page = Page("Dataset shift", f"features: {numbers['features']} at {numbers['image_size']}², PCA to "
-                f"{numbers['pca_components']} components ({numbers['pca_explained_variance']:.0%} of the variance); "
-                f"energy distance with {numbers['permutations']} permutations")
+def _page(
+    numbers: dict,
+    nulls: dict[str, dict[str, np.ndarray]],
+    z: np.ndarray,
+    labels: list[str],
+    names: list[str],
+    chosen: np.ndarray,
+    pool_split: CocoSplit,
+    order: np.ndarray,
+    far: np.ndarray,
+    show: int,
+) -> Page:
+    page = Page(
+        "Dataset shift",
+        f"features: {numbers['features']} at {numbers['image_size']}², PCA to "
+        f"{numbers['pca_components']} components ({numbers['pca_explained_variance']:.0%} of the variance); "
+        f"energy distance with {numbers['permutations']} permutations",
+    )
     page.heading("Distance between splits")
     rows = []
     for pair, v in numbers["distances"].items():
         img, grp = v["shuffled_images"], v.get("shuffled_groups")
-        rows.append([pair, f"{v['images'][0]} / {v['images'][1]}", v["distance"], img["mean"], img["p95"],
-                     img["p_value"], grp["mean"] if grp else None, grp["p95"] if grp else None,
-                     grp["p_value"] if grp else None])
-    page.table(["pair", "images", "energy distance", "images shuffled: mean", "p95", "p", "groups shuffled: mean",
-                "p95", "p"], rows)
-    page.note("Above the shuffled-images p95: the two splits differ more than chance. Above the shuffled-groups p95 "
-              f"(groups: {numbers['group_by'] or 'none'}): more than a random split by group would make them differ.")
+        rows.append(
+            [
+                pair,
+                f"{v['images'][0]} / {v['images'][1]}",
+                v["distance"],
+                img["mean"],
+                img["p95"],
+                img["p_value"],
+                grp["mean"] if grp else None,
+                grp["p95"] if grp else None,
+                grp["p_value"] if grp else None,
+            ]
+        )
+    page.table(
+        ["pair", "images", "energy distance", "images shuffled: mean", "p95", "p", "groups shuffled: mean", "p95", "p"],
+        rows,
+    )
+    page.note(
+        "Above the shuffled-images p95: the two splits differ more than chance. Above the shuffled-groups p95 "
+        f"(groups: {numbers['group_by'] or 'none'}): more than a random split by group would make them differ."
+    )
     page.figure(_baseline_figure(numbers["distances"], nulls), "distance against its permutation baselines")
     page.figure(_map_figure(z[:, :2], labels, names, chosen), "PCA map of the splits")
     prop = numbers["proposed_val"]
     page.heading(f"Proposed validation set: {prop['images']} images of {prop['pool']} closest to {prop['target']}")
-    page.note(f"{prop['groups']} whole groups; energy distance to {prop['target']}: {prop['distance_to_target']:.4f}"
-              + (f". Train with: trashseg train RECIPE --data ROOT --set data.train={prop['files']['train']} "
-                 f"--set data.val={prop['files']['val']}" if "files" in prop else ""))
+    page.note(
+        f"{prop['groups']} whole groups; energy distance to {prop['target']}: {prop['distance_to_target']:.4f}"
+        + (
+            f". Train with: trashseg train RECIPE --data ROOT --set data.train={prop['files']['train']} "
+            f"--set data.val={prop['files']['val']}"
+            if "files" in prop
+            else ""
+        )
+    )
     pool, target = numbers["proposed_val"]["pool"], numbers["proposed_val"]["target"]
     page.heading(f"The {show} images of {pool} farthest from {target}")
     rows = []

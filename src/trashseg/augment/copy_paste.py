@@ -42,12 +42,17 @@ def find_objects(mask: np.ndarray, classes: list[int], min_pixels: int = MIN_OBJ
         for k in range(1, n):
             x, y, w, h, area = (int(v) for v in stats[k])
             if area >= min_pixels:
-                objects.append((cls, x, y, w, h, x + int(np.argmax(labels[y, x:x + w] == k))))
+                objects.append((cls, x, y, w, h, x + int(np.argmax(labels[y, x : x + w] == k))))
     return objects
 
 
-def paste_objects(image: np.ndarray, mask: np.ndarray, donors: list[Donor], rng: np.random.Generator,
-                  scale: tuple[float, float] = (1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+def paste_objects(
+    image: np.ndarray,
+    mask: np.ndarray,
+    donors: list[Donor],
+    rng: np.random.Generator,
+    scale: tuple[float, float] = (1.0, 1.0),
+) -> tuple[np.ndarray, np.ndarray]:
     """Paste each object, rescaled and maybe h-flipped, centred on a random pixel of the target (so it may be
     clipped at the border). Pasted pixels occlude what lies beneath: their label becomes the object's class."""
     image, mask = image.copy(), mask.copy()
@@ -68,8 +73,14 @@ def paste_objects(image: np.ndarray, mask: np.ndarray, donors: list[Donor], rng:
     return image, mask
 
 
-def cutmix(image: np.ndarray, mask: np.ndarray, other_image: np.ndarray, other_mask: np.ndarray,
-           rng: np.random.Generator, alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def cutmix(
+    image: np.ndarray,
+    mask: np.ndarray,
+    other_image: np.ndarray,
+    other_mask: np.ndarray,
+    rng: np.random.Generator,
+    alpha: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Replace a box of the sample by the same box of `other` (resized to the sample first). The box lies fully
     inside the image and covers a Beta(alpha, alpha) share of its area, with the image's aspect ratio."""
     height, width = mask.shape
@@ -80,8 +91,8 @@ def cutmix(image: np.ndarray, mask: np.ndarray, other_image: np.ndarray, other_m
     h, w = round(height * side), round(width * side)
     y0, x0 = int(rng.integers(height - h + 1)), int(rng.integers(width - w + 1))
     image, mask = image.copy(), mask.copy()
-    image[y0:y0 + h, x0:x0 + w] = other_image[y0:y0 + h, x0:x0 + w]
-    mask[y0:y0 + h, x0:x0 + w] = other_mask[y0:y0 + h, x0:x0 + w]
+    image[y0 : y0 + h, x0 : x0 + w] = other_image[y0 : y0 + h, x0 : x0 + w]
+    mask[y0 : y0 + h, x0 : x0 + w] = other_mask[y0 : y0 + h, x0 : x0 + w]
     return image, mask
 
 
@@ -93,8 +104,16 @@ class CopyPasteDataset(Dataset):
     in the main process instead of once per worker. Pass `stats` when the caller already scanned the masks.
     """
 
-    def __init__(self, dataset: SegmentationDataset, cfg: CopyPasteConfig, class_names: list[str], *, seed: int = 0,
-                 cutmix_prob: float = 0.0, stats: ClassStats | None = None):
+    def __init__(
+        self,
+        dataset: SegmentationDataset,
+        cfg: CopyPasteConfig,
+        class_names: list[str],
+        *,
+        seed: int = 0,
+        cutmix_prob: float = 0.0,
+        stats: ClassStats | None = None,
+    ):
         self.masks = _require_masks(dataset)
         self.dataset, self.cfg, self.class_names = dataset, cfg, list(class_names)
         self.seed, self.cutmix_prob, self._stats = seed, cutmix_prob, stats
@@ -115,8 +134,10 @@ class CopyPasteDataset(Dataset):
             stats = self._stats or class_stats(self.dataset.split, self.masks)
             shares = stats.shares
             self._classes = stats.rarest(self.cfg.rarest)
-            log.info("copy-paste classes (rarest by pixel share): %s", ", ".join(
-                f"{self.class_names[c]} {shares[c]:.3%}" for c in self._classes))
+            log.info(
+                "copy-paste classes (rarest by pixel share): %s",
+                ", ".join(f"{self.class_names[c]} {shares[c]:.3%}" for c in self._classes),
+            )
         return self._classes
 
     @property
@@ -142,8 +163,8 @@ class CopyPasteDataset(Dataset):
         """Crop one donor object: its bbox of the donor image and exactly its component within that bbox."""
         index, x, y, w, h, seed_x = (int(v) for v in row)
         image, mask = self._load(index)
-        _, labels = cv2.connectedComponents((mask[y:y + h, x:x + w] == cls).astype(np.uint8), connectivity=8)
-        return image[y:y + h, x:x + w], labels == labels[0, seed_x - x], cls
+        _, labels = cv2.connectedComponents((mask[y : y + h, x : x + w] == cls).astype(np.uint8), connectivity=8)
+        return image[y : y + h, x : x + w], labels == labels[0, seed_x - x], cls
 
     def _draw_donors(self, index: int, rng: np.random.Generator) -> list[Donor]:
         """Between 1 and max_objects objects from other images; each picks a class uniformly, then an object."""

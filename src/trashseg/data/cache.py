@@ -52,8 +52,9 @@ def save_npy(path: Path, array: np.ndarray) -> None:
         with atomic_open(path, "wb", durable=False) as fh:
             np.save(fh, array)
     except TrashsegError as exc:
-        raise TrashsegError(f"{exc} (a cache entry: set data.cache_dir or $TRASHSEG_CACHE to a writable folder)") \
-            from None
+        raise TrashsegError(
+            f"{exc} (a cache entry: set data.cache_dir or $TRASHSEG_CACHE to a writable folder)"
+        ) from None
 
 
 def presize(array: np.ndarray, size: int | None, nearest: bool = False) -> np.ndarray:

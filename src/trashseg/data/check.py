@@ -18,8 +18,17 @@ from trashseg.errors import TrashsegError
 
 SPLIT_FILES = ("train.json", "val.json", "test.json", "train_all.json")
 _ROTATING_EXIF = {5, 6, 7, 8}  # orientations that swap width and height
-_CONVERTED_MODES = {"L": "grayscale", "LA": "grayscale+alpha", "RGBA": "RGBA", "P": "palette", "CMYK": "CMYK",
-                    "I;16": "16-bit", "I;16B": "16-bit", "I": "32-bit integer", "F": "float"}
+_CONVERTED_MODES = {
+    "L": "grayscale",
+    "LA": "grayscale+alpha",
+    "RGBA": "RGBA",
+    "P": "palette",
+    "CMYK": "CMYK",
+    "I;16": "16-bit",
+    "I;16B": "16-bit",
+    "I": "32-bit integer",
+    "F": "float",
+}
 
 
 @dataclass
@@ -56,17 +65,30 @@ def _image_problems(split: CocoSplit, image: dict) -> list[Problem]:
     out = []
     declared = (image["width"], image["height"])
     if declared != (w, h):
-        hint = ("; the JSON describes the EXIF-rotated view, but pixels are used as stored (EXIF orientation is "
-                "ignored): save the image rotated (e.g. PIL.ImageOps.exif_transpose) or fix the JSON"
-                if orientation in _ROTATING_EXIF and declared == (h, w) else "")
-        out.append(Problem("error", "size_mismatch",
-                           f"JSON says {declared[0]}x{declared[1]}, the image is {w}x{h}{hint}", **where))
+        hint = (
+            "; the JSON describes the EXIF-rotated view, but pixels are used as stored (EXIF orientation is "
+            "ignored): save the image rotated (e.g. PIL.ImageOps.exif_transpose) or fix the JSON"
+            if orientation in _ROTATING_EXIF and declared == (h, w)
+            else ""
+        )
+        out.append(
+            Problem(
+                "error", "size_mismatch", f"JSON says {declared[0]}x{declared[1]}, the image is {w}x{h}{hint}", **where
+            )
+        )
     elif orientation != 1:
-        out.append(Problem("warning", "exif_rotation",
-                           f"EXIF orientation {orientation} is ignored: pixels are used as stored", **where))
+        out.append(
+            Problem(
+                "warning",
+                "exif_rotation",
+                f"EXIF orientation {orientation} is ignored: pixels are used as stored",
+                **where,
+            )
+        )
     if mode in _CONVERTED_MODES:
-        out.append(Problem("warning", "image_mode", f"{_CONVERTED_MODES[mode]} image is converted to 8-bit RGB",
-                           **where))
+        out.append(
+            Problem("warning", "image_mode", f"{_CONVERTED_MODES[mode]} image is converted to 8-bit RGB", **where)
+        )
     return out
 
 
@@ -80,8 +102,11 @@ def _geometry_problems(ann: dict, file: str) -> list[Problem]:
     bbox = ann.get("bbox")
     if bbox is None:
         return out
-    numbers = isinstance(bbox, list) and len(bbox) == 4 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
+    numbers = (
+        isinstance(bbox, list)
+        and len(bbox) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
+    )
     if not numbers:
         out.append(Problem("error", "bad_bbox", f"bbox {bbox!r} is not [x, y, width, height]; {fix}", **where))
     elif bbox[2] < 0 or bbox[3] < 0:
@@ -100,19 +125,30 @@ def _annotation_problems(split: CocoSplit) -> list[Problem]:
             out += _geometry_problems(ann, str(split.path))
             out += annotation_rle(ann, img["height"], img["width"], str(split.path))[1]
     if split.has_annotations:
-        out += [Problem("warning", "no_annotations", "image has no annotations (all background)", str(split.path),
-                        img["id"]) for img in split.images if img["id"] not in split.anns_by_image]
+        out += [
+            Problem(
+                "warning", "no_annotations", "image has no annotations (all background)", str(split.path), img["id"]
+            )
+            for img in split.images
+            if img["id"] not in split.anns_by_image
+        ]
     return out
 
 
 def check_split(path: Path, data: DataConfig, workers: int = 4) -> SplitReport:
     try:
-        split = parse_split(path, data.root_dir(), data.classes, max_pixels=data.max_pixels,
-                            allow_external_links=data.allow_external_links)
+        split = parse_split(
+            path,
+            data.root_dir(),
+            data.classes,
+            max_pixels=data.max_pixels,
+            allow_external_links=data.allow_external_links,
+        )
     except TrashsegError as exc:
         return SplitReport(str(path), problems=[Problem("error", "unreadable_json", str(exc), str(path))])
-    report = SplitReport(str(path), len(split.images), sum(len(a) for a in split.anns_by_image.values()),
-                         list(split.problems))
+    report = SplitReport(
+        str(path), len(split.images), sum(len(a) for a in split.anns_by_image.values()), list(split.problems)
+    )
     report.problems += _annotation_problems(split)
     with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
         for probs in pool.map(lambda img: _image_problems(split, img), split.images):
@@ -136,8 +172,16 @@ def summarize(reports: list[SplitReport]) -> dict:
     """The JSON report: per split counts, problems by code, and every problem."""
     return {
         "ok": not any(r.count("error") for r in reports),
-        "splits": [{"file": r.file, "images": r.images, "annotations": r.annotations,
-                    "errors": r.count("error"), "warnings": r.count("warning"),
-                    "by_code": dict(Counter(p.code for p in r.problems)),
-                    "problems": [p.to_dict() for p in r.problems]} for r in reports],
+        "splits": [
+            {
+                "file": r.file,
+                "images": r.images,
+                "annotations": r.annotations,
+                "errors": r.count("error"),
+                "warnings": r.count("warning"),
+                "by_code": dict(Counter(p.code for p in r.problems)),
+                "problems": [p.to_dict() for p in r.problems],
+            }
+            for r in reports
+        ],
     }

@@ -71,8 +71,11 @@ class CocoSplit:
         if found is None:
             return None
         code, text = found
-        fix = ("; pass --set data.allow_external_links=true if the link is meant" if code == "external_link" else
-               "; file_name must be a path relative to the dataset folder")
+        fix = (
+            "; pass --set data.allow_external_links=true if the link is meant"
+            if code == "external_link"
+            else "; file_name must be a path relative to the dataset folder"
+        )
         return Problem("error", code, text + fix, str(self.path), image["id"])
 
     def image_path(self, image: dict) -> Path:
@@ -110,11 +113,16 @@ def _schema_problems(data: Any, file: str, require_annotations: bool) -> list[Pr
             out.append(Problem("error", "schema", f"images[{i}] is not an object", file))
             continue
         iid = img.get("id") if _is_int(img.get("id")) else None
-        for key, ok in (("id", _is_int), ("file_name", lambda v: isinstance(v, str) and v),
-                        ("height", lambda v: _is_int(v) and v > 0), ("width", lambda v: _is_int(v) and v > 0)):
+        for key, ok in (
+            ("id", _is_int),
+            ("file_name", lambda v: isinstance(v, str) and v),
+            ("height", lambda v: _is_int(v) and v > 0),
+            ("width", lambda v: _is_int(v) and v > 0),
+        ):
             if not ok(img.get(key)):
-                out.append(Problem("error", "schema", f"images[{i}].{key} missing or invalid: {img.get(key)!r}",
-                                   file, iid))
+                out.append(
+                    Problem("error", "schema", f"images[{i}].{key} missing or invalid: {img.get(key)!r}", file, iid)
+                )
     for i, cat in enumerate(data["categories"]):
         if not isinstance(cat, dict) or not _is_int(cat.get("id")) or not isinstance(cat.get("name"), str):
             out.append(Problem("error", "schema", f"categories[{i}] needs an integer 'id' and a string 'name'", file))
@@ -125,11 +133,27 @@ def _schema_problems(data: Any, file: str, require_annotations: bool) -> list[Pr
         aid = ann.get("id") if _is_int(ann.get("id")) else None
         for key in ("id", "image_id", "category_id"):
             if not _is_int(ann.get(key)):
-                out.append(Problem("error", "schema", f"annotations[{i}].{key} missing or not an integer", file,
-                                   ann.get("image_id") if _is_int(ann.get("image_id")) else None, aid))
+                out.append(
+                    Problem(
+                        "error",
+                        "schema",
+                        f"annotations[{i}].{key} missing or not an integer",
+                        file,
+                        ann.get("image_id") if _is_int(ann.get("image_id")) else None,
+                        aid,
+                    )
+                )
         if not isinstance(ann.get("segmentation"), (list, dict)):
-            out.append(Problem("error", "schema", "segmentation missing or not a polygon list / RLE object", file,
-                               ann.get("image_id") if _is_int(ann.get("image_id")) else None, aid))
+            out.append(
+                Problem(
+                    "error",
+                    "schema",
+                    "segmentation missing or not a polygon list / RLE object",
+                    file,
+                    ann.get("image_id") if _is_int(ann.get("image_id")) else None,
+                    aid,
+                )
+            )
         area = ann.get("area", 0)
         if not isinstance(area, (int, float)) or isinstance(area, bool) or math.isnan(area):
             out.append(Problem("error", "schema", f"area is not a number: {area!r}", file, ann.get("image_id"), aid))
@@ -144,8 +168,16 @@ def _duplicates(items: list[dict], key: str, what: str, file: str) -> list[Probl
         if item[key] in seen:
             is_ann = what == "annotation id"
             image_id = item["image_id"] if is_ann else (item["id"] if what != "category id" else None)
-            out.append(Problem("error", "duplicate", f"duplicate {what} {item[key]!r}", file, image_id,
-                               item["id"] if is_ann else None))
+            out.append(
+                Problem(
+                    "error",
+                    "duplicate",
+                    f"duplicate {what} {item[key]!r}",
+                    file,
+                    image_id,
+                    item["id"] if is_ann else None,
+                )
+            )
         seen.add(item[key])
     return out
 
@@ -164,20 +196,41 @@ def _reference_problems(data: dict, file: str, classes: list[str]) -> tuple[list
         else:
             unknown.append(cat["name"])
     if unknown:
-        out.append(Problem("error", "unknown_category",
-                           f"categories {unknown} are not in the configured class list {classes}; "
-                           "give the dataset's classes in a config's data.classes "
-                           "(-c CONFIG or --set data.classes=[...])", file))
+        out.append(
+            Problem(
+                "error",
+                "unknown_category",
+                f"categories {unknown} are not in the configured class list {classes}; "
+                "give the dataset's classes in a config's data.classes "
+                "(-c CONFIG or --set data.classes=[...])",
+                file,
+            )
+        )
     image_ids = {img["id"] for img in data["images"]}
     cat_ids = {cat["id"] for cat in data["categories"]}
     for ann in data.get("annotations", []):
         if ann["image_id"] not in image_ids:
-            out.append(Problem("error", "missing_image_ref", "annotation points at an image id not in 'images'",
-                               file, ann["image_id"], ann["id"]))
+            out.append(
+                Problem(
+                    "error",
+                    "missing_image_ref",
+                    "annotation points at an image id not in 'images'",
+                    file,
+                    ann["image_id"],
+                    ann["id"],
+                )
+            )
         if ann["category_id"] not in cat_ids:
-            out.append(Problem("error", "missing_category_ref",
-                               f"annotation points at category id {ann['category_id']} not in 'categories'",
-                               file, ann["image_id"], ann["id"]))
+            out.append(
+                Problem(
+                    "error",
+                    "missing_category_ref",
+                    f"annotation points at category id {ann['category_id']} not in 'categories'",
+                    file,
+                    ann["image_id"],
+                    ann["id"],
+                )
+            )
     return out, cat_to_class
 
 
@@ -191,8 +244,15 @@ def read_json(path: Path) -> Any:
         raise TrashsegError(f"{path}: not valid JSON ({exc})") from None
 
 
-def parse_split(path: str | Path, root: str | Path, classes: list[str], *, require_annotations: bool = False,
-                max_pixels: int = MAX_PIXELS, allow_external_links: bool = False) -> CocoSplit:
+def parse_split(
+    path: str | Path,
+    root: str | Path,
+    classes: list[str],
+    *,
+    require_annotations: bool = False,
+    max_pixels: int = MAX_PIXELS,
+    allow_external_links: bool = False,
+) -> CocoSplit:
     """Parse and cross-check a COCO file. Problems are attached, not raised; see :func:`load_split`."""
     path = Path(path)
     data = read_json(path)
@@ -204,20 +264,41 @@ def parse_split(path: str | Path, root: str | Path, classes: list[str], *, requi
     anns_by_image: dict[int, list[dict]] = defaultdict(list)
     for ann in data.get("annotations", []):
         anns_by_image[ann["image_id"]].append(ann)
-    split = CocoSplit(path=path, root=Path(root), classes=list(classes), images=data["images"],
-                      anns_by_image=dict(anns_by_image), cat_to_class=cat_to_class,
-                      has_annotations="annotations" in data, problems=ref_problems, max_pixels=max_pixels,
-                      allow_external_links=allow_external_links,
-                      exif_orientation=isinstance(data.get("info"), dict) and data["info"].get("orientation") == "exif")
+    split = CocoSplit(
+        path=path,
+        root=Path(root),
+        classes=list(classes),
+        images=data["images"],
+        anns_by_image=dict(anns_by_image),
+        cat_to_class=cat_to_class,
+        has_annotations="annotations" in data,
+        problems=ref_problems,
+        max_pixels=max_pixels,
+        allow_external_links=allow_external_links,
+        exif_orientation=isinstance(data.get("info"), dict) and data["info"].get("orientation") == "exif",
+    )
     split.problems += [p for img in split.images if (p := split.path_problem(img))]
     return split
 
 
-def load_split(path: str | Path, root: str | Path, classes: list[str], *, require_annotations: bool = False,
-               max_pixels: int = MAX_PIXELS, allow_external_links: bool = False) -> CocoSplit:
+def load_split(
+    path: str | Path,
+    root: str | Path,
+    classes: list[str],
+    *,
+    require_annotations: bool = False,
+    max_pixels: int = MAX_PIXELS,
+    allow_external_links: bool = False,
+) -> CocoSplit:
     """Parse a split for use: any error-level problem is raised, naming the file and ids."""
-    split = parse_split(path, root, classes, require_annotations=require_annotations, max_pixels=max_pixels,
-                        allow_external_links=allow_external_links)
+    split = parse_split(
+        path,
+        root,
+        classes,
+        require_annotations=require_annotations,
+        max_pixels=max_pixels,
+        allow_external_links=allow_external_links,
+    )
     errors = [p for p in split.problems if p.severity == "error"]
     if errors:
         more = f"\n  ... and {len(errors) - 10} more (run `trashseg data check`)" if len(errors) > 10 else ""
@@ -227,5 +308,11 @@ def load_split(path: str | Path, root: str | Path, classes: list[str], *, requir
 
 def load_named_split(data: DataConfig, split: str, require_annotations: bool = False) -> CocoSplit:
     """The split a config names (``train``/``val``/``test`` or a file under the root), loaded for use."""
-    return load_split(data.split_path(split), data.root_dir(), data.classes, require_annotations=require_annotations,
-                      max_pixels=data.max_pixels, allow_external_links=data.allow_external_links)
+    return load_split(
+        data.split_path(split),
+        data.root_dir(),
+        data.classes,
+        require_annotations=require_annotations,
+        max_pixels=data.max_pixels,
+        allow_external_links=data.allow_external_links,
+    )

@@ -52,8 +52,9 @@ class ConvertError(TrashsegError):
     def __init__(self, problems: list[str]):
         self.problems = problems
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        super().__init__(f"{len(problems)} problem(s), nothing written:\n" +
-                         "\n".join(f"  {p}" for p in problems[:20]) + more)
+        super().__init__(
+            f"{len(problems)} problem(s), nothing written:\n" + "\n".join(f"  {p}" for p in problems[:20]) + more
+        )
 
 
 class MaskValueError(ConvertError):
@@ -83,6 +84,7 @@ def _raise(problems: Problems) -> None:
 
 
 # --------------------------------------------------------------------------------------------- region → COCO
+
 
 def edge_polygons(region: np.ndarray) -> tuple[list[list[float]], bool]:
     """The outer outlines of a binary region along pixel edges, and whether they are exact: pycocotools rasterises
@@ -120,8 +122,7 @@ def encode_rle(region: np.ndarray) -> dict:
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
-def region_annotation(region: np.ndarray, ann_id: int, image_id: int, category_id: int,
-                      polygons: bool = True) -> dict:
+def region_annotation(region: np.ndarray, ann_id: int, image_id: int, category_id: int, polygons: bool = True) -> dict:
     """A COCO annotation of a binary region (its own image-sized mask): polygons when faithful, else RLE."""
     ys, xs = np.nonzero(region)
     x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
@@ -130,9 +131,15 @@ def region_annotation(region: np.ndarray, ann_id: int, image_id: int, category_i
         segmentation: list | dict = [[v + (x0 if i % 2 == 0 else y0) for i, v in enumerate(p)] for p in parts]
     else:
         segmentation = encode_rle(region)
-    return {"id": ann_id, "image_id": image_id, "category_id": category_id, "segmentation": segmentation,
-            "area": float(len(xs)), "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
-            "iscrowd": 0 if parts is not None else 1}  # CVAT reads iscrowd=1 as "a mask in RLE"
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "segmentation": segmentation,
+        "area": float(len(xs)),
+        "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+        "iscrowd": 0 if parts is not None else 1,
+    }  # CVAT reads iscrowd=1 as "a mask in RLE"
 
 
 def mask_annotations(mask: np.ndarray, image_id: int, first_id: int, polygons: bool = True) -> list[dict]:
@@ -154,6 +161,7 @@ def coco_categories(classes: list[str]) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------ class lists
+
 
 def read_class_list(path: Path) -> list[str]:
     """A class list file: one name per line, index 0 (the first) the background; blank and ``#`` lines skipped."""
@@ -190,8 +198,9 @@ def read_labelmap(path: Path) -> dict[tuple[int, int, int], str]:
     return colours
 
 
-def colour_classes(colours: dict[tuple[int, int, int], str], classes: list[str], file: str
-                   ) -> dict[tuple[int, int, int], int]:
+def colour_classes(
+    colours: dict[tuple[int, int, int], str], classes: list[str], file: str
+) -> dict[tuple[int, int, int], int]:
     """Colour → class index; the map's ``background`` (any case) is index 0 whatever the class list calls it."""
     index = {name.lower(): i for i, name in enumerate(classes)}
     out: dict[tuple[int, int, int], int] = {}
@@ -209,6 +218,7 @@ def colour_classes(colours: dict[tuple[int, int, int], str], classes: list[str],
 
 # ------------------------------------------------------------------------------------------- writing a dataset
 
+
 @dataclass
 class Conversion:
     """What a conversion wrote, for the CLI to print."""
@@ -221,8 +231,14 @@ class Conversion:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
-        return {"file": str(self.out), "images": self.images, "annotations": self.annotations,
-                "polygons": self.polygons, "rle": self.rle, "notes": self.notes}
+        return {
+            "file": str(self.out),
+            "images": self.images,
+            "annotations": self.annotations,
+            "polygons": self.polygons,
+            "rle": self.rle,
+            "notes": self.notes,
+        }
 
 
 def _placed_name(image: Path, source_root: Path, dataset: Path) -> tuple[str, Path | None]:
@@ -237,21 +253,26 @@ def _placed_name(image: Path, source_root: Path, dataset: Path) -> tuple[str, Pa
     return f"images/{rel}", resolved
 
 
-def _write_dataset(out: Path, images: list[dict], anns: list[dict], classes: list[str],
-                   links: list[tuple[Path, Path]], info: dict) -> Conversion:
+def _write_dataset(
+    out: Path, images: list[dict], anns: list[dict], classes: list[str], links: list[tuple[Path, Path]], info: dict
+) -> Conversion:
     """Validate every annotation against its image with the loader's own rules, then link images and write."""
     sizes = {img["id"]: (img["height"], img["width"], img["file_name"]) for img in images}
     problems = Problems()
     for ann in anns:
         h, w, name = sizes[ann["image_id"]]
-        problems += [(ConvertError, f"{name}: annotation {ann['id']}: {p.message}")
-                     for p in annotation_rle(ann, h, w, str(out))[1] if p.severity == "error"]
+        problems += [
+            (ConvertError, f"{name}: annotation {ann['id']}: {p.message}")
+            for p in annotation_rle(ann, h, w, str(out))[1]
+            if p.severity == "error"
+        ]
     _raise(problems + _link_problems(links))
     for dst, src in links:
         if not dst.exists():
             atomic_link(src, dst)
-    atomic_write_json(out, {"info": info, "images": images, "annotations": anns,
-                            "categories": coco_categories(classes)})
+    atomic_write_json(
+        out, {"info": info, "images": images, "annotations": anns, "categories": coco_categories(classes)}
+    )
     rle = sum(isinstance(a["segmentation"], dict) for a in anns)
     return Conversion(out, len(images), len(anns), len(anns) - rle, rle)
 
@@ -262,16 +283,28 @@ def _link_problems(links: list[tuple[Path, Path]]) -> Problems:
     problems, placed = Problems(), dict[Path, Path]()
     for dst, src in links:
         if placed.setdefault(dst, src) != src:
-            problems.append((ConvertError, f"{src} and {placed[dst]} would both become {dst}; give --images the folder "
-                                           "that holds them both"))
+            problems.append(
+                (
+                    ConvertError,
+                    f"{src} and {placed[dst]} would both become {dst}; give --images the folder that holds them both",
+                )
+            )
         elif dst.exists() and not (os.path.samefile(dst, src) or filecmp.cmp(dst, src, shallow=False)):
-            problems.append((ConvertError, f"{dst} already exists and differs from {src}; remove it or convert into "
-                                           "another folder"))
+            problems.append(
+                (ConvertError, f"{dst} already exists and differs from {src}; remove it or convert into another folder")
+            )
     return problems
 
 
-def _dataset_image(image: Path, source_root: Path, dataset: Path, image_id: int, height: int, width: int,
-                   links: list[tuple[Path, Path]]) -> dict:
+def _dataset_image(
+    image: Path,
+    source_root: Path,
+    dataset: Path,
+    image_id: int,
+    height: int,
+    width: int,
+    links: list[tuple[Path, Path]],
+) -> dict:
     name, src = _placed_name(image, source_root, dataset)
     if src is not None:
         links.append((dataset / name, src))
@@ -279,6 +312,7 @@ def _dataset_image(image: Path, source_root: Path, dataset: Path, image_id: int,
 
 
 # --------------------------------------------------------------------------------------------- masks → COCO
+
 
 def _find_image(images_dir: Path, rel_mask: Path) -> Path | None:
     """The image beside a mask: the same relative path with an image suffix."""
@@ -289,16 +323,19 @@ def _find_image(images_dir: Path, rel_mask: Path) -> Path | None:
     return None
 
 
-def _read_mask(path: Path, num_classes: int, colours: dict[tuple[int, int, int], int] | None,
-               max_pixels: int) -> tuple[np.ndarray | None, str | None]:
+def _read_mask(
+    path: Path, num_classes: int, colours: dict[tuple[int, int, int], int] | None, max_pixels: int
+) -> tuple[np.ndarray | None, str | None]:
     """(class-id mask, None) or (None, why not). Without `colours` a grayscale PNG's values, or a palette PNG's
     indices (VOC's convention), are the class ids; with them, the RGB colour of each pixel is looked up."""
     try:
         check_pixels(path, str(path), max_pixels)
         with Image.open(path) as im:
             if colours is None and im.mode not in ("L", "P"):
-                return None, (f"{path}: a class mask must be 8-bit grayscale or a palette PNG (pixel = class index), "
-                              f"this one is {im.mode}; for colour masks give --colours labelmap.txt")
+                return None, (
+                    f"{path}: a class mask must be 8-bit grayscale or a palette PNG (pixel = class index), "
+                    f"this one is {im.mode}; for colour masks give --colours labelmap.txt"
+                )
             raw = np.array(im if colours is None else im.convert("RGB"))
     except ImageError as exc:
         return None, str(exc)
@@ -307,8 +344,10 @@ def _read_mask(path: Path, num_classes: int, colours: dict[tuple[int, int, int],
     if colours is None:
         if (top := int(raw.max())) >= num_classes:
             count = int((raw >= num_classes).sum())
-            return None, (f"{path}: pixel value {top} ({count} pixels >= {num_classes}) is not a class index of the "
-                          f"{num_classes} classes")
+            return None, (
+                f"{path}: pixel value {top} ({count} pixels >= {num_classes}) is not a class index of the "
+                f"{num_classes} classes"
+            )
         return raw, None
     rgb = raw.astype(np.uint32)
     packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
@@ -322,9 +361,16 @@ def _read_mask(path: Path, num_classes: int, colours: dict[tuple[int, int, int],
     return lut[inverse].reshape(packed.shape), None
 
 
-def masks_to_coco(masks_dir: Path, images_dir: Path, classes: list[str], out: Path, *,
-                  colours: dict[tuple[int, int, int], str] | None = None, polygons: bool = True,
-                  max_pixels: int = MAX_PIXELS) -> Conversion:
+def masks_to_coco(
+    masks_dir: Path,
+    images_dir: Path,
+    classes: list[str],
+    out: Path,
+    *,
+    colours: dict[tuple[int, int, int], str] | None = None,
+    polygons: bool = True,
+    max_pixels: int = MAX_PIXELS,
+) -> Conversion:
     """A folder of PNG masks (class ids, or colours with `colours`) + their images → a COCO file `out` in the
     dataset folder `out.parent` (images outside it are linked in under ``images/``)."""
     mask_files = sorted(p for p in masks_dir.rglob("*.png") if not p.name.startswith("."))
@@ -342,8 +388,12 @@ def masks_to_coco(masks_dir: Path, images_dir: Path, classes: list[str], out: Pa
             rel = path.relative_to(masks_dir)
             image = _find_image(images_dir, rel)
             if image is None:
-                problems.append((MissingImageFile, f"{path}: no image {images_dir / rel.with_suffix('')}.* "
-                                                   f"({'/'.join(IMAGE_SUFFIXES)})"))
+                problems.append(
+                    (
+                        MissingImageFile,
+                        f"{path}: no image {images_dir / rel.with_suffix('')}.* ({'/'.join(IMAGE_SUFFIXES)})",
+                    )
+                )
                 continue
             mask, why = _read_mask(path, len(classes), lut, max_pixels)
             if mask is None:
@@ -355,8 +405,12 @@ def masks_to_coco(masks_dir: Path, images_dir: Path, classes: list[str], out: Pa
                 problems.append((ConvertError, str(exc)))
                 continue
             if mask.shape != (height, width):
-                problems.append((SizeMismatch, f"{path}: mask is {mask.shape[1]}x{mask.shape[0]}, its image {image} "
-                                               f"is {width}x{height}"))
+                problems.append(
+                    (
+                        SizeMismatch,
+                        f"{path}: mask is {mask.shape[1]}x{mask.shape[0]}, its image {image} is {width}x{height}",
+                    )
+                )
                 continue
             image_id = len(images) + 1
             images.append(_dataset_image(image, images_dir, dataset, image_id, height, width, links))
@@ -367,13 +421,14 @@ def masks_to_coco(masks_dir: Path, images_dir: Path, classes: list[str], out: Pa
 
 # --------------------------------------------------------------------------------- CVAT / Label Studio COCO
 
+
 def _name_candidates(file_name: str) -> list[str]:
     """Where a tool's file_name may be on disk, relative to an images folder, most literal first."""
     stripped = _LS_UPLOAD.sub("", file_name.lstrip("/")) if file_name.startswith(("/data/", "data/")) else file_name
     names = [file_name.lstrip("/"), stripped]
     for prefix in ("images/", "JPEGImages/"):
         if stripped.startswith(prefix):
-            names.append(stripped[len(prefix):])
+            names.append(stripped[len(prefix) :])
     base = Path(stripped).name
     names += [base, _LS_HASH.sub("", base)]
     return list(dict.fromkeys(n for n in names if n))
@@ -401,8 +456,15 @@ def _category_map(categories: list[dict], classes: list[str], file: str) -> dict
         else:
             unknown.append(repr(name))
     if unknown:
-        _raise([(UnknownCategory, f"{file}: categories {', '.join(unknown)} are not object classes of {classes}; "
-                                  "give the class list with --classes FILE (or --own-classes)")])
+        _raise(
+            [
+                (
+                    UnknownCategory,
+                    f"{file}: categories {', '.join(unknown)} are not object classes of {classes}; "
+                    "give the class list with --classes FILE (or --own-classes)",
+                )
+            ]
+        )
     return out
 
 
@@ -433,16 +495,20 @@ def own_classes(export: Path) -> list[str]:
     return ["Background"] + [n for n in dict.fromkeys(names) if isinstance(n, str) and n.lower() != "background"]
 
 
-def normalise_coco(export: Path, classes: list[str], out: Path, *, images_dir: Path | None = None,
-                   max_pixels: int = MAX_PIXELS) -> Conversion:
+def normalise_coco(
+    export: Path, classes: list[str], out: Path, *, images_dir: Path | None = None, max_pixels: int = MAX_PIXELS
+) -> Conversion:
     """A CVAT / Label Studio COCO export → a COCO file `out` that trashseg reads (see the module doc)."""
     data = read_json(export)
     file = str(export)
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "categories")):
         raise TrashsegError(f"{export}: not a COCO file (needs 'images' and 'categories' lists)")
     cat_map = _category_map(data["categories"], classes, file)
-    roots = [images_dir] if images_dir else [export.parent, export.parent.parent, export.parent / "images",
-                                              export.parent.parent / "images"]
+    roots = (
+        [images_dir]
+        if images_dir
+        else [export.parent, export.parent.parent, export.parent / "images", export.parent.parent / "images"]
+    )
     dataset, problems = out.parent, Problems()
     images: list[dict] = []
     links: list[tuple[Path, Path]] = []
@@ -454,8 +520,13 @@ def normalise_coco(export: Path, classes: list[str], out: Path, *, images_dir: P
             continue
         found = _locate(img["file_name"], roots)
         if found is None:
-            problems.append((MissingImageFile, f"{where} (id {img['id']}): file_name {img['file_name']!r} not found "
-                                               f"under {', '.join(str(r) for r in roots)}; give --images DIR"))
+            problems.append(
+                (
+                    MissingImageFile,
+                    f"{where} (id {img['id']}): file_name {img['file_name']!r} not found "
+                    f"under {', '.join(str(r) for r in roots)}; give --images DIR",
+                )
+            )
             continue
         try:
             width, height = check_pixels(found, str(found), max_pixels)
@@ -463,12 +534,20 @@ def normalise_coco(export: Path, classes: list[str], out: Path, *, images_dir: P
             problems.append((ConvertError, f"{where}: {exc}"))
             continue
         if (img.get("width"), img.get("height")) not in ((width, height), (None, None)):
-            problems.append((SizeMismatch, f"{where} (id {img['id']}): JSON says {img.get('width')}x"
-                                           f"{img.get('height')}, {found} is {width}x{height}"))
+            problems.append(
+                (
+                    SizeMismatch,
+                    f"{where} (id {img['id']}): JSON says {img.get('width')}x"
+                    f"{img.get('height')}, {found} is {width}x{height}",
+                )
+            )
             continue
         new_id[img["id"]] = len(images) + 1
-        images.append(_dataset_image(found, roots[0] if images_dir else found.parent, dataset, len(images) + 1,
-                                     height, width, links))
+        images.append(
+            _dataset_image(
+                found, roots[0] if images_dir else found.parent, dataset, len(images) + 1, height, width, links
+            )
+        )
     _raise(problems)
     anns, dropped = _normalised_annotations(data.get("annotations", []), cat_map, new_id, images, file)
     conversion = _write_dataset(out, images, anns, classes, links, {"description": f"trashseg convert coco {export}"})
@@ -477,17 +556,22 @@ def normalise_coco(export: Path, classes: list[str], out: Path, *, images_dir: P
     return conversion
 
 
-def _normalised_annotations(raw: list, cat_map: dict[int, int], new_id: dict[int, int], images: list[dict],
-                            file: str) -> tuple[list[dict], int]:
+def _normalised_annotations(
+    raw: list, cat_map: dict[int, int], new_id: dict[int, int], images: list[dict], file: str
+) -> tuple[list[dict], int]:
     sizes = {img["id"]: (img["height"], img["width"]) for img in images}
     anns: list[dict] = []
     dropped, problems = 0, Problems()
     for k, ann in enumerate(raw):
         where = f"{file}: annotations[{k}]"
         if not isinstance(ann, dict) or ann.get("image_id") not in new_id or ann.get("category_id") not in cat_map:
-            what = ("is not an object" if not isinstance(ann, dict) else
-                    f"image_id {ann.get('image_id')!r} is not an image" if ann.get("image_id") not in new_id else
-                    f"category_id {ann.get('category_id')!r} is not a category")
+            what = (
+                "is not an object"
+                if not isinstance(ann, dict)
+                else f"image_id {ann.get('image_id')!r} is not an image"
+                if ann.get("image_id") not in new_id
+                else f"category_id {ann.get('category_id')!r} is not a category"
+            )
             problems.append((UnknownCategory if "category" in what else ConvertError, f"{where}: {what}"))
             continue
         image_id = new_id[ann["image_id"]]
@@ -496,8 +580,13 @@ def _normalised_annotations(raw: list, cat_map: dict[int, int], new_id: dict[int
         if seg is None:
             dropped += 1
             continue
-        out: dict[str, Any] = {"id": len(anns) + 1, "image_id": image_id, "category_id": cat_map[ann["category_id"]],
-               "segmentation": seg, "iscrowd": int(isinstance(seg, dict))}
+        out: dict[str, Any] = {
+            "id": len(anns) + 1,
+            "image_id": image_id,
+            "category_id": cat_map[ann["category_id"]],
+            "segmentation": seg,
+            "iscrowd": int(isinstance(seg, dict)),
+        }
         rle, found = annotation_rle(out, h, w, file)
         errors = [p.message for p in found if p.severity == "error"]
         if rle is None or errors:
@@ -509,4 +598,3 @@ def _normalised_annotations(raw: list, cat_map: dict[int, int], new_id: dict[int
         anns.append(out)
     _raise(problems)
     return anns, dropped
-

@@ -22,8 +22,13 @@ Transform = Callable[..., dict[str, Any]]  # albumentations-style: transform(ima
 class SegmentationDataset(Dataset):
     """One sample = {"image": uint8 H×W×3, "mask": uint8 H×W (255 = ignore), "index", "file_name"}."""
 
-    def __init__(self, split: CocoSplit, cache: MaskSource | None = None, transform: Transform | None = None,
-                 image_cache: ImageCache | None = None):
+    def __init__(
+        self,
+        split: CocoSplit,
+        cache: MaskSource | None = None,
+        transform: Transform | None = None,
+        image_cache: ImageCache | None = None,
+    ):
         self.split = split
         self.cache = cache  # where the masks come from (data.masks.mask_cache); None: images only
         self.transform = transform
@@ -40,9 +45,11 @@ class SegmentationDataset(Dataset):
         image = self.image_cache.get(path, limit) if self.image_cache is not None else read_image(path, limit)
         mask = self.cache.get(info) if self.cache is not None else None
         if mask is not None and mask.shape != image.shape[:2]:
-            raise TrashsegError(f"{path} image_id={info['id']}: decoded as {image.shape[1]}x{image.shape[0]} but "
-                                f"{self.split.path} says {info['width']}x{info['height']} (pixels are used as stored, "
-                                "EXIF orientation ignored); run `trashseg data check` and fix the JSON or the image")
+            raise TrashsegError(
+                f"{path} image_id={info['id']}: decoded as {image.shape[1]}x{image.shape[0]} but "
+                f"{self.split.path} says {info['width']}x{info['height']} (pixels are used as stored, "
+                "EXIF orientation ignored); run `trashseg data check` and fix the JSON or the image"
+            )
         return image, mask
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
@@ -60,8 +67,11 @@ class SegmentationDataset(Dataset):
         if self.transform is not None:
             out = self.transform(image=image, mask=mask) if mask is not None else self.transform(image=image)
             image, mask = out["image"], out.get("mask")
-        sample = {"image": torch.from_numpy(np.ascontiguousarray(image)),
-                  "index": index, "file_name": self.split.images[index]["file_name"]}
+        sample = {
+            "image": torch.from_numpy(np.ascontiguousarray(image)),
+            "index": index,
+            "file_name": self.split.images[index]["file_name"],
+        }
         if mask is not None:
             sample["mask"] = torch.from_numpy(np.ascontiguousarray(mask))
         return sample

@@ -39,10 +39,19 @@ def load_extra(folder: str | Path, data: DataConfig) -> CocoSplit:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise TrashsegError(f"{folder}: not a pseudo-label dataset (no {MANIFEST}; make one with trashseg pseudo)") \
-            from None
+        raise TrashsegError(
+            f"{folder}: not a pseudo-label dataset (no {MANIFEST}; make one with trashseg pseudo)"
+        ) from None
     if manifest.get("classes") != data.classes:
         raise TrashsegError(f"{path}: labels use classes {manifest.get('classes')}, the config has {data.classes}")
-    return CocoSplit(path=path, root=Path(manifest["root"]), classes=list(data.classes), images=manifest["images"],
-                     anns_by_image={}, cat_to_class={}, has_annotations=True, max_pixels=data.max_pixels,
-                     allow_external_links=data.allow_external_links)
+    return CocoSplit(
+        path=path,
+        root=Path(manifest["root"]),
+        classes=list(data.classes),
+        images=manifest["images"],
+        anns_by_image={},
+        cat_to_class={},
+        has_annotations=True,
+        max_pixels=data.max_pixels,
+        allow_external_links=data.allow_external_links,
+    )

@@ -27,9 +27,15 @@ from trashseg.errors import TrashsegError
 cv2.setNumThreads(1)  # parallelism comes from DataLoader workers; OpenCV's own threads would oversubscribe
 _FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 # EXIF orientation → the transposition that shows the image upright, as in Pillow's ImageOps.exif_transpose
-_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-            8: Image.Transpose.ROTATE_90}
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 class ImageError(TrashsegError):
@@ -64,20 +70,28 @@ def _header(source: Path | bytes, name: str, max_pixels: int, exif: bool) -> tup
             w, h = im.size
             orientation = _orientation(im) if exif and w * h <= max_pixels else 1
     except Image.DecompressionBombError:
-        raise ImageTooLarge.named(name, f"more than {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels (Pillow's "
-                                        f"decompression-bomb limit); the limit here is {max_pixels} (data.max_pixels)"
-                                  ) from None
+        raise ImageTooLarge.named(
+            name,
+            f"more than {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels (Pillow's "
+            f"decompression-bomb limit); the limit here is {max_pixels} (data.max_pixels)",
+        ) from None
     except FileNotFoundError:
         raise ImageError.named(name, "file not found") from None
     except UnidentifiedImageError:
-        raise ImageError.named(name, "cannot be decoded: not an image, or a format whose size cannot be checked "
-                                     "before decoding (use JPEG, PNG, TIFF, BMP or WebP)") from None
+        raise ImageError.named(
+            name,
+            "cannot be decoded: not an image, or a format whose size cannot be checked "
+            "before decoding (use JPEG, PNG, TIFF, BMP or WebP)",
+        ) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError.named(name, f"cannot be decoded ({exc})") from None
     if w * h > max_pixels:
-        raise ImageTooLarge.named(name, f"{w}×{h} is {w * h / 1e6:.1f} MP, over the limit of "
-                                        f"{max_pixels / 1e6:.1f} MP; shrink the image, or raise data.max_pixels if it "
-                                        "is meant to be that large")
+        raise ImageTooLarge.named(
+            name,
+            f"{w}×{h} is {w * h / 1e6:.1f} MP, over the limit of "
+            f"{max_pixels / 1e6:.1f} MP; shrink the image, or raise data.max_pixels if it "
+            "is meant to be that large",
+        )
     return w, h, orientation
 
 

@@ -38,21 +38,32 @@ def _polygon_parts(ann: dict, h: int, w: int, file: str, image_id: int) -> tuple
     for k, part in enumerate(ann["segmentation"]):
         where = dict(file=file, image_id=image_id, ann_id=ann["id"])
         if not isinstance(part, list) or not all(isinstance(v, (int, float)) for v in part):
-            problems.append(Problem("error", "degenerate", f"polygon part {k} is not a list of numbers; dropped",
-                                    **where))
+            problems.append(
+                Problem("error", "degenerate", f"polygon part {k} is not a list of numbers; dropped", **where)
+            )
             continue
         if any(math.isnan(v) or math.isinf(v) for v in part):
-            problems.append(Problem("error", "degenerate", f"polygon part {k} has NaN/inf coordinates; dropped",
-                                    **where))
+            problems.append(
+                Problem("error", "degenerate", f"polygon part {k} has NaN/inf coordinates; dropped", **where)
+            )
             continue
         if len(part) < 6 or len(part) % 2:
-            problems.append(Problem("error", "degenerate",
-                                    f"polygon part {k} has {len(part) // 2} point(s) (needs >= 3); dropped", **where))
+            problems.append(
+                Problem(
+                    "error",
+                    "degenerate",
+                    f"polygon part {k} has {len(part) // 2} point(s) (needs >= 3); dropped",
+                    **where,
+                )
+            )
             continue
         xs, ys = part[0::2], part[1::2]
         if min(xs) < -0.5 or min(ys) < -0.5 or max(xs) > w + 0.5 or max(ys) > h + 0.5:
-            problems.append(Problem("warning", "out_of_bounds",
-                                    f"polygon part {k} extends outside the {w}x{h} image; clipped", **where))
+            problems.append(
+                Problem(
+                    "warning", "out_of_bounds", f"polygon part {k} extends outside the {w}x{h} image; clipped", **where
+                )
+            )
         parts.append(part)
     return parts, problems
 
@@ -105,8 +116,16 @@ def annotation_rle(ann: dict, h: int, w: int, file: str = "") -> tuple[dict | No
     if isinstance(seg, dict):
         size = seg.get("size")
         if list(size or []) != [h, w]:
-            return None, [Problem("error", "rle_size", f"RLE size {size} differs from image size [{h}, {w}]",
-                                  file, image_id, ann["id"])]
+            return None, [
+                Problem(
+                    "error",
+                    "rle_size",
+                    f"RLE size {size} differs from image size [{h}, {w}]",
+                    file,
+                    image_id,
+                    ann["id"],
+                )
+            ]
         if reason := _rle_counts_problem(seg, h, w):
             return None, [Problem("error", "rle_counts", reason, file, image_id, ann["id"])]
         counts = seg.get("counts")
@@ -117,17 +136,20 @@ def annotation_rle(ann: dict, h: int, w: int, file: str = "") -> tuple[dict | No
     else:
         parts, problems = _polygon_parts(ann, h, w, file, image_id)
         if not parts:
-            return None, problems + [Problem("error", "degenerate", "no usable polygon part; annotation skipped",
-                                             file, image_id, ann["id"])]
+            return None, problems + [
+                Problem("error", "degenerate", "no usable polygon part; annotation skipped", file, image_id, ann["id"])
+            ]
         rle = mask_utils.merge(mask_utils.frPyObjects(parts, h, w))
     if mask_utils.area(rle) == 0:
-        return None, problems + [Problem("error", "zero_area", "annotation covers no pixel; skipped",
-                                         file, image_id, ann["id"])]
+        return None, problems + [
+            Problem("error", "zero_area", "annotation covers no pixel; skipped", file, image_id, ann["id"])
+        ]
     return rle, problems
 
 
-def rasterize(anns: list[dict], h: int, w: int, cat_to_class: dict[int, int],
-              file: str = "") -> tuple[np.ndarray, list[Problem]]:
+def rasterize(
+    anns: list[dict], h: int, w: int, cat_to_class: dict[int, int], file: str = ""
+) -> tuple[np.ndarray, list[Problem]]:
     """Paint annotations into a uint8 class mask, largest area first (the competition's order)."""
     mask = np.zeros((h, w), dtype=np.uint8)
     problems: list[Problem] = []
@@ -170,9 +192,18 @@ class MaskCache:
 
     def _hash(self, image: dict) -> str:
         anns = self.split.anns_by_image.get(image["id"], [])
-        payload = json.dumps([MASK_FORMAT_VERSION, image["height"], image["width"], self.size, self._mapping,
-                              [(a["id"], a["category_id"], a.get("area"), a["segmentation"]) for a in anns]],
-                             sort_keys=True, separators=(",", ":"))
+        payload = json.dumps(
+            [
+                MASK_FORMAT_VERSION,
+                image["height"],
+                image["width"],
+                self.size,
+                self._mapping,
+                [(a["id"], a["category_id"], a.get("area"), a["segmentation"]) for a in anns],
+            ],
+            sort_keys=True,
+            separators=(",", ":"),
+        )
         return hashlib.sha1(payload.encode()).hexdigest()
 
     def path(self, image: dict) -> Path:
@@ -185,8 +216,13 @@ class MaskCache:
         mask = load_npy(path)
         if mask is not None:
             return mask
-        mask, problems = rasterize(self.split.anns_by_image.get(image["id"], []), image["height"],
-                                   image["width"], self.split.cat_to_class, str(self.split.path))
+        mask, problems = rasterize(
+            self.split.anns_by_image.get(image["id"], []),
+            image["height"],
+            image["width"],
+            self.split.cat_to_class,
+            str(self.split.path),
+        )
         fatal = [p for p in problems if p.code in FATAL_CODES]
         if fatal:
             raise TrashsegError("\n".join(str(p) for p in fatal))
@@ -195,7 +231,6 @@ class MaskCache:
         mask = presize(mask, self.size, nearest=True)
         save_npy(path, mask)
         return mask
-
 
 
 def mask_cache(split: CocoSplit, data: DataConfig, *, presized: bool = False) -> MaskCache:

@@ -25,8 +25,18 @@ from pycocotools import mask as mask_utils
 
 from trashseg.fileio import atomic_write_text, atomic_write_with
 
-CATEGORY_NAMES: tuple[str, ...] = ("General trash", "Paper", "Paper pack", "Metal", "Glass", "Plastic", "Styrofoam",
-                                   "Plastic bag", "Battery", "Clothing")
+CATEGORY_NAMES: tuple[str, ...] = (
+    "General trash",
+    "Paper",
+    "Paper pack",
+    "Metal",
+    "Glass",
+    "Plastic",
+    "Styrofoam",
+    "Plastic bag",
+    "Battery",
+    "Clothing",
+)
 CATEGORIES: list[dict] = [{"id": i, "name": name, "supercategory": name} for i, name in enumerate(CATEGORY_NAMES, 1)]
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 BATCH_DIRS: tuple[str, ...] = ("batch_01_vt", "batch_02_vt", "batch_03")
@@ -188,15 +198,19 @@ def _tear(rng: np.random.Generator, parts: list[np.ndarray], frame: _Frame) -> l
     extent = np.sqrt(sum(_polygon_area(p) for p in parts))
     offset = float(np.concatenate(parts).mean(0) @ normal) + rng.uniform(-0.15, 0.15) * extent
     half_gap = rng.uniform(1.5, 4.0) * frame.scale
-    return [piece for p in parts for piece in (_clip_half_plane(p, normal, offset - half_gap),
-                                                _clip_half_plane(p, -normal, -offset - half_gap))]
+    return [
+        piece
+        for p in parts
+        for piece in (_clip_half_plane(p, normal, offset - half_gap), _clip_half_plane(p, -normal, -offset - half_gap))
+    ]
 
 
 def _coco_polygons(parts: list[np.ndarray], size: int) -> list[list[float]]:
     """Clip each part to the image, drop slivers, flatten to [x1, y1, ...] rounded to 0.1 px."""
     clipped = [_clip_to_image(p, size) for p in parts]
-    return [[round(float(c), 1) for c in p.ravel()] for p in clipped
-            if len(p) >= 3 and _polygon_area(p) >= MIN_PART_AREA]
+    return [
+        [round(float(c), 1) for c in p.ravel()] for p in clipped if len(p) >= 3 and _polygon_area(p) >= MIN_PART_AREA
+    ]
 
 
 # ---------------------------------------------------------------- colour and texture helpers
@@ -244,8 +258,9 @@ def _paint_general_trash(rng: np.random.Generator, frame: _Frame) -> _Draft:
     radius = rng.uniform(0.07, 0.17) * frame.size
     outline = _wobbly(rng, int(rng.integers(9, 16)), 0.3, 3, jag=0.25) * [radius, radius * rng.uniform(0.6, 1)]
     cells = max(2, int(frame.size / (radius / 2.5)))
-    patches = cv2.resize(rng.random((cells, cells, 3), dtype=np.float32), (frame.size, frame.size),
-                         interpolation=cv2.INTER_NEAREST)
+    patches = cv2.resize(
+        rng.random((cells, cells, 3), dtype=np.float32), (frame.size, frame.size), interpolation=cv2.INTER_NEAREST
+    )
     base = _jitter(rng, (0.2, 0.18, 0.16), 0.04)
     texture = (0.5 * base + 0.45 * patches) * _shade(rng, frame, 12, 0.25)[..., None]
     return _Draft([_place(outline, centre, angle)], np.clip(texture, 0, 1).astype(np.float32))
@@ -279,32 +294,39 @@ def _paint_paper_pack(rng: np.random.Generator, frame: _Frame) -> _Draft:
     return _Draft([_place(outline, centre, angle)], _colour(base, tones * _shade(rng, frame, 6, 0.05)))
 
 
-def _metal_can(rng: np.random.Generator, frame: _Frame, centre: np.ndarray,
-               angle: float) -> tuple[np.ndarray, np.ndarray]:
+def _metal_can(
+    rng: np.random.Generator, frame: _Frame, centre: np.ndarray, angle: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Side view of a can: a cylinder's shading across its width plus one sharp specular stripe."""
     width, length = rng.uniform(0.07, 0.12) * frame.size, rng.uniform(0.15, 0.27) * frame.size
     _, v = frame.local(centre, angle)
     t = np.clip(v / (width / 2), -1, 1)
-    shade = 0.45 + 0.45 * np.sqrt(1 - t**2) + 0.7 * np.exp(-((t - rng.uniform(-0.5, 0.3)) / 0.13) ** 2)
+    shade = 0.45 + 0.45 * np.sqrt(1 - t**2) + 0.7 * np.exp(-(((t - rng.uniform(-0.5, 0.3)) / 0.13) ** 2))
     return _rounded_rect(length, width, 0.15 * width), shade
 
 
-def _metal_lid(rng: np.random.Generator, frame: _Frame, centre: np.ndarray,
-               angle: float) -> tuple[np.ndarray, np.ndarray]:
+def _metal_lid(
+    rng: np.random.Generator, frame: _Frame, centre: np.ndarray, angle: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Top view of a can: an ellipse with a dark rim ring and an off-centre highlight."""
     rx = rng.uniform(0.06, 0.11) * frame.size
     ry = rx * rng.uniform(0.6, 1.0)
     u, v = frame.local(centre, angle)
     r = np.sqrt((u / rx) ** 2 + (v / ry) ** 2)
     hu, hv = rng.uniform(-0.4, 0.4, 2)
-    shade = (0.6 + 0.25 * (1 - r) - 0.3 * np.exp(-((r - 0.85) / 0.06) ** 2)
-             + 0.5 * np.exp(-((u / rx - hu) ** 2 + (v / ry - hv) ** 2) / 0.05))
+    shade = (
+        0.6
+        + 0.25 * (1 - r)
+        - 0.3 * np.exp(-(((r - 0.85) / 0.06) ** 2))
+        + 0.5 * np.exp(-((u / rx - hu) ** 2 + (v / ry - hv) ** 2) / 0.05)
+    )
     theta = np.linspace(0, 2 * np.pi, 40, endpoint=False)
     return np.stack([rx * np.cos(theta), ry * np.sin(theta)], 1), shade
 
 
-def _metal_wire(rng: np.random.Generator, frame: _Frame, centre: np.ndarray,
-                angle: float) -> tuple[np.ndarray, np.ndarray]:
+def _metal_wire(
+    rng: np.random.Generator, frame: _Frame, centre: np.ndarray, angle: float
+) -> tuple[np.ndarray, np.ndarray]:
     """A thin wire: a few pixels wide, so thin structures are in the data."""
     length = rng.uniform(0.3, 0.55) * frame.size
     width = max(2.0, 0.012 * frame.size) * rng.uniform(1.0, 1.6)
@@ -312,7 +334,10 @@ def _metal_wire(rng: np.random.Generator, frame: _Frame, centre: np.ndarray,
 
 
 _METAL_FORMS: dict[str, Callable[[np.random.Generator, _Frame, np.ndarray, float], tuple[np.ndarray, np.ndarray]]] = {
-    "can": _metal_can, "lid": _metal_lid, "wire": _metal_wire}
+    "can": _metal_can,
+    "lid": _metal_lid,
+    "wire": _metal_wire,
+}
 
 
 def _paint_metal(rng: np.random.Generator, frame: _Frame) -> _Draft:
@@ -331,15 +356,23 @@ def _paint_glass(rng: np.random.Generator, frame: _Frame) -> _Draft:
     length = width * rng.uniform(1.2, 3.2)
     if length > 2.2 * width:  # long ones are bottles: body, shoulder, neck
         neck, shoulder, nw = 0.25 * length, 0.12 * length, 0.35 * width
-        outline = np.array([[-length / 2, -width / 2], [length / 2 - neck - shoulder, -width / 2],
-                            [length / 2 - neck, -nw / 2], [length / 2, -nw / 2], [length / 2, nw / 2],
-                            [length / 2 - neck, nw / 2], [length / 2 - neck - shoulder, width / 2],
-                            [-length / 2, width / 2]])
+        outline = np.array(
+            [
+                [-length / 2, -width / 2],
+                [length / 2 - neck - shoulder, -width / 2],
+                [length / 2 - neck, -nw / 2],
+                [length / 2, -nw / 2],
+                [length / 2, nw / 2],
+                [length / 2 - neck, nw / 2],
+                [length / 2 - neck - shoulder, width / 2],
+                [-length / 2, width / 2],
+            ]
+        )
     else:
         outline = _rounded_rect(length, width, 0.3 * width)
     _, v = frame.local(centre, angle)
     t = np.clip(v / (width / 2), -1, 1)
-    highlight = np.exp(-((t - rng.uniform(-0.6, -0.2)) / 0.12) ** 2)
+    highlight = np.exp(-(((t - rng.uniform(-0.6, -0.2)) / 0.12) ** 2))
     tint = _jitter(rng, [(0.3, 0.62, 0.4), (0.35, 0.6, 0.8), (0.55, 0.8, 0.75)][int(rng.integers(3))], 0.04)
     texture = _mix(_colour(tint, 0.85 - 0.25 * t**4), np.float32(1), 0.8 * highlight)
     opacity = (rng.uniform(0.5, 0.65) + 0.3 * highlight + 0.15 * t**4).clip(0, 1)[..., None]
@@ -406,14 +439,19 @@ def _paint_battery(rng: np.random.Generator, frame: _Frame) -> _Draft:
     length = rng.uniform(0.07, 0.11) * frame.size
     width = length * rng.uniform(0.35, 0.45)
     u, v = frame.local(centre, angle)
-    pairs = [((0.8, 0.5, 0.15), (0.08, 0.08, 0.08)), ((0.15, 0.3, 0.8), (0.92, 0.92, 0.92)),
-             ((0.1, 0.6, 0.25), (0.1, 0.1, 0.1)), ((0.85, 0.15, 0.15), (0.75, 0.75, 0.78))]
+    pairs = [
+        ((0.8, 0.5, 0.15), (0.08, 0.08, 0.08)),
+        ((0.15, 0.3, 0.8), (0.92, 0.92, 0.92)),
+        ((0.1, 0.6, 0.25), (0.1, 0.1, 0.1)),
+        ((0.85, 0.15, 0.15), (0.75, 0.75, 0.78)),
+    ]
     first, second = (_jitter(rng, c, 0.03) for c in pairs[int(rng.integers(len(pairs)))])
     band = (u > (rng.uniform(0.3, 0.6) - 0.5) * length).astype(np.float32)
     cylinder = 0.7 + 0.4 * np.sqrt(1 - np.clip(v / (width / 2), -1, 1) ** 2)
     texture = _mix(_mix(first, second, band), np.float32(0.82), (u > 0.4 * length).astype(np.float32))
-    return _Draft([_place(_rounded_rect(length, width, 0.3 * width), centre, angle)],
-                  np.clip(texture * cylinder[..., None], 0, 1))
+    return _Draft(
+        [_place(_rounded_rect(length, width, 0.3 * width), centre, angle)], np.clip(texture * cylinder[..., None], 0, 1)
+    )
 
 
 _FABRIC_PATTERNS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
@@ -493,7 +531,11 @@ def _bg_tiles(rng: np.random.Generator, frame: _Frame) -> np.ndarray:
 
 
 BACKGROUNDS: dict[str, Callable[[np.random.Generator, _Frame], np.ndarray]] = {
-    "noise": _bg_noise, "gradient": _bg_gradient, "wood": _bg_wood, "tiles": _bg_tiles}
+    "noise": _bg_noise,
+    "gradient": _bg_gradient,
+    "wood": _bg_wood,
+    "tiles": _bg_tiles,
+}
 
 
 def _background(rng: np.random.Generator, frame: _Frame) -> np.ndarray:
@@ -507,8 +549,12 @@ def _background(rng: np.random.Generator, frame: _Frame) -> np.ndarray:
 
 FORCED_TRAIN: dict[int, tuple[_Request, ...]] = {
     # so that even a tiny dataset has the rare class, a multi-part outline, both RLE forms and a tiny object
-    0: (_Request("Battery"), _Request("Clothing", tear=True), _Request("General trash", encoding="rle"),
-        _Request("Metal", encoding="rle_uncompressed")),
+    0: (
+        _Request("Battery"),
+        _Request("Clothing", tear=True),
+        _Request("General trash", encoding="rle"),
+        _Request("Metal", encoding="rle_uncompressed"),
+    ),
     1: (_Request("Plastic", tiny=True),),
 }
 
@@ -516,8 +562,12 @@ FORCED_TRAIN: dict[int, tuple[_Request, ...]] = {
 def _random_request(rng: np.random.Generator, category: str) -> _Request:
     flags = rng.random(2)
     encoding = str(rng.choice(list(ENCODING_WEIGHTS), p=list(ENCODING_WEIGHTS.values())))
-    return _Request(category, tear=category in TEARABLE and flags[0] < TEAR_RATE,
-                    tiny=category in TINY_OK and flags[1] < TINY_RATE, encoding=encoding)
+    return _Request(
+        category,
+        tear=category in TEARABLE and flags[0] < TEAR_RATE,
+        tiny=category in TINY_OK and flags[1] < TINY_RATE,
+        encoding=encoding,
+    )
 
 
 def _plan(rng: np.random.Generator, split: str, index: int) -> list[_Request]:
@@ -606,8 +656,15 @@ ENCODERS: dict[str, Callable[[_Placed], list | dict]] = {
 
 
 def _annotation(obj: _Placed, ann_id: int, image_id: int) -> dict:
-    return {"id": ann_id, "image_id": image_id, "category_id": CATEGORY_NAMES.index(obj.request.category) + 1,
-            "segmentation": ENCODERS[obj.request.encoding](obj), "area": obj.area, "bbox": obj.bbox, "iscrowd": 0}
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": CATEGORY_NAMES.index(obj.request.category) + 1,
+        "segmentation": ENCODERS[obj.request.encoding](obj),
+        "area": obj.area,
+        "bbox": obj.bbox,
+        "iscrowd": 0,
+    }
 
 
 def _file_name(image_id: int) -> str:
@@ -621,8 +678,11 @@ def _write_jpeg(tmp_name: str, pixels: np.ndarray) -> None:
 
 
 def _coco_document(seed: int, images: list[dict], annotations: list[dict] | None) -> dict:
-    doc = {"info": {"description": "trashseg procedural sample dataset", "seed": seed},
-           "images": images, "categories": CATEGORIES}
+    doc = {
+        "info": {"description": "trashseg procedural sample dataset", "seed": seed},
+        "images": images,
+        "categories": CATEGORIES,
+    }
     if annotations is not None:
         doc["annotations"] = annotations
     return doc
@@ -633,8 +693,9 @@ def _write_json(path: Path, doc: dict) -> None:
     atomic_write_text(path, json.dumps(doc, indent=None, sort_keys=True) + "\n")
 
 
-def write_sample_dataset(out_dir: str | Path, *, n_train: int = 48, n_val: int = 16, n_test: int = 16,
-                         size: int = 256, seed: int = 0) -> dict[str, int]:
+def write_sample_dataset(
+    out_dir: str | Path, *, n_train: int = 48, n_val: int = 16, n_test: int = 16, size: int = 256, seed: int = 0
+) -> dict[str, int]:
     """Write train/val/test/train_all COCO files and JPEGs under `out_dir`; return the image and annotation counts.
 
     Image and annotation ids are unique across all splits, so `train_all.json` is train and val concatenated.
@@ -642,8 +703,9 @@ def write_sample_dataset(out_dir: str | Path, *, n_train: int = 48, n_val: int =
     another split's pixels (only ids and file names shift).
     """
     if min(n_train, n_val, n_test) < 0 or seed < 0:
-        raise ValueError(f"counts and seed must be >= 0, got n_train={n_train} n_val={n_val} n_test={n_test} "
-                         f"seed={seed}")
+        raise ValueError(
+            f"counts and seed must be >= 0, got n_train={n_train} n_val={n_val} n_test={n_test} seed={seed}"
+        )
     if size < MIN_SIZE:
         raise ValueError(f"size must be >= {MIN_SIZE} px so that objects fit, got {size}")
     out = Path(out_dir)
@@ -667,6 +729,8 @@ def write_sample_dataset(out_dir: str | Path, *, n_train: int = 48, n_val: int =
     _write_json(out / "train.json", _coco_document(seed, images["train"], annotations["train"]))
     _write_json(out / "val.json", _coco_document(seed, images["val"], annotations["val"]))
     _write_json(out / "test.json", _coco_document(seed, images["test"], None))
-    _write_json(out / "train_all.json", _coco_document(seed, images["train"] + images["val"],
-                                                       annotations["train"] + annotations["val"]))
+    _write_json(
+        out / "train_all.json",
+        _coco_document(seed, images["train"] + images["val"], annotations["train"] + annotations["val"]),
+    )
     return {**counts, "annotations": ann_id}

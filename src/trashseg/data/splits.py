@@ -36,8 +36,9 @@ def image_groups(split: CocoSplit, pattern: str | None) -> list[str]:
     for img in split.images:
         m = regex.search(img["file_name"])
         if m is None:
-            raise TrashsegError(f"--group-by {pattern!r} does not match file_name {img['file_name']!r} "
-                                f"(image id {img['id']})")
+            raise TrashsegError(
+                f"--group-by {pattern!r} does not match file_name {img['file_name']!r} (image id {img['id']})"
+            )
         groups.append(m.group(1) if regex.groups else m.group(0))
     return groups
 
@@ -46,8 +47,9 @@ def make_folds(stats: ClassStats, groups: list[str], n_folds: int, *, seed: int 
     """Stratify groups by the classes they contain, then expand groups back to images."""
     keys = sorted(set(groups))
     if len(keys) < n_folds:
-        raise TrashsegError(f"{len(keys)} group(s) cannot fill {n_folds} folds; lower --folds or use a finer "
-                            "--group-by")
+        raise TrashsegError(
+            f"{len(keys)} group(s) cannot fill {n_folds} folds; lower --folds or use a finer --group-by"
+        )
     index = {k: i for i, k in enumerate(keys)}
     gid = np.array([index[g] for g in groups])
     labels = np.zeros((len(keys), stats.presence.shape[1]), np.int64)
@@ -68,8 +70,11 @@ def subset_coco(split: CocoSplit, indices: list[int]) -> dict:
     data = read_json(split.path)
     images = [split.images[i] for i in indices]
     ids = {img["id"] for img in images}
-    return {**{k: v for k, v in data.items() if k not in ("images", "annotations")}, "images": images,
-            "annotations": [a for a in data.get("annotations", []) if a["image_id"] in ids]}
+    return {
+        **{k: v for k, v in data.items() if k not in ("images", "annotations")},
+        "images": images,
+        "annotations": [a for a in data.get("annotations", []) if a["image_id"] in ids],
+    }
 
 
 def write_folds(split: CocoSplit, folds: list[Fold], out_dir: Path) -> list[tuple[Path, Path]]:

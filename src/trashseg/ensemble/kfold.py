@@ -22,8 +22,9 @@ def fold_runs(root: Path) -> list[Path]:
     return runs
 
 
-def kfold_predict(root: Path, split: CocoSplit, out: Path, *, cfg: InferConfig, mode: str = "soft",
-                  device: str = "cpu") -> dict:
+def kfold_predict(
+    root: Path, split: CocoSplit, out: Path, *, cfg: InferConfig, mode: str = "soft", device: str = "cpu"
+) -> dict:
     check_mode(mode)
     members = []
     for run in fold_runs(root):
@@ -35,8 +36,9 @@ def kfold_predict(root: Path, split: CocoSplit, out: Path, *, cfg: InferConfig, 
     return ensemble_folders(members, out, mode)
 
 
-def oof_predict(root: Path, data: DataConfig, split: CocoSplit, out: Path, *, cfg: InferConfig,
-                device: str = "cpu") -> dict:
+def oof_predict(
+    root: Path, data: DataConfig, split: CocoSplit, out: Path, *, cfg: InferConfig, device: str = "cpu"
+) -> dict:
     """Out-of-fold probabilities for `split` (the split that ``trashseg split`` divided): fold k's validation
     images predicted by fold k's model, which never trained on them, into ``out/folds/fold<k>``, then gathered
     into ``out`` (hard links, see ``atomic_link``). The honest input for ``trashseg audit``: no image is judged by
@@ -48,8 +50,16 @@ def oof_predict(root: Path, data: DataConfig, split: CocoSplit, out: Path, *, cf
         predict_split(load_model(run, device), val, member, cfg=cfg, save_probs=True, device=device)
         members.append(member)
     folder = PredictionFolder(out)
-    folder.init({"classes": split.classes, "oof": True, "members": [str(m.resolve()) for m in members],
-                 "split": str(split.path.resolve()), "data_root": str(split.root.resolve()), "has_probs": True})
+    folder.init(
+        {
+            "classes": split.classes,
+            "oof": True,
+            "members": [str(m.resolve()) for m in members],
+            "split": str(split.path.resolve()),
+            "data_root": str(split.root.resolve()),
+            "has_probs": True,
+        }
+    )
     wanted = {img["file_name"] for img in split.images}
     gathered = set()
     for fold in map(PredictionFolder, members):
@@ -60,7 +70,9 @@ def oof_predict(root: Path, data: DataConfig, split: CocoSplit, out: Path, *, cf
             gathered.add(name)
     missing = sorted(wanted - gathered)
     if missing:
-        raise TrashsegError(f"{len(missing)} images of {split.path} are in no fold's validation split (first: "
-                            f"{missing[0]}); the folds of {root} were made from another split: pass that one as "
-                            "--split")
+        raise TrashsegError(
+            f"{len(missing)} images of {split.path} are in no fold's validation split (first: "
+            f"{missing[0]}); the folds of {root} were made from another split: pass that one as "
+            "--split"
+        )
     return {"images": len(wanted), "members": [str(m) for m in members], "out": str(out)}

@@ -36,8 +36,9 @@ def normalised_weights(weights: list[float] | None, n: int) -> np.ndarray:
     with np.errstate(over="ignore"):
         total = w.sum()  # NaN or inf when a weight is, or when finite weights overflow
     if not np.isfinite(total) or (w < 0).any() or total <= 0:
-        raise TrashsegError(f"--weights {','.join(map(str, weights))}: must be finite, non-negative numbers, "
-                            "not all zero, e.g. 2,1,1")
+        raise TrashsegError(
+            f"--weights {','.join(map(str, weights))}: must be finite, non-negative numbers, not all zero, e.g. 2,1,1"
+        )
     return w / total
 
 
@@ -55,8 +56,10 @@ def open_members(paths: list[Path]) -> tuple[list[PredictionFolder], list[str]]:
     classes = folders[0].classes
     for f in folders[1:]:
         if f.classes != classes:
-            raise TrashsegError(f"{f.root} predicts {len(f.classes)} classes {f.classes}, {folders[0].root} predicts "
-                                f"{len(classes)} {classes}: members must share one class list")
+            raise TrashsegError(
+                f"{f.root} predicts {len(f.classes)} classes {f.classes}, {folders[0].root} predicts "
+                f"{len(classes)} {classes}: members must share one class list"
+            )
     return folders, classes
 
 
@@ -65,9 +68,11 @@ def _check_same_split(folders: list[PredictionFolder], metas: list[dict]) -> Non
     first = folders[0].split_key()
     for folder, meta in zip(folders[1:], metas[1:], strict=True):
         if folder.split_key() != first:
-            raise TrashsegError(f"{folder.root} was predicted on split {meta.get('split')} of {meta.get('data_root')}, "
-                                f"{folders[0].root} on {first[0]} of {first[1]} (from their meta.json): members must "
-                                "predict the same split; predict them again on one split")
+            raise TrashsegError(
+                f"{folder.root} was predicted on split {meta.get('split')} of {meta.get('data_root')}, "
+                f"{folders[0].root} on {first[0]} of {first[1]} (from their meta.json): members must "
+                "predict the same split; predict them again on one split"
+            )
 
 
 def _member_names(folders: list[PredictionFolder]) -> list[str]:
@@ -78,16 +83,17 @@ def _member_names(folders: list[PredictionFolder]) -> list[str]:
         have = set(f.names())
         for lacking, extra, where in ((f, expected - have, folders[0]), (folders[0], have - expected, f)):
             if extra:
-                raise TrashsegError(f"{lacking.root} has no prediction for {len(extra)} image(s) of {where.root}, "
-                                    f"e.g. {min(extra)}; finish or rerun that prediction first")
+                raise TrashsegError(
+                    f"{lacking.root} has no prediction for {len(extra)} image(s) of {where.root}, "
+                    f"e.g. {min(extra)}; finish or rerun that prediction first"
+                )
     return names
 
 
 def _check_shapes(arrays: list[np.ndarray], name: str, roots: list[Path], what: str) -> None:
     if len({a.shape for a in arrays}) > 1:
         detail = ", ".join(f"{r}: {a.shape}" for r, a in zip(roots, arrays, strict=True))
-        raise TrashsegError(f"image {name}: {what} shapes differ ({detail}); members must share classes "
-                            "and image size")
+        raise TrashsegError(f"image {name}: {what} shapes differ ({detail}); members must share classes and image size")
 
 
 def soft_vote(probs: list[np.ndarray], weights: np.ndarray, *, name: str, roots: list[Path]) -> np.ndarray:
@@ -95,8 +101,9 @@ def soft_vote(probs: list[np.ndarray], weights: np.ndarray, *, name: str, roots:
     return np.tensordot(weights.astype(np.float32), np.stack(probs), axes=1)
 
 
-def hard_vote(masks: list[np.ndarray], weights: np.ndarray, *, best: int, num_classes: int, name: str,
-              roots: list[Path]) -> np.ndarray:
+def hard_vote(
+    masks: list[np.ndarray], weights: np.ndarray, *, best: int, num_classes: int, name: str, roots: list[Path]
+) -> np.ndarray:
     """Weighted majority per pixel; where the top vote is tied, the best member's label wins if it is among
     the tied classes (otherwise the lowest tied class id, as argmax does)."""
     _check_shapes(masks, name, roots, "mask")
@@ -114,8 +121,9 @@ def hard_vote(masks: list[np.ndarray], weights: np.ndarray, *, best: int, num_cl
     return np.where(tied, favourite, winner).astype(np.uint8).reshape(shape)
 
 
-def ensemble_folders(paths: list[Path], out: Path, mode: str, *, weights: list[float] | None = None,
-                     save_probs: bool = False) -> dict:
+def ensemble_folders(
+    paths: list[Path], out: Path, mode: str, *, weights: list[float] | None = None, save_probs: bool = False
+) -> dict:
     check_mode(mode)
     if save_probs and mode == "hard":
         raise TrashsegError("--save-probs needs --mode soft: hard voting makes no probabilities")
@@ -129,17 +137,27 @@ def ensemble_folders(paths: list[Path], out: Path, mode: str, *, weights: list[f
     best = best_member(metas)
     result = PredictionFolder(out)
     resolved = [str(Path(p).resolve()) for p in paths]  # a rerun may spell the same folders differently
-    meta = {"classes": classes, "source": "ensemble", "split": metas[0].get("split"),
-            "data_root": metas[0].get("data_root"), "mode": mode, "members": resolved, "weights": w.tolist(),
-            "tie_break": resolved[best], "has_probs": save_probs, "val_miou": None}
+    meta = {
+        "classes": classes,
+        "source": "ensemble",
+        "split": metas[0].get("split"),
+        "data_root": metas[0].get("data_root"),
+        "mode": mode,
+        "members": resolved,
+        "weights": w.tolist(),
+        "tie_break": resolved[best],
+        "has_probs": save_probs,
+        "val_miou": None,
+    }
     save_probs = result.init(meta)["has_probs"]
     names = _member_names(folders)
 
     def vote(name: str) -> np.ndarray:
         if mode == "soft":
             return soft_vote([f.probs(name) for f in folders], w, name=name, roots=paths)
-        return hard_vote([f.mask(name) for f in folders], w, best=best, num_classes=len(classes), name=name,
-                         roots=paths)
+        return hard_vote(
+            [f.mask(name) for f in folders], w, best=best, num_classes=len(classes), name=name, roots=paths
+        )
 
     def write(name: str, voted: np.ndarray) -> None:
         if mode == "soft":
@@ -147,8 +165,13 @@ def ensemble_folders(paths: list[Path], out: Path, mode: str, *, weights: list[f
         else:
             result.write(name, voted)
 
-    stats = for_each_pending(names, label=f"{mode} vote → {out}", compute=lambda todo: map(vote, todo), write=write,
-                             finished=lambda name: result.done(name, save_probs))
+    stats = for_each_pending(
+        names,
+        label=f"{mode} vote → {out}",
+        compute=lambda todo: map(vote, todo),
+        write=write,
+        finished=lambda name: result.done(name, save_probs),
+    )
     return {"images": len(names), "voted": stats.done, "tie_break": resolved[best]}
 
 
@@ -161,13 +184,17 @@ def _rows_in_lockstep(paths: list[Path], num_classes: int) -> Iterator[tuple[str
         rows = cast(tuple[tuple[int, str, str], ...], rows)  # none is the `end` marker now
         ids = {image_id for _, image_id, _ in rows}
         if len(ids) > 1:
-            raise TrashsegError(f"line {rows[0][0]}: image ids differ between CSVs ({sorted(ids)}); "
-                                "vote over submissions of the same test.json")
+            raise TrashsegError(
+                f"line {rows[0][0]}: image ids differ between CSVs ({sorted(ids)}); "
+                "vote over submissions of the same test.json"
+            )
         if rows[0][1] in seen:
             raise TrashsegError(f"{paths[0]}:{rows[0][0]}: image_id {rows[0][1]} appears twice")
         seen.add(rows[0][1])
-        yield rows[0][1], [decode_row(p, line, i, text, num_classes)
-                           for p, (line, i, text) in zip(paths, rows, strict=True)]
+        yield (
+            rows[0][1],
+            [decode_row(p, line, i, text, num_classes) for p, (line, i, text) in zip(paths, rows, strict=True)],
+        )
 
 
 def ensemble_csvs(paths: list[Path], out: Path, num_classes: int, *, weights: list[float] | None = None) -> int:
@@ -175,6 +202,10 @@ def ensemble_csvs(paths: list[Path], out: Path, num_classes: int, *, weights: li
     if len(paths) < 2:
         raise TrashsegError("an ensemble needs at least 2 submission CSVs")
     w = normalised_weights(weights, len(paths))
-    return write_submission(out, ((image_id, hard_vote(masks, w, best=0, num_classes=num_classes, name=image_id,
-                                                       roots=paths))
-                                  for image_id, masks in _rows_in_lockstep(paths, num_classes)))
+    return write_submission(
+        out,
+        (
+            (image_id, hard_vote(masks, w, best=0, num_classes=num_classes, name=image_id, roots=paths))
+            for image_id, masks in _rows_in_lockstep(paths, num_classes)
+        ),
+    )

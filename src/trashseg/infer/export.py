@@ -15,8 +15,12 @@ def export_run(run: str | Path, out: str | Path | None = None, batch: int = 2) -
     run = Path(run)
     model = Segmenter.load(run)
     out = Path(out) if out else (run if run.is_dir() else run.parent.parent) / "model.onnx"
-    meta = {"classes": model.classes, "image_size": model.image_size, "val_miou": model.info.get("val_miou"),
-            "checkpoint": str(checkpoint_of(run))}
+    meta = {
+        "classes": model.classes,
+        "image_size": model.image_size,
+        "val_miou": model.info.get("val_miou"),
+        "checkpoint": str(checkpoint_of(run)),
+    }
     export_onnx(model, out, image_size=model.image_size, meta=meta)
     rng = np.random.default_rng(0)
     size = model.image_size

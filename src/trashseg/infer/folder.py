@@ -67,9 +67,11 @@ class PredictionFolder:
             changed = [k for k in sorted(old.keys() | meta.keys()) if k != "has_probs" and old.get(k) != meta.get(k)]
             if changed:
                 key = changed[0]
-                raise TrashsegError(f"{self.root} already holds predictions made with {key}={old.get(key)!r}; this "
-                                    f"run has {key}={meta.get(key)!r}. Use another --out, or delete the folder to "
-                                    "start over")
+                raise TrashsegError(
+                    f"{self.root} already holds predictions made with {key}={old.get(key)!r}; this "
+                    f"run has {key}={meta.get(key)!r}. Use another --out, or delete the folder to "
+                    "start over"
+                )
             meta["has_probs"] = bool(old.get("has_probs") or meta.get("has_probs"))
             remove_stale_temps(self.root)
         atomic_write_json(self.meta_path, meta)
@@ -99,22 +101,33 @@ class PredictionFolder:
         return inside(self.root, "objects", f"{file_name}.json")
 
     def done(self, file_name: str, with_probs: bool, with_objects: bool = False) -> bool:
-        return self.mask_path(file_name).exists() and (not with_probs or self.probs_path(file_name).exists()) \
+        return (
+            self.mask_path(file_name).exists()
+            and (not with_probs or self.probs_path(file_name).exists())
             and (not with_objects or self.objects_path(file_name).exists())
+        )
 
-    def write(self, file_name: str, mask: np.ndarray, probs: np.ndarray | None = None,
-              objects: list[dict[str, Any]] | None = None) -> None:
+    def write(
+        self,
+        file_name: str,
+        mask: np.ndarray,
+        probs: np.ndarray | None = None,
+        objects: list[dict[str, Any]] | None = None,
+    ) -> None:
         """Probabilities and objects first, mask last: a mask on disk means the image is complete."""
         if probs is not None:
             with atomic_open(self.probs_path(file_name), "wb") as fh:
                 _write_npz(fh, probs.astype(np.float16))
         if objects is not None:
-            atomic_write_json(self.objects_path(file_name), {"file_name": file_name, "height": mask.shape[0],
-                                                             "width": mask.shape[1], "objects": objects})
+            atomic_write_json(
+                self.objects_path(file_name),
+                {"file_name": file_name, "height": mask.shape[0], "width": mask.shape[1], "objects": objects},
+            )
         ok, png = cv2.imencode(".png", mask.astype(np.uint8))
         if not ok:
-            raise TrashsegError(f"{self.mask_path(file_name)}: could not encode the mask of image {file_name} "
-                                f"(shape {mask.shape})")
+            raise TrashsegError(
+                f"{self.mask_path(file_name)}: could not encode the mask of image {file_name} (shape {mask.shape})"
+            )
         with atomic_open(self.mask_path(file_name), "wb") as fh:  # the mask last and synced: it marks "done"
             fh.write(png.tobytes())
 
@@ -150,7 +163,6 @@ class PredictionFolder:
             with np.load(path) as data:
                 return data["probs"].astype(np.float32)
         except FileNotFoundError:
-            raise TrashsegError(f"{path}: no probabilities for image {file_name}; predict with --save-probs") \
-                from None
+            raise TrashsegError(f"{path}: no probabilities for image {file_name}; predict with --save-probs") from None
         except (ValueError, KeyError, OSError) as exc:
             raise TrashsegError(f"{path}: unreadable probabilities ({exc})") from None

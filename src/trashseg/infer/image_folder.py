@@ -50,16 +50,30 @@ def find_images(spec: str | Path, exclude: Path | None = None) -> tuple[Path, li
     else:
         raise NoImagesFound(f"{spec}: no such folder, and not a pattern such as 'photos/*.jpg'")
     skip = exclude.resolve() if exclude is not None else None
-    files = sorted(p for p in candidates if p.suffix.lower() in SUFFIXES and p.is_file() and _visible(p, root)
-                   and not (skip and p.resolve().is_relative_to(skip)))
+    files = sorted(
+        p
+        for p in candidates
+        if p.suffix.lower() in SUFFIXES
+        and p.is_file()
+        and _visible(p, root)
+        and not (skip and p.resolve().is_relative_to(skip))
+    )
     if not files:
         raise NoImagesFound(f"{spec}: no image files found (looked for {', '.join(SUFFIXES)})")
     return root, files
 
 
-def list_images(root: Path, files: list[Path], out: Path, classes: list[str], *, info: dict, max_pixels: int,
-                allow_external_links: bool = False, extra: dict[Path, dict] | None = None
-                ) -> tuple[CocoSplit, dict[str, str]]:
+def list_images(
+    root: Path,
+    files: list[Path],
+    out: Path,
+    classes: list[str],
+    *,
+    info: dict,
+    max_pixels: int,
+    allow_external_links: bool = False,
+    extra: dict[Path, dict] | None = None,
+) -> tuple[CocoSplit, dict[str, str]]:
     """Write ``out/images.json`` for the usable `files` (under `root`) and load it as a split; returns it and the
     files refused from their header ({file_name: reason}). `info` goes into the list's ``info``, `extra` into an
     image's entry (a video frame's index and time). Nothing is written when no image is usable."""
@@ -75,13 +89,20 @@ def list_images(root: Path, files: list[Path], out: Path, classes: list[str], *,
         except ImageError as exc:
             refused[name] = str(exc)
             continue
-        images.append({"id": len(images) + 1, "file_name": name, "width": width, "height": height,
-                       **(extra or {}).get(path, {})})
+        images.append(
+            {"id": len(images) + 1, "file_name": name, "width": width, "height": height, **(extra or {}).get(path, {})}
+        )
     if not images:
         raise unreadable_error({"predicted": 0, "skipped": 0, "unreadable": refused}, out)
     path = out / IMAGE_LIST
-    atomic_write_json(path, {"info": {**info, "orientation": "exif"}, "images": images,
-                             "categories": [{"id": i, "name": c} for i, c in enumerate(classes)]})
+    atomic_write_json(
+        path,
+        {
+            "info": {**info, "orientation": "exif"},
+            "images": images,
+            "categories": [{"id": i, "name": c} for i, c in enumerate(classes)],
+        },
+    )
     return load_split(path, root, classes, max_pixels=max_pixels, allow_external_links=allow_external_links), refused
 
 
@@ -92,12 +113,15 @@ def _check_same_job(out: Path, video: dict | None) -> None:
     folder = PredictionFolder(out)
     listed = out / IMAGE_LIST
     if folder.meta_path.exists() and folder.meta().get("split") != str(listed.resolve()):
-        raise TrashsegError(f"{out} already holds predictions of {folder.meta().get('split')}; use another --out "
-                            "for a folder of images")
+        raise TrashsegError(
+            f"{out} already holds predictions of {folder.meta().get('split')}; use another --out for a folder of images"
+        )
     old = read_json(listed).get("info", {}).get("video") if listed.exists() else video
     if old != video:
-        raise TrashsegError(f"{out} already holds predictions of {_job(old)}, not of {_job(video)}; use another "
-                            "--out, or delete the folder to start over")
+        raise TrashsegError(
+            f"{out} already holds predictions of {_job(old)}, not of {_job(video)}; use another "
+            "--out, or delete the folder to start over"
+        )
 
 
 def _job(video: dict | None) -> str:
@@ -111,13 +135,26 @@ def unreadable_error(stats: dict, out: Path) -> UnreadableImages:
     bad = stats["unreadable"]
     good = stats["predicted"] + stats["skipped"]
     where = f"the other {good} are predicted in {out}" if good else "no image could be predicted"
-    return UnreadableImages(f"{len(bad)} of {good + len(bad)} image file(s) could not be used and were skipped "
-                            f"({where}):\n" + "\n".join(f"  {reason}" for reason in bad.values()))
+    return UnreadableImages(
+        f"{len(bad)} of {good + len(bad)} image file(s) could not be used and were skipped "
+        f"({where}):\n" + "\n".join(f"  {reason}" for reason in bad.values())
+    )
 
 
-def predict_images(model: InferenceModel, spec: str | Path, out: Path, *, cfg: Config, save_probs: bool = False,
-                   refine: Refiner | None = None, objects: bool = False, min_area: int = 0, device: str = "cpu",
-                   workers: int = 2, stride: FrameStride | None = None) -> dict:
+def predict_images(
+    model: InferenceModel,
+    spec: str | Path,
+    out: Path,
+    *,
+    cfg: Config,
+    save_probs: bool = False,
+    refine: Refiner | None = None,
+    objects: bool = False,
+    min_area: int = 0,
+    device: str = "cpu",
+    workers: int = 2,
+    stride: FrameStride | None = None,
+) -> dict:
     """Predict every usable image of `spec` (a folder or pattern of photos, or a video's frames kept by `stride`)
     into the prediction folder `out` (resumable, like a split; the options are ``predict_split``'s). Returns
     predict's counts, ``unreadable`` ({file_name: reason}) for the files left out (see `unreadable_error`) and,
@@ -125,9 +162,19 @@ def predict_images(model: InferenceModel, spec: str | Path, out: Path, *, cfg: C
     created = not out.exists()
     try:
         split, refused, problem = _listed(spec, out, model.classes, cfg, stride)
-        stats = predict_split(model, split, out, cfg=cfg.infer, save_probs=save_probs, refine=refine,
-                              objects=objects, min_area=min_area, device=device, workers=workers,
-                              skip_unreadable=True)
+        stats = predict_split(
+            model,
+            split,
+            out,
+            cfg=cfg.infer,
+            save_probs=save_probs,
+            refine=refine,
+            objects=objects,
+            min_area=min_area,
+            device=device,
+            workers=workers,
+            skip_unreadable=True,
+        )
     finally:
         if created and not PredictionFolder(out).names():
             shutil.rmtree(out, ignore_errors=True)  # a run that wrote no mask leaves no folder behind
@@ -139,19 +186,27 @@ def predict_images(model: InferenceModel, spec: str | Path, out: Path, *, cfg: C
     return {**stats, "video_problem": problem} if problem else stats
 
 
-def _listed(spec: str | Path, out: Path, classes: list[str], cfg: Config, stride: FrameStride | None
-            ) -> tuple[CocoSplit, dict[str, str], str | None]:
+def _listed(
+    spec: str | Path, out: Path, classes: list[str], cfg: Config, stride: FrameStride | None
+) -> tuple[CocoSplit, dict[str, str], str | None]:
     """The split to predict (the photos of `spec`, or the frames of a video, written first), the files refused
     from their header, and why a video broke off (None when it did not, or for photos)."""
     if not is_video(spec):
         if stride is not None:
-            raise TrashsegError(f"--every and --max-frames are for a video file; {spec} is not one "
-                                f"({', '.join(VIDEO_SUFFIXES)})")
+            raise TrashsegError(
+                f"--every and --max-frames are for a video file; {spec} is not one ({', '.join(VIDEO_SUFFIXES)})"
+            )
         root, files = find_images(spec, out)
         _check_same_job(out, None)
-        split, refused = list_images(root, files, out, classes, max_pixels=cfg.data.max_pixels,
-                                     allow_external_links=cfg.data.allow_external_links,
-                                     info={"description": f"images listed by trashseg predict --images {spec}"})
+        split, refused = list_images(
+            root,
+            files,
+            out,
+            classes,
+            max_pixels=cfg.data.max_pixels,
+            allow_external_links=cfg.data.allow_external_links,
+            info={"description": f"images listed by trashseg predict --images {spec}"},
+        )
         return split, refused, None
     video, stride = Path(spec), stride or FrameStride()
     job = {"file": str(video.resolve()), "every": stride.every, "max_frames": stride.limit}
@@ -159,9 +214,14 @@ def _listed(spec: str | Path, out: Path, classes: list[str], cfg: Config, stride
     remove_stale_temps(out / FRAMES)  # frames a killed run left half-written
     read = extract_frames(video, out / FRAMES, stride, cfg.data.max_pixels)
     extra = {f.path: {"frame_index": f.index, "time": f.seconds} for f in read.frames}
-    split, refused = list_images(out / FRAMES, [f.path for f in read.frames], out, classes, extra=extra,
-                                 max_pixels=cfg.data.max_pixels,
-                                 allow_external_links=cfg.data.allow_external_links,
-                                 info={"description": f"frames of {video} listed by trashseg predict --images",
-                                       "video": job})
+    split, refused = list_images(
+        out / FRAMES,
+        [f.path for f in read.frames],
+        out,
+        classes,
+        extra=extra,
+        max_pixels=cfg.data.max_pixels,
+        allow_external_links=cfg.data.allow_external_links,
+        info={"description": f"frames of {video} listed by trashseg predict --images", "video": job},
+    )
     return split, refused, read.problem

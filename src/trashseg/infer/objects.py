@@ -33,8 +33,14 @@ class SegmentObject:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
 
-def find_objects(mask: np.ndarray, classes: list[str], probs: np.ndarray | None = None, *, min_area: int = 0,
-                 connectivity: Connectivity = 8) -> list[SegmentObject]:
+def find_objects(
+    mask: np.ndarray,
+    classes: list[str],
+    probs: np.ndarray | None = None,
+    *,
+    min_area: int = 0,
+    connectivity: Connectivity = 8,
+) -> list[SegmentObject]:
     """The connected regions of every non-background class of `mask` (class ids, H×W) with at least `min_area`
     pixels, largest first (ties: by class, then top to bottom). `probs` (C×H×W, the mask's probabilities) give each
     region's confidence."""
@@ -43,30 +49,46 @@ def find_objects(mask: np.ndarray, classes: list[str], probs: np.ndarray | None 
     if min_area < 0:
         raise TrashsegError(f"min_area {min_area}: must be 0 or more pixels")
     if probs is not None and probs.shape != (len(classes), *mask.shape):
-        raise TrashsegError(f"probabilities of shape {probs.shape} do not match {len(classes)} classes and a mask "
-                            f"of shape {mask.shape}")
+        raise TrashsegError(
+            f"probabilities of shape {probs.shape} do not match {len(classes)} classes and a mask of shape {mask.shape}"
+        )
     found = []
     for class_id in np.unique(mask).tolist():
         if 0 < class_id < len(classes):
-            found += _regions(mask == class_id, class_id, classes[class_id],
-                              None if probs is None else probs[class_id], min_area, connectivity)
+            found += _regions(
+                mask == class_id,
+                class_id,
+                classes[class_id],
+                None if probs is None else probs[class_id],
+                min_area,
+                connectivity,
+            )
     return sorted(found, key=lambda obj: -obj.area)
 
 
-def _regions(binary: np.ndarray, class_id: int, name: str, prob: np.ndarray | None, min_area: int,
-             connectivity: Connectivity) -> list[SegmentObject]:
+def _regions(
+    binary: np.ndarray, class_id: int, name: str, prob: np.ndarray | None, min_area: int, connectivity: Connectivity
+) -> list[SegmentObject]:
     """One class's regions, in OpenCV's label order (by each region's first pixel in raster order)."""
-    count, labels, stats, centroids = cv2.connectedComponentsWithStats(binary.astype(np.uint8),
-                                                                       connectivity=connectivity)
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(
+        binary.astype(np.uint8), connectivity=connectivity
+    )
     areas = stats[:, cv2.CC_STAT_AREA]
     means = None
     if prob is not None:
         means = np.bincount(labels.ravel(), weights=prob.ravel().astype(np.float64), minlength=count) / areas
-    return [SegmentObject(class_id=class_id, class_name=name, area=int(areas[i]),
-                          bbox=_box(stats[i, :4]),
-                          centroid=(float(centroids[i, 0]), float(centroids[i, 1])),
-                          confidence=None if means is None else float(means[i]))
-            for i in range(1, count) if areas[i] >= min_area]  # label 0: everything outside the class
+    return [
+        SegmentObject(
+            class_id=class_id,
+            class_name=name,
+            area=int(areas[i]),
+            bbox=_box(stats[i, :4]),
+            centroid=(float(centroids[i, 0]), float(centroids[i, 1])),
+            confidence=None if means is None else float(means[i]),
+        )
+        for i in range(1, count)
+        if areas[i] >= min_area
+    ]  # label 0: everything outside the class
 
 
 def _box(stat: np.ndarray) -> tuple[int, int, int, int]:

@@ -60,13 +60,26 @@ class Refiner(Protocol):
 
 def check_classes(model: InferenceModel, split: CocoSplit) -> None:
     if model.classes != split.classes:
-        raise TrashsegError(f"the model predicts classes {model.classes} but the dataset config has "
-                            f"{split.classes}; give the matching class list (-c / --set data.classes=...)")
+        raise TrashsegError(
+            f"the model predicts classes {model.classes} but the dataset config has "
+            f"{split.classes}; give the matching class list (-c / --set data.classes=...)"
+        )
 
 
-def predict_split(model: InferenceModel, split: CocoSplit, out: Path, *, cfg: InferConfig, save_probs: bool = False,
-                  refine: Refiner | None = None, objects: bool = False, min_area: int = 0,
-                  device: str | torch.device = "cpu", workers: int = 2, skip_unreadable: bool = False) -> dict:
+def predict_split(
+    model: InferenceModel,
+    split: CocoSplit,
+    out: Path,
+    *,
+    cfg: InferConfig,
+    save_probs: bool = False,
+    refine: Refiner | None = None,
+    objects: bool = False,
+    min_area: int = 0,
+    device: str | torch.device = "cpu",
+    workers: int = 2,
+    skip_unreadable: bool = False,
+) -> dict:
     """Predict every image of `split` not already in `out`; returns counts and throughput.
 
     `objects`: also write each image's connected regions of at least `min_area` pixels (``infer.objects``) to
@@ -76,19 +89,31 @@ def predict_split(model: InferenceModel, split: CocoSplit, out: Path, *, cfg: In
     """
     check_classes(model, split)
     folder = PredictionFolder(out)
-    meta = folder.init({"classes": model.classes, **model.info, "split": str(split.path.resolve()),
-                        "data_root": str(split.root.resolve()),
-                        "tta": {"hflip": cfg.hflip, "vflip": cfg.vflip, "scales": cfg.scales, "mode": cfg.mode},
-                        "crf": refine.settings if refine else None, "image_size": model.image_size,
-                        "objects": {"min_area": min_area, "connectivity": 8} if objects else None,
-                        "has_probs": save_probs})
+    meta = folder.init(
+        {
+            "classes": model.classes,
+            **model.info,
+            "split": str(split.path.resolve()),
+            "data_root": str(split.root.resolve()),
+            "tta": {"hflip": cfg.hflip, "vflip": cfg.vflip, "scales": cfg.scales, "mode": cfg.mode},
+            "crf": refine.settings if refine else None,
+            "image_size": model.image_size,
+            "objects": {"min_area": min_area, "connectivity": 8} if objects else None,
+            "has_probs": save_probs,
+        }
+    )
     save_probs = meta["has_probs"]  # a resumed folder with probabilities keeps writing them
     predictor = Predictor(model, model.image_size, cfg, device=device)
     unreadable: dict[str, str] = {}
 
     def compute(todo: list[dict]) -> Iterator[tuple[np.ndarray, np.ndarray | None] | TrashsegError]:
-        loader = DataLoader(_Images(split, todo), batch_size=cfg.batch_size, num_workers=workers,
-                            collate_fn=_collate, worker_init_fn=partial(die_with_parent, os.getpid()))
+        loader = DataLoader(
+            _Images(split, todo),
+            batch_size=cfg.batch_size,
+            num_workers=workers,
+            collate_fn=_collate,
+            worker_init_fn=partial(die_with_parent, os.getpid()),
+        )
         for _, batch in loader:
             failed = [image for image in batch if isinstance(image, TrashsegError)]
             if failed and not skip_unreadable:
@@ -114,9 +139,18 @@ def predict_split(model: InferenceModel, split: CocoSplit, out: Path, *, cfg: In
         found = [o.to_dict() for o in find_objects(mask, model.classes, probs, min_area=min_area)] if objects else None
         folder.write(image["file_name"], mask, probs if save_probs else None, found)
 
-    stats = for_each_pending(split.images, label=f"predict → {out}", compute=compute, write=write,
-                             finished=lambda image: folder.done(image["file_name"], save_probs, objects))
+    stats = for_each_pending(
+        split.images,
+        label=f"predict → {out}",
+        compute=compute,
+        write=write,
+        finished=lambda image: folder.done(image["file_name"], save_probs, objects),
+    )
     predicted = stats.done - len(unreadable)
-    return {"predicted": predicted, "skipped": stats.skipped, "seconds": stats.seconds,
-            "img_per_s": predicted / stats.seconds if predicted and stats.seconds else None,
-            **({"unreadable": unreadable} if skip_unreadable else {})}
+    return {
+        "predicted": predicted,
+        "skipped": stats.skipped,
+        "seconds": stats.seconds,
+        "img_per_s": predicted / stats.seconds if predicted and stats.seconds else None,
+        **({"unreadable": unreadable} if skip_unreadable else {}),
+    }

@@ -35,8 +35,13 @@ class Predictor:
         self.device = torch.device(device)
         sides = [self._side(s) for s in cfg.scales]
         if cfg.mode == "resize" and len(set(sides)) < len(sides):
-            log.warning("infer.scales %s at image size %d round to input sides %s (multiples of 32): some scales "
-                        "repeat the same view", cfg.scales, image_size, sides)
+            log.warning(
+                "infer.scales %s at image size %d round to input sides %s (multiples of 32): some scales "
+                "repeat the same view",
+                cfg.scales,
+                image_size,
+                sides,
+            )
 
     def _side(self, scale: float) -> int:
         """Input side for whole-image resize at `scale` of the training size."""
@@ -44,8 +49,12 @@ class Predictor:
 
     def _flips(self) -> list[tuple[int, ...]]:
         """Spatial dims to flip for each TTA view (NHWC input: H = 1, W = 2)."""
-        return [()] + ([(2,)] if self.cfg.hflip else []) + ([(1,)] if self.cfg.vflip else []) + \
-            ([(1, 2)] if self.cfg.hflip and self.cfg.vflip else [])
+        return (
+            [()]
+            + ([(2,)] if self.cfg.hflip else [])
+            + ([(1,)] if self.cfg.vflip else [])
+            + ([(1, 2)] if self.cfg.hflip and self.cfg.vflip else [])
+        )
 
     def _autocasts(self) -> bool:
         """bf16 autocasts on GPU and CPU (about 2x on CPUs with AVX512-BF16/AMX); fp16 only on GPU."""
@@ -55,8 +64,11 @@ class Predictor:
 
     def _softmax(self, chunk: torch.Tensor) -> torch.Tensor:
         """uint8 B×H×W×3 on the device → softmax B×C×H×W float32 at the chunk's size."""
-        autocast = torch.autocast(self.device.type, dtype=_AUTOCAST[self.cfg.precision]) \
-            if self._autocasts() else nullcontext()
+        autocast = (
+            torch.autocast(self.device.type, dtype=_AUTOCAST[self.cfg.precision])
+            if self._autocasts()
+            else nullcontext()
+        )
         with autocast:
             logits = self.model(chunk).to(self.device)  # ONNX Runtime hands back host tensors
         if logits.shape[-2:] != chunk.shape[1:3]:
@@ -83,14 +95,17 @@ class Predictor:
 
     def _resize_mode(self, images: list[np.ndarray], scale: float) -> list[torch.Tensor]:
         side = self._side(scale)
-        batch = torch.from_numpy(np.stack([cv2.resize(im, (side, side), interpolation=cv2.INTER_LINEAR)
-                                           for im in images]))
+        batch = torch.from_numpy(
+            np.stack([cv2.resize(im, (side, side), interpolation=cv2.INTER_LINEAR) for im in images])
+        )
         probs = self._probs(batch)
         shapes = {im.shape[:2] for im in images}
         if len(shapes) == 1:  # the usual case: one call for the whole batch
             return list(F.interpolate(probs, size=shapes.pop(), mode="bilinear", align_corners=False))
-        return [F.interpolate(p[None], size=im.shape[:2], mode="bilinear", align_corners=False)[0]
-                for p, im in zip(probs, images, strict=True)]
+        return [
+            F.interpolate(p[None], size=im.shape[:2], mode="bilinear", align_corners=False)[0]
+            for p, im in zip(probs, images, strict=True)
+        ]
 
     def _slide_one(self, image: np.ndarray, scale: float) -> torch.Tensor:
         """S×S windows with the configured overlap over the image at `scale`, padded up to S where smaller."""
@@ -104,17 +119,17 @@ class Predictor:
         ys = sorted({*range(0, ph - win + 1, stride), ph - win})
         xs = sorted({*range(0, pw - win + 1, stride), pw - win})
         boxes = [(y, x) for y in ys for x in xs]
-        crops = torch.from_numpy(np.stack([padded[y:y + win, x:x + win] for y, x in boxes]))
+        crops = torch.from_numpy(np.stack([padded[y : y + win, x : x + win] for y, x in boxes]))
         acc, count = None, torch.zeros(1, ph, pw, device=self.device)
         bs = self.cfg.batch_size
         for start, chunk in zip(range(0, len(boxes), bs), crops.split(bs), strict=True):
-            chunk_boxes = boxes[start:start + bs]  # the same fixed-size chunks as crops.split
+            chunk_boxes = boxes[start : start + bs]  # the same fixed-size chunks as crops.split
             probs = self._probs(chunk)
             if acc is None:
                 acc = torch.zeros(probs.shape[1], ph, pw, device=self.device)
             for (y, x), p in zip(chunk_boxes, probs, strict=True):
-                acc[:, y:y + win, x:x + win] += p
-                count[:, y:y + win, x:x + win] += 1
+                acc[:, y : y + win, x : x + win] += p
+                count[:, y : y + win, x : x + win] += 1
         assert acc is not None  # there is always at least one window
         probs = (acc / count)[:, :h, :w]
         return F.interpolate(probs[None], size=image.shape[:2], mode="bilinear", align_corners=False)[0]

@@ -19,8 +19,10 @@ def submit(pred: str | Path, split: CocoSplit, out: str | Path) -> int:
         raise TrashsegError(f"{pred} predicts classes {folder.classes}, the dataset config has {split.classes}")
     missing = [img["file_name"] for img in split.images if not folder.mask_path(img["file_name"]).exists()]
     if missing:
-        raise TrashsegError(f"{pred}: no prediction for {len(missing)} image(s) of {split.name}, e.g. {missing[0]}; "
-                            "run trashseg predict on that split first")
+        raise TrashsegError(
+            f"{pred}: no prediction for {len(missing)} image(s) of {split.name}, e.g. {missing[0]}; "
+            "run trashseg predict on that split first"
+        )
 
     def rows() -> Iterator[tuple[str, np.ndarray]]:
         for img in split.images:

@@ -43,6 +43,7 @@ class Frame:
 @dataclass(frozen=True)
 class FrameStride:
     """Which frames to keep: every `every`-th from the first, at most `limit` of them (None: all)."""
+
     every: int = 1
     limit: int | None = None
 
@@ -65,13 +66,17 @@ def open_video(path: Path, max_pixels: int | None) -> Iterator[cv2.VideoCapture]
     capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():
-            why = "file not found" if not path.exists() else "cannot be opened as a video (corrupt, truncated, or a " \
-                                                             "codec this OpenCV build lacks)"
+            why = (
+                "file not found"
+                if not path.exists()
+                else "cannot be opened as a video (corrupt, truncated, or a codec this OpenCV build lacks)"
+            )
             raise VideoError(f"{path}: {why}")
         w, h = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         if max_pixels is not None and w * h > max_pixels:
-            raise ImageTooLarge.named(str(path), f"frames of {w}×{h} are over the limit of {max_pixels / 1e6:.1f} "
-                                                 "MP (data.max_pixels)")
+            raise ImageTooLarge.named(
+                str(path), f"frames of {w}×{h} are over the limit of {max_pixels / 1e6:.1f} MP (data.max_pixels)"
+            )
         yield capture
     finally:
         capture.release()

@@ -50,8 +50,7 @@ def _check_encoder(name: str) -> None:
     if name.startswith("tu-"):
         known = timm.is_model(name[3:])
     else:  # smp's own, or its deprecated timm- aliases that it maps onto tu- names
-        known = name in smp.encoders.get_encoder_names() or (
-            name.startswith("timm-") and timm.is_model(name[5:]))
+        known = name in smp.encoders.get_encoder_names() or (name.startswith("timm-") and timm.is_model(name[5:]))
     if known:
         return
     candidates = smp.encoders.get_encoder_names() + [f"tu-{m}" for m in timm.list_models()]
@@ -60,7 +59,8 @@ def _check_encoder(name: str) -> None:
     raise TrashsegError(
         f"model.encoder: unknown encoder {name!r}.{hint} Use an smp encoder name (resnet50, se_resnext101_32x4d, "
         f"mit_b2, ...; see smp.encoders.get_encoder_names()) or any timm model as tu-<timm name> "
-        f"(tu-convnext_base, tu-swin_base_patch4_window12_384, ...; see timm.list_models()).")
+        f"(tu-convnext_base, tu-swin_base_patch4_window12_384, ...; see timm.list_models())."
+    )
 
 
 def _check_params(cfg: ModelConfig, constructor: ArchConstructor) -> None:
@@ -77,15 +77,19 @@ def _check_params(cfg: ModelConfig, constructor: ArchConstructor) -> None:
     # a class's own __init__ (mypy cannot tell `constructor` is the class here, not an instance)
     init = constructor.__init__ if isinstance(constructor, type) else constructor  # type: ignore[misc]
     signature = inspect.signature(init)
-    named = [n for n, p in signature.parameters.items()
-             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "self"]
+    named = [
+        n
+        for n, p in signature.parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "self"
+    ]
     forwards_to_encoder = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
     for key in cfg.params:
         if key not in named and not (forwards_to_encoder and cfg.encoder.startswith("tu-")):
             options = ", ".join(n for n in named if n not in _SET_BY_CONFIG and n not in _BREAK_LOGITS)
             raise TrashsegError(
                 f"model.params.{key}: not accepted by {cfg.arch} (its options: {options}; other keys reach "
-                f"only timm tu- encoders)")
+                f"only timm tu- encoders)"
+            )
 
 
 def _weights_file(weights: str | None) -> Path | None:
@@ -119,21 +123,23 @@ def _library_weights(encoder: str, weights: str | None) -> str | bool | None:
     if available and weights not in available:
         raise TrashsegError(
             f"model.weights: encoder {encoder!r} has no {weights!r} weights; choose one of {available}, "
-            f"a local file (model.weights: /path/to/file.pth) or null for random initialisation")
+            f"a local file (model.weights: /path/to/file.pth) or null for random initialisation"
+        )
     return weights
 
 
-def _build(constructor: ArchConstructor, cfg: ModelConfig, num_classes: int,
-           weights: str | bool | None) -> nn.Module:
+def _build(constructor: ArchConstructor, cfg: ModelConfig, num_classes: int, weights: str | bool | None) -> nn.Module:
     try:
-        return constructor(encoder_name=cfg.encoder, encoder_weights=weights, in_channels=3, classes=num_classes,
-                           **cfg.params)
+        return constructor(
+            encoder_name=cfg.encoder, encoder_weights=weights, in_channels=3, classes=num_classes, **cfg.params
+        )
     except TypeError as exc:  # a key the encoder's timm model refuses
         found = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
         if not found or found.group(1) not in cfg.params:
             raise
         raise TrashsegError(
-            f"model.params.{found.group(1)}: not accepted by {cfg.arch} (nor by timm's {cfg.encoder[3:]})") from None
+            f"model.params.{found.group(1)}: not accepted by {cfg.arch} (nor by timm's {cfg.encoder[3:]})"
+        ) from None
     except OSError as exc:  # hub download errors (no connection, offline mode, missing file) are all OSErrors
         if weights is None:
             raise
@@ -144,7 +150,8 @@ def _build(constructor: ArchConstructor, cfg: ModelConfig, num_classes: int,
             f"model.weights: could not download the {cfg.weights!r} weights of encoder {cfg.encoder!r} ({reason}). "
             f"Without internet access, download {where} on a connected machine, copy it over and set "
             f"`model.weights: /path/to/file`, or set `model.weights: null` to start from random weights. "
-            f"{offline_encoders_hint()}") from exc
+            f"{offline_encoders_hint()}"
+        ) from exc
     except ValueError as exc:  # the architecture's own checks: output stride, depth, encoder it cannot use
         raise TrashsegError(f"model: {cfg.arch} with encoder {cfg.encoder!r}: {exc}") from exc
 

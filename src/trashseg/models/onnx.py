@@ -14,8 +14,7 @@ from trashseg.errors import ModelNotFoundError, TrashsegError, require_extra
 from trashseg.fileio import atomic_write_json, atomic_write_with
 
 
-def export_onnx(module: torch.nn.Module, path: Path, *, image_size: int, meta: dict[str, Any],
-                opset: int = 17) -> None:
+def export_onnx(module: torch.nn.Module, path: Path, *, image_size: int, meta: dict[str, Any], opset: int = 17) -> None:
     """Input: uint8 N×H×W×3 RGB (``images``); output: float logits N×C×H×W (``logits``). Batch, height and width
     are dynamic. ``<path>.json`` beside it carries the classes and sizes that predict needs."""
     require_extra("onnx", "onnx", "ONNX export")  # torch's exporter writes the file with it
@@ -25,8 +24,16 @@ def export_onnx(module: torch.nn.Module, path: Path, *, image_size: int, meta: d
 
     def write(tmp: str) -> None:
         # dynamo=False: the TorchScript exporter needs no onnxscript and handles smp/timm models well
-        torch.onnx.export(module, (example,), tmp, input_names=["images"], output_names=["logits"],
-                          dynamic_axes=axes, opset_version=opset, dynamo=False)
+        torch.onnx.export(
+            module,
+            (example,),
+            tmp,
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=opset,
+            dynamo=False,
+        )
 
     atomic_write_with(path, write)
     atomic_write_json(Path(f"{path}.json"), meta)
@@ -41,10 +48,16 @@ def _read_meta(path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise TrashsegError(f"{path}: cannot read it as JSON ({exc}); export the model again") from None
     classes, size = (meta.get("classes"), meta.get("image_size")) if isinstance(meta, dict) else (None, None)
-    if not (isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) for c in classes)
-            and isinstance(size, int) and size > 0):
-        raise TrashsegError(f"{path}: needs 'classes' (a list of names) and 'image_size' (a positive integer); "
-                            "export the model again")
+    if not (
+        isinstance(classes, list)
+        and len(classes) >= 2
+        and all(isinstance(c, str) for c in classes)
+        and isinstance(size, int)
+        and size > 0
+    ):
+        raise TrashsegError(
+            f"{path}: needs 'classes' (a list of names) and 'image_size' (a positive integer); export the model again"
+        )
     return meta
 
 
@@ -67,8 +80,11 @@ class OnnxSegmenter:
             raise TrashsegError(f"{self.path}: cannot load as an ONNX model: {exc}") from None
         self.classes: list[str] = self.meta["classes"]
         self.image_size: int = self.meta["image_size"]
-        self.info: dict[str, Any] = {"source": str(self.path.resolve()), "runtime": "onnxruntime",
-                                     "val_miou": self.meta.get("val_miou")}
+        self.info: dict[str, Any] = {
+            "source": str(self.path.resolve()),
+            "runtime": "onnxruntime",
+            "val_miou": self.meta.get("val_miou"),
+        }
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         batch = np.ascontiguousarray(images.cpu().numpy().astype(np.uint8))

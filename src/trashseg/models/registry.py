@@ -50,7 +50,8 @@ def get_arch(name: str) -> ArchConstructor:
         close = difflib.get_close_matches(name.lower(), by_lower, n=1)
         hint = f" Did you mean {by_lower[close[0]]!r}?" if close else ""
         raise TrashsegError(
-            f"model.arch: unknown architecture {name!r}.{hint} Known: {', '.join(list_archs())}") from None
+            f"model.arch: unknown architecture {name!r}.{hint} Known: {', '.join(list_archs())}"
+        ) from None
 
 
 for _cls in smp.MODEL_ARCHITECTURES_MAPPING.values():

@@ -26,9 +26,11 @@ from trashseg.models.weights import CHECKPOINT_PREFIX, LEGACY_CHECKPOINT_PREFIX,
 
 # How a user who trusts a checkpoint holding other objects than tensors and plain values turns it into one that
 # loads safely: a trashseg checkpoint needs only its weights and its config.
-RESAVE_CHECKPOINT = ("keep only its weights and config: c = torch.load(path, weights_only=False); "
-                     "torch.save({'state_dict': c['state_dict'], 'hyper_parameters': c['hyper_parameters']}, "
-                     "'clean.ckpt')")
+RESAVE_CHECKPOINT = (
+    "keep only its weights and config: c = torch.load(path, weights_only=False); "
+    "torch.save({'state_dict': c['state_dict'], 'hyper_parameters': c['hyper_parameters']}, "
+    "'clean.ckpt')"
+)
 
 
 class InferenceModel(Protocol):
@@ -83,8 +85,7 @@ class Segmenter(nn.Module):
         path = checkpoint_of(Path(run_or_ckpt))
         if not path.is_file():
             raise ModelNotFoundError(f"{path}: checkpoint not found")
-        ckpt = load_torch_file(path, key="checkpoint", kind="checkpoint", resave=RESAVE_CHECKPOINT,
-                               map_location=device)
+        ckpt = load_torch_file(path, key="checkpoint", kind="checkpoint", resave=RESAVE_CHECKPOINT, map_location=device)
         try:
             config = validate(ckpt["hyper_parameters"]["config"], str(path))
             state = ckpt["state_dict"]
@@ -94,8 +95,13 @@ class Segmenter(nn.Module):
         config.model.weights = None  # the checkpoint holds the trained weights; never fetch pretrained ones again
         segmenter = cls.from_config(config)
         segmenter.net.load_state_dict(network_state(state))
-        segmenter.info = {"source": str(path.resolve()), "runtime": "torch", "val_miou": _run_val_miou(path),
-                          "arch": config.model.arch, "encoder": config.model.encoder}
+        segmenter.info = {
+            "source": str(path.resolve()),
+            "runtime": "torch",
+            "val_miou": _run_val_miou(path),
+            "arch": config.model.arch,
+            "encoder": config.model.encoder,
+        }
         return segmenter.eval().to(device)
 
     @property
@@ -124,14 +130,21 @@ class Segmenter(nn.Module):
 
 def upgrade_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
     """A training checkpoint's state dict with the network's keys as today's (``model.*`` → ``segmenter.net.*``)."""
-    return {CHECKPOINT_PREFIX + key[len(LEGACY_CHECKPOINT_PREFIX):] if key.startswith(LEGACY_CHECKPOINT_PREFIX)
-            else key: value for key, value in state.items()}
+    return {
+        CHECKPOINT_PREFIX + key[len(LEGACY_CHECKPOINT_PREFIX) :]
+        if key.startswith(LEGACY_CHECKPOINT_PREFIX)
+        else key: value
+        for key, value in state.items()
+    }
 
 
 def network_state(state: Mapping[str, Any]) -> dict[str, Any]:
     """The network's tensors of a checkpoint's state dict (either layout), keyed as the network's own."""
-    return {key[len(CHECKPOINT_PREFIX):]: value for key, value in upgrade_state_dict(state).items()
-            if key.startswith(CHECKPOINT_PREFIX)}
+    return {
+        key[len(CHECKPOINT_PREFIX) :]: value
+        for key, value in upgrade_state_dict(state).items()
+        if key.startswith(CHECKPOINT_PREFIX)
+    }
 
 
 def checkpoint_of(run_or_ckpt: Path) -> Path:

@@ -74,12 +74,18 @@ def load_weights(model: nn.Module, path: Path) -> None:
         raise TrashsegError(
             f"model.weights: {path} does not fit the encoder of {getattr(model, 'name', type(model).__name__)}: "
             f"only {best.encoder_tensors} of its {len(encoder_state)} tensors match by name and shape "
-            f"(was the file saved for another encoder?)")
+            f"(was the file saved for another encoder?)"
+        )
     target = model.get_submodule(best.layout.target)
     missing = sum(not key.endswith("num_batches_tracked") and key not in best.tensors for key in target.state_dict())
     target.load_state_dict(best.tensors, strict=False)  # smp's encoders return None here, not the missing keys
-    log.info("loaded %d tensors from %s into %s (%d of its keys missing, left at their initialisation)",
-             len(best.tensors), path, best.layout.target or "the model", missing)
+    log.info(
+        "loaded %d tensors from %s into %s (%d of its keys missing, left at their initialisation)",
+        len(best.tensors),
+        path,
+        best.layout.target or "the model",
+        missing,
+    )
 
 
 def _match(model: nn.Module, state: Mapping[str, torch.Tensor], layout: _Layout) -> _Match:
@@ -89,12 +95,13 @@ def _match(model: nn.Module, state: Mapping[str, torch.Tensor], layout: _Layout)
     for key, value in state.items():
         if not key.startswith(layout.strip):
             continue
-        name = layout.add + key[len(layout.strip):]
+        name = layout.add + key[len(layout.strip) :]
         target = name if name in own else by_spelling.get(_spelling(name))
         if target is not None and target not in tensors and own[target].shape == value.shape:
             tensors[target] = value
-    encoder_tensors = (len(tensors) if layout.target == "encoder"
-                       else sum(name.startswith("encoder.") for name in tensors))
+    encoder_tensors = (
+        len(tensors) if layout.target == "encoder" else sum(name.startswith("encoder.") for name in tensors)
+    )
     return _Match(layout, tensors, encoder_tensors)
 
 
@@ -110,8 +117,9 @@ def _by_spelling(own: Mapping[str, torch.Tensor]) -> dict[str, str]:
     return {_spelling(key): key for key in own if counts[_spelling(key)] == 1}
 
 
-def load_torch_file(path: Path, *, key: str, kind: str, resave: str, map_location: str | torch.device = "cpu",
-                    mmap: bool = False) -> Any:
+def load_torch_file(
+    path: Path, *, key: str, kind: str, resave: str, map_location: str | torch.device = "cpu", mmap: bool = False
+) -> Any:
     """torch.load of tensors and plain Python values only (weights_only): unpickling any other object can run code
     hidden in the file. Errors name `key` (the setting or option that gave the file) and, for a file holding other
     objects, say how to `resave` it once the user trusts it."""
@@ -123,7 +131,8 @@ def load_torch_file(path: Path, *, key: str, kind: str, resave: str, map_locatio
             raise TrashsegError(f"{key}: cannot read {path} as a {kind} (corrupt?)") from None
         raise TrashsegError(
             f"{key}: {path} holds Python objects besides tensors ({', '.join(objects)}), which are only loaded "
-            f"from files you trust. If you do, {resave}") from None
+            f"from files you trust. If you do, {resave}"
+        ) from None
     except Exception as exc:  # corrupt or foreign file: torch raises many types
         raise TrashsegError(f"{key}: cannot read {path} as a {kind}: {exc}") from None
 
@@ -137,8 +146,13 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         except Exception as exc:  # corrupt or foreign file: safetensors raises many types
             raise TrashsegError(f"model.weights: cannot read {path} as a weights file: {exc}") from None
     else:
-        obj = load_torch_file(path, key="model.weights", kind="weights file", resave="re-save its weights alone, "
-                              "e.g. torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pth')")
+        obj = load_torch_file(
+            path,
+            key="model.weights",
+            kind="weights file",
+            resave="re-save its weights alone, "
+            "e.g. torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pth')",
+        )
     for key in _WRAPPER_KEYS:
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]

@@ -36,9 +36,11 @@ def require_crf() -> ModuleType:
     except MissingExtra:
         if sys.version_info < (3, 13):
             raise
-        raise MissingExtra("Dense CRF needs pydensecrf2, which does not build on Python 3.13 (its C++ sources are "
-                           "generated for older Pythons), so the `crf` extra installs nothing here: use Python 3.11 "
-                           "or 3.12 for CRF") from None
+        raise MissingExtra(
+            "Dense CRF needs pydensecrf2, which does not build on Python 3.13 (its C++ sources are "
+            "generated for older Pythons), so the `crf` extra installs nothing here: use Python 3.11 "
+            "or 3.12 for CRF"
+        ) from None
 
 
 def dense_crf(image: np.ndarray, probs: np.ndarray, cfg: CRFConfig) -> np.ndarray:
@@ -56,8 +58,12 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, cfg: CRFConfig) -> np.ndarra
     crf = dcrf.DenseCRF2D(pw, ph, c)
     crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(probs / probs.sum(0, keepdims=True))))
     crf.addPairwiseGaussian(sxy=cfg.gaussian_sxy, compat=cfg.gaussian_compat)
-    crf.addPairwiseBilateral(sxy=cfg.bilateral_sxy, srgb=cfg.bilateral_srgb,
-                             rgbim=np.ascontiguousarray(image, dtype=np.uint8), compat=cfg.bilateral_compat)
+    crf.addPairwiseBilateral(
+        sxy=cfg.bilateral_sxy,
+        srgb=cfg.bilateral_srgb,
+        rgbim=np.ascontiguousarray(image, dtype=np.uint8),
+        compat=cfg.bilateral_compat,
+    )
     refined = np.asarray(crf.inference(cfg.iterations), dtype=np.float32).reshape(c, ph, pw)
     return _resize_probs(refined, h, w) if (ph, pw) != (h, w) else refined
 

@@ -54,9 +54,14 @@ def class_shares(mask: np.ndarray, classes: list[str]) -> list[dict[str, Any]]:
     """Pixel count and share of every class present, largest first."""
     counts = np.bincount(mask.ravel(), minlength=len(classes))
     colors = class_colors(len(classes))
-    return sorted(({"id": i, "name": classes[i], "pixels": int(n), "share": float(n / mask.size),
-                    "color": _hex(colors[i])} for i, n in enumerate(counts) if n),
-                  key=lambda row: -row["pixels"])
+    return sorted(
+        (
+            {"id": i, "name": classes[i], "pixels": int(n), "share": float(n / mask.size), "color": _hex(colors[i])}
+            for i, n in enumerate(counts)
+            if n
+        ),
+        key=lambda row: -row["pixels"],
+    )
 
 
 def tta_name(cfg: InferConfig) -> str:
@@ -71,8 +76,11 @@ def request_tta(default: InferConfig, limits: ServeConfig, tta: str | None, scal
         if tta not in TTA_FLIPS:
             raise HTTPException(400, f"tta={tta!r}: unknown; one of {', '.join(TTA_FLIPS)}")
         if tta != tta_name(default) and tta not in limits.tta:
-            raise HTTPException(400, f"tta={tta}: not allowed on this server (allowed: "
-                                     f"{', '.join(sorted({*limits.tta, tta_name(default)}))}; serve.tta)")
+            raise HTTPException(
+                400,
+                f"tta={tta}: not allowed on this server (allowed: "
+                f"{', '.join(sorted({*limits.tta, tta_name(default)}))}; serve.tta)",
+            )
         update["hflip"], update["vflip"] = TTA_FLIPS[tta]
     if scales is not None:
         try:
@@ -81,11 +89,15 @@ def request_tta(default: InferConfig, limits: ServeConfig, tta: str | None, scal
             raise HTTPException(400, f"scales={scales!r}: expected comma-separated numbers, e.g. 1,1.25") from None
         if values != default.scales:
             if len(values) > limits.max_scales:
-                raise HTTPException(400, f"scales={scales}: {len(values)} scales, over this server's limit of "
-                                         f"{limits.max_scales} (serve.max_scales)")
+                raise HTTPException(
+                    400,
+                    f"scales={scales}: {len(values)} scales, over this server's limit of "
+                    f"{limits.max_scales} (serve.max_scales)",
+                )
             if not all(0 < v <= limits.max_scale for v in values):
-                raise HTTPException(400, f"scales={scales}: each must be > 0 and at most {limits.max_scale:g} "
-                                         "(serve.max_scale)")
+                raise HTTPException(
+                    400, f"scales={scales}: each must be > 0 and at most {limits.max_scale:g} (serve.max_scale)"
+                )
         update["scales"] = values
     return default.model_copy(update=update) if update else default
 
@@ -111,26 +123,51 @@ class Served:
     def require(self) -> InferenceModel:
         """The model, or 503 saying it is still loading (or failed to)."""
         if self.model is None:
-            raise HTTPException(503, self.error or "the model is still loading; retry shortly (GET /ready says "
-                                "when)", headers=None if self.error else {"Retry-After": "5"})
+            raise HTTPException(
+                503,
+                self.error or "the model is still loading; retry shortly (GET /ready says when)",
+                headers=None if self.error else {"Retry-After": "5"},
+            )
         return self.model
 
 
 def model_info(model: InferenceModel, infer: InferConfig, limits: ServeConfig, device: str) -> dict[str, Any]:
-    info = {"classes": model.classes, "colors": [_hex(c) for c in class_colors(len(model.classes))],
-            "image_size": model.image_size, **model.info,
-            "tta": {"hflip": infer.hflip, "vflip": infer.vflip, "scales": infer.scales, "mode": infer.mode,
-                    "name": tta_name(infer)},
-            "limits": {"tta": sorted({*limits.tta, tta_name(infer)}), "max_scales": limits.max_scales,
-                       "max_scale": limits.max_scale, "max_upload_mb": limits.max_upload_mb},
-            "device": device}
+    info = {
+        "classes": model.classes,
+        "colors": [_hex(c) for c in class_colors(len(model.classes))],
+        "image_size": model.image_size,
+        **model.info,
+        "tta": {
+            "hflip": infer.hflip,
+            "vflip": infer.vflip,
+            "scales": infer.scales,
+            "mode": infer.mode,
+            "name": tta_name(infer),
+        },
+        "limits": {
+            "tta": sorted({*limits.tta, tta_name(infer)}),
+            "max_scales": limits.max_scales,
+            "max_scale": limits.max_scale,
+            "max_upload_mb": limits.max_upload_mb,
+        },
+        "device": device,
+    }
     if "source" in info:  # the file's name only: its absolute path would show every visitor the server's folders
         info["source"] = Path(info["source"]).name
     return info
 
 
-def answer(model: InferenceModel, cfg: InferConfig, data: bytes, name: str, *, fmt: str, max_pixels: int,
-           device: torch.device | str, min_area: int = 0) -> Any:
+def answer(
+    model: InferenceModel,
+    cfg: InferConfig,
+    data: bytes,
+    name: str,
+    *,
+    fmt: str,
+    max_pixels: int,
+    device: torch.device | str,
+    min_area: int = 0,
+) -> Any:
     """Decode, predict and encode one upload: the work the pool bounds (decoding a large JPEG is work too).
 
     Only the JSON answer carries objects, whose confidences need the probabilities; the PNG answers take the
@@ -145,17 +182,27 @@ def answer(model: InferenceModel, cfg: InferConfig, data: bytes, name: str, *, f
     probs = predictor.predict([image])[0]
     mask = probs.argmax(0).astype(np.uint8)
     objects = find_objects(mask, model.classes, probs, min_area=min_area)
-    return {"file": name, "height": int(mask.shape[0]), "width": int(mask.shape[1]),
-            "tta": {"name": tta_name(cfg), "scales": cfg.scales},
-            "classes": class_shares(mask, model.classes),
-            "objects": [obj.to_dict() for obj in objects],
-            "overlay_png": base64.b64encode(_png(overlay_panel(image, mask, model.classes))).decode(),
-            "mask_png": base64.b64encode(_png(mask)).decode()}
+    return {
+        "file": name,
+        "height": int(mask.shape[0]),
+        "width": int(mask.shape[1]),
+        "tta": {"name": tta_name(cfg), "scales": cfg.scales},
+        "classes": class_shares(mask, model.classes),
+        "objects": [obj.to_dict() for obj in objects],
+        "overlay_png": base64.b64encode(_png(overlay_panel(image, mask, model.classes))).decode(),
+        "mask_png": base64.b64encode(_png(mask)).decode(),
+    }
 
 
-def create_app(load: Callable[[], InferenceModel], *, infer: InferConfig, serve: ServeConfig | None = None,
-               device: torch.device | str = "cpu", max_pixels: int = MAX_PIXELS,
-               on_load_failure: Callable[[Exception], None] | None = None) -> FastAPI:
+def create_app(
+    load: Callable[[], InferenceModel],
+    *,
+    infer: InferConfig,
+    serve: ServeConfig | None = None,
+    device: torch.device | str = "cpu",
+    max_pixels: int = MAX_PIXELS,
+    on_load_failure: Callable[[Exception], None] | None = None,
+) -> FastAPI:
     """`load` runs in a background thread once the server starts (``/ready`` turns 200 when it returns; if it
     raises, ``/ready`` stays 503 with the reason and `on_load_failure` gets the error, e.g. to stop the server);
     `max_pixels` (data.max_pixels) refuses uploads by their header's size, before decoding them."""
@@ -193,26 +240,40 @@ def create_app(load: Callable[[], InferenceModel], *, infer: InferConfig, serve:
         return model_info(served.require(), infer, limits, str(device))
 
     @app.post("/predict")
-    async def predict(file: UploadFile = File(...),
-                      format: str = Query("json", pattern="^(json|overlay|mask)$",
-                                          description="json (shares + PNGs in base64), overlay or mask (a PNG)"),
-                      tta: str | None = Query(None, description=f"flips: {' | '.join(TTA_FLIPS)} (within serve.tta)"),
-                      scales: str | None = Query(None, description="TTA scales, e.g. 1,1.25 (within "
-                                                                   "serve.max_scales and serve.max_scale)"),
-                      min_area: int = Query(0, ge=0, description="objects smaller than this (pixels) are left out "
-                                                                  "of the JSON's objects")) -> Any:
+    async def predict(
+        file: UploadFile = File(...),
+        format: str = Query(
+            "json",
+            pattern="^(json|overlay|mask)$",
+            description="json (shares + PNGs in base64), overlay or mask (a PNG)",
+        ),
+        tta: str | None = Query(None, description=f"flips: {' | '.join(TTA_FLIPS)} (within serve.tta)"),
+        scales: str | None = Query(
+            None, description="TTA scales, e.g. 1,1.25 (within serve.max_scales and serve.max_scale)"
+        ),
+        min_area: int = Query(
+            0, ge=0, description="objects smaller than this (pixels) are left out of the JSON's objects"
+        ),
+    ) -> Any:
         """Async, with the work in the bounded pool: the event loop stays free to refuse what does not fit."""
         model = served.require()
         cfg = request_tta(infer, limits, tta, scales)
         name = file.filename or "upload"
         data = await file.read()
         try:
-            return await pool.run(lambda: answer(model, cfg, data, name, fmt=format, max_pixels=max_pixels,
-                                                 device=device, min_area=min_area), limits.timeout)
+            return await pool.run(
+                lambda: answer(
+                    model, cfg, data, name, fmt=format, max_pixels=max_pixels, device=device, min_area=min_area
+                ),
+                limits.timeout,
+            )
         except PoolFull as exc:
-            raise HTTPException(503, f"server busy: {pool.capacity} requests running or queued (serve.workers + "
-                                     f"serve.queue); retry in {exc.retry_after} s",
-                                headers={"Retry-After": str(exc.retry_after)}) from None
+            raise HTTPException(
+                503,
+                f"server busy: {pool.capacity} requests running or queued (serve.workers + "
+                f"serve.queue); retry in {exc.retry_after} s",
+                headers={"Retry-After": str(exc.retry_after)},
+            ) from None
         except TimeoutError:
             raise HTTPException(504, f"{name}: no answer within {limits.timeout:g} s (serve.timeout)") from None
         except ImageTooLarge as exc:

@@ -27,8 +27,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning writes checkpoints in place; a crash mid-write would leave a torn last.ckpt. Write, then rename."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        atomic_write_with(path, lambda tmp: super(AtomicCheckpointIO, self).save_checkpoint(checkpoint, tmp,
-                                                                                          storage_options))
+        atomic_write_with(
+            path, lambda tmp: super(AtomicCheckpointIO, self).save_checkpoint(checkpoint, tmp, storage_options)
+        )
 
 
 class RNGState(pl.Callback):
@@ -36,10 +37,12 @@ class RNGState(pl.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         kind, keys, pos, has_gauss, gauss = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
-        return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos,
-                                                       has_gauss, gauss],
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+        return {
+            "python": random.getstate(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         random.setstate(state["python"])
@@ -67,8 +70,11 @@ class SamplerEpoch(pl.Callback):
     def state_dict(self) -> dict[str, Any]:
         """The epoch Lightning will pass to set_epoch when it resumes from this checkpoint."""
         # Lightning types `current` as the base tracker; the epoch loop's is a _ProcessedTracker
-        return {"epoch": self.trainer.fit_loop.epoch_progress.current.processed  # type: ignore[attr-defined]
-                if self.trainer else 0}
+        return {
+            "epoch": self.trainer.fit_loop.epoch_progress.current.processed  # type: ignore[attr-defined]
+            if self.trainer
+            else 0
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.sampler.set_epoch(state["epoch"])
@@ -98,8 +104,14 @@ class Throughput(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._images += len(batch["image"]) * trainer.world_size
-        pl_module.log("img_s", self._images / max(1e-9, time.perf_counter() - self._start), prog_bar=True,
-                      on_step=True, on_epoch=False, rank_zero_only=True)
+        pl_module.log(
+            "img_s",
+            self._images / max(1e-9, time.perf_counter() - self._start),
+            prog_bar=True,
+            on_step=True,
+            on_epoch=False,
+            rank_zero_only=True,
+        )
 
 
 class ValidationReport(pl.Callback):
@@ -117,8 +129,12 @@ class ValidationReport(pl.Callback):
             return
         epoch = trainer.current_epoch
         hist = module.val_meter.hist.cpu().numpy()
-        plot_confusion(hist, self.classes, self.run_dir / "plots" / "confusion_last.png",
-                       f"epoch {epoch}: val mIoU {scores.miou:.4f}")
+        plot_confusion(
+            hist,
+            self.classes,
+            self.run_dir / "plots" / "confusion_last.png",
+            f"epoch {epoch}: val mIoU {scores.miou:.4f}",
+        )
         table = Table(title=f"epoch {epoch} validation: mIoU {scores.miou:.4f}")
         table.add_column("class")
         table.add_column("IoU", justify="right")
@@ -130,8 +146,12 @@ class ValidationReport(pl.Callback):
         if scores.miou == scores.miou and scores.miou > self.best:
             self.best = scores.miou
             atomic_write_json(self.run_dir / "metrics.json", {"best": record})
-            plot_confusion(hist, self.classes, self.run_dir / "plots" / "confusion_best.png",
-                           f"best: epoch {epoch}, val mIoU {scores.miou:.4f}")
+            plot_confusion(
+                hist,
+                self.classes,
+                self.run_dir / "plots" / "confusion_best.png",
+                f"best: epoch {epoch}, val mIoU {scores.miou:.4f}",
+            )
 
     def _append_history(self, record: dict) -> None:
         """Rewrite history.jsonl atomically, dropping lines from this epoch on: a run that crashed after a
@@ -161,8 +181,15 @@ class PredictionImages(pl.Callback):
 
         return [lg for lg in trainer.loggers if isinstance(lg, (TensorBoardLogger, WandbLogger))]
 
-    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
-                                batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: dict,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if batch_idx != 0 or trainer.sanity_checking or not trainer.is_global_zero:
             return
         loggers = self._loggers(trainer)
@@ -172,8 +199,12 @@ class PredictionImages(pl.Callback):
         with torch.no_grad():
             preds = pl_module(images).argmax(1).cpu().numpy().astype(np.uint8)
         truths = batch["mask"][: self.count].cpu().numpy() if "mask" in batch else [None] * len(preds)
-        grid = np.vstack([overlay_panel(img, pred, self.classes, truth) for img, pred, truth in
-                          zip(images.cpu().numpy(), preds, truths, strict=True)])
+        grid = np.vstack(
+            [
+                overlay_panel(img, pred, self.classes, truth)
+                for img, pred, truth in zip(images.cpu().numpy(), preds, truths, strict=True)
+            ]
+        )
         for logger in loggers:
             if hasattr(logger.experiment, "add_image"):  # TensorBoard
                 logger.experiment.add_image(self.tag, grid, trainer.global_step, dataformats="HWC")

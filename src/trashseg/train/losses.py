@@ -48,8 +48,9 @@ class OhemCrossEntropy(nn.Module):
         self.register_buffer("weight", weight, persistent=False)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        losses = F.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index,
-                                 reduction="none").flatten()
+        losses = F.cross_entropy(
+            logits, target, weight=self.weight, ignore_index=self.ignore_index, reduction="none"
+        ).flatten()
         losses = losses[target.flatten() != self.ignore_index]
         if losses.numel() == 0:
             return logits.sum() * 0.0
@@ -73,8 +74,10 @@ class SegmentationLoss(nn.Module):
         }
         self.weights = {name: getattr(cfg, name) for name in factories if getattr(cfg, name) > 0}
         if not self.weights:
-            raise TrashsegError(f"loss: every term has weight 0; set at least one of "
-                                f"{', '.join('loss.' + name for name in factories)} > 0")
+            raise TrashsegError(
+                f"loss: every term has weight 0; set at least one of "
+                f"{', '.join('loss.' + name for name in factories)} > 0"
+            )
         self.terms = nn.ModuleDict({name: factories[name]() for name in self.weights})
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -71,7 +71,8 @@ class SegmentationModule(pl.LightningModule):
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}: lower optim.lr, "
-                "set train.grad_clip, or use train.precision=32 / bf16-mixed instead of 16-mixed")
+                "set train.grad_clip, or use train.precision=32 / bf16-mixed instead of 16-mixed"
+            )
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(target))
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
@@ -104,4 +105,3 @@ class SegmentationModule(pl.LightningModule):
         per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
         scheduler = build_scheduler(self.cfg.optim, optimizer, total, per_epoch)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-

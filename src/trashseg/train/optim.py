@@ -17,15 +17,15 @@ def param_groups(cfg: OptimConfig, model: nn.Module) -> list[dict]:
     encoder_params = list(model.get_submodule("encoder").parameters())
     encoder = {id(p) for p in encoder_params}
     rest = [p for p in model.parameters() if id(p) not in encoder]
-    return [{"params": rest, "lr": cfg.lr},
-            {"params": encoder_params, "lr": cfg.lr * cfg.encoder_lr_mult}]
+    return [{"params": rest, "lr": cfg.lr}, {"params": encoder_params, "lr": cfg.lr * cfg.encoder_lr_mult}]
 
 
 def build_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
     factories: dict[str, Callable[[], torch.optim.Optimizer]] = {
         "adamw": lambda: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
-        "sgd": lambda: torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                                       nesterov=cfg.momentum > 0),
+        "sgd": lambda: torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0
+        ),
     }
     return factories[cfg.name]()
 
@@ -43,7 +43,8 @@ def lr_factor(cfg: OptimConfig, step: int, total_steps: int, warmup_steps: int) 
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * decay if cfg.schedule != "constant" else 1.0
 
 
-def build_scheduler(cfg: OptimConfig, optimizer: torch.optim.Optimizer, total_steps: int,
-                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    cfg: OptimConfig, optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(cfg, step, total_steps, warmup))

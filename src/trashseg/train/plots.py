@@ -27,11 +27,19 @@ def plot_confusion(hist: np.ndarray, classes: list[str], path: str | Path, title
     for i in range(n):
         for j in range(n):
             if norm[i, j] >= 0.01:
-                ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{norm[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     ax.set_xticks(range(n), classes, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(n), [f"{c} ({'—' if v != v else f'{v:.2f}'})" for c, v in zip(classes, iou, strict=True)],
-                  fontsize=8)
+    ax.set_yticks(
+        range(n), [f"{c} ({'—' if v != v else f'{v:.2f}'})" for c, v in zip(classes, iou, strict=True)], fontsize=8
+    )
     ax.set_xlabel("predicted")
     ax.set_ylabel("ground truth (IoU)")
     ax.set_title(title or "confusion matrix (row-normalised)")

@@ -51,8 +51,10 @@ from trashseg.train.sampling import EpochSampler, ShardSampler
 log = logging.getLogger(__name__)
 
 # What a user who trusts a last.ckpt holding other objects than tensors and plain values can still do with it.
-RESAVE_RESUME = ("start a new run from its weights: torch.save(torch.load(path, weights_only=False)['state_dict'], "
-                 "'weights.pth'), then train with --set model.weights=weights.pth and another --out")
+RESAVE_RESUME = (
+    "start a new run from its weights: torch.save(torch.load(path, weights_only=False)['state_dict'], "
+    "'weights.pth'), then train with --set model.weights=weights.pth and another --out"
+)
 
 
 @dataclass
@@ -69,10 +71,15 @@ def build_data(cfg: Config) -> TrainData:
     train_split, val_split = (load_named_split(cfg.data, name, require_annotations=True) for name in ("train", "val"))
     images = image_cache(cfg.data)
     train_masks = mask_cache(train_split, cfg.data, presized=True)
-    plain = SegmentationDataset(train_split, train_masks, build_transform(cfg.augment, True, cfg.data.ignore_index),
-                                images)
-    val = SegmentationDataset(val_split, mask_cache(val_split, cfg.data, presized=True),
-                              build_transform(cfg.augment, False, cfg.data.ignore_index), images)
+    plain = SegmentationDataset(
+        train_split, train_masks, build_transform(cfg.augment, True, cfg.data.ignore_index), images
+    )
+    val = SegmentationDataset(
+        val_split,
+        mask_cache(val_split, cfg.data, presized=True),
+        build_transform(cfg.augment, False, cfg.data.ignore_index),
+        images,
+    )
     pastes_rarest = cfg.augment.copy_paste.prob > 0 and cfg.augment.copy_paste.classes is None
     needs_stats = cfg.loss.class_weights != "none" or cfg.train.balanced_sampling > 0 or pastes_rarest
     stats = class_stats(train_split, train_masks) if needs_stats else None  # one pass over the masks serves all
@@ -82,8 +89,14 @@ def build_data(cfg: Config) -> TrainData:
         sampling = balanced_image_weights(stats, cfg.train.balanced_sampling)
     train: SegmentationDataset | CopyPasteDataset = plain
     if cfg.augment.copy_paste.prob > 0 or cfg.augment.cutmix_prob > 0:
-        train = pasting = CopyPasteDataset(plain, cfg.augment.copy_paste, cfg.data.classes, seed=cfg.train.seed,
-                                           cutmix_prob=cfg.augment.cutmix_prob, stats=stats)
+        train = pasting = CopyPasteDataset(
+            plain,
+            cfg.augment.copy_paste,
+            cfg.data.classes,
+            seed=cfg.train.seed,
+            cutmix_prob=cfg.augment.cutmix_prob,
+            stats=stats,
+        )
         if cfg.augment.copy_paste.prob > 0:
             _ = pasting.donors  # scan masks once here, not once per DataLoader worker
     if cfg.data.extra:
@@ -92,12 +105,16 @@ def build_data(cfg: Config) -> TrainData:
     return TrainData(train, val, train_split, weights, sampling)
 
 
-def _mix_extra(cfg: Config, train: SegmentationDataset | CopyPasteDataset, sampling: np.ndarray | None,
-               images: ImageCache | None) -> tuple[SeededConcat, np.ndarray]:
+def _mix_extra(
+    cfg: Config, train: SegmentationDataset | CopyPasteDataset, sampling: np.ndarray | None, images: ImageCache | None
+) -> tuple[SeededConcat, np.ndarray]:
     """Append pseudo-label datasets; each epoch draws `extra_ratio` of its samples from them."""
     transform = build_transform(cfg.augment, True, cfg.data.ignore_index)
-    extras = [SegmentationDataset(split, PngMasks(path, cfg.data.cache_size), transform, images)
-              for path in cfg.data.extra for split in [load_extra(path, cfg.data)]]
+    extras = [
+        SegmentationDataset(split, PngMasks(path, cfg.data.cache_size), transform, images)
+        for path in cfg.data.extra
+        for split in [load_extra(path, cfg.data)]
+    ]
     base = sampling if sampling is not None else np.full(len(train), 1.0 / len(train))
     n_extra = sum(len(e) for e in extras)
     weights = np.concatenate([base * (1 - cfg.data.extra_ratio), np.full(n_extra, cfg.data.extra_ratio / n_extra)])
@@ -117,9 +134,14 @@ def build_loaders(cfg: Config, data: TrainData) -> tuple[DataLoader, DataLoader]
     base = len(data.train_split.images)  # an epoch = one pass worth of the real training set, extra data or not
     num_samples = min(base, t.max_steps_per_epoch * t.batch_size) if t.max_steps_per_epoch else base
     sampler = EpochSampler(n, t.seed, weights=data.sampling_weights, num_samples=num_samples)
-    loader = partial(DataLoader, batch_size=t.batch_size, num_workers=t.num_workers,
-                     pin_memory=torch.cuda.is_available(), persistent_workers=t.num_workers > 0,
-                     worker_init_fn=partial(_init_worker, os.getpid()))
+    loader = partial(
+        DataLoader,
+        batch_size=t.batch_size,
+        num_workers=t.num_workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=t.num_workers > 0,
+        worker_init_fn=partial(_init_worker, os.getpid()),
+    )
     train = loader(data.train, sampler=sampler, drop_last=num_samples > t.batch_size)
     val = loader(data.val, sampler=ShardSampler(len(data.val)))
     return train, val
@@ -135,16 +157,19 @@ def _loggers(cfg: Config, run_dir: Path) -> list:
         "csv": lambda: loggers.CSVLogger(run_dir / "logs", name="csv", version=version),
         "tensorboard": lambda: loggers.TensorBoardLogger(run_dir / "logs", name="tensorboard", version=version),
         "wandb": lambda: loggers.WandbLogger(project="trashseg", name=cfg.name, save_dir=str(run_dir / "logs")),
-        "mlflow": lambda: loggers.MLFlowLogger(experiment_name="trashseg", run_name=cfg.name,
-                                               save_dir=str(run_dir / "logs" / "mlruns")),
+        "mlflow": lambda: loggers.MLFlowLogger(
+            experiment_name="trashseg", run_name=cfg.name, save_dir=str(run_dir / "logs" / "mlruns")
+        ),
     }
     out = []
     for name in cfg.train.loggers:
         try:
             out.append(factories[name]())
         except ModuleNotFoundError as exc:
-            raise TrashsegError(f"train.loggers: '{name}' needs a package that is not installed ({exc.name}); "
-                                f"pip install {exc.name} or remove it from train.loggers") from None
+            raise TrashsegError(
+                f"train.loggers: '{name}' needs a package that is not installed ({exc.name}); "
+                f"pip install {exc.name} or remove it from train.loggers"
+            ) from None
     return out
 
 
@@ -169,12 +194,25 @@ def _quiet_lightning() -> None:
 def build_trainer(cfg: Config, run_dir: Path, extra_callbacks: list | None = None) -> pl.Trainer:
     _quiet_lightning()
     t = cfg.train
-    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/mIoU", mode="max",
-                           save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False)
+    best = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor="val/mIoU",
+        mode="max",
+        save_top_k=1,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
+    )
     # A callback of its own for last.ckpt: Lightning's save_last only writes when the top-k checkpoint changes, so a
     # run whose val mIoU stopped improving would resume (and report "last") from its best epoch instead.
-    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
-                           save_on_train_epoch_end=True, enable_version_counter=False)
+    last = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
     callbacks = [best, last, RNGState(), Throughput(), ValidationReport(run_dir, cfg.data.classes)]
     if {"tensorboard", "wandb"} & set(t.loggers):
         callbacks.append(PredictionImages(cfg.data.classes))
@@ -186,14 +224,26 @@ def build_trainer(cfg: Config, run_dir: Path, extra_callbacks: list | None = Non
         callbacks.append(FreezeEncoder(t.freeze_encoder_epochs))
     multi = t.num_nodes > 1 or t.devices not in (1, "1", "auto")
     return pl.Trainer(
-        default_root_dir=run_dir, max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices,
-        num_nodes=t.num_nodes, strategy="ddp" if multi else "auto", precision=t.precision,
-        accumulate_grad_batches=t.accumulate, gradient_clip_val=t.grad_clip,
+        default_root_dir=run_dir,
+        max_epochs=t.epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy="ddp" if multi else "auto",
+        precision=t.precision,
+        accumulate_grad_batches=t.accumulate,
+        gradient_clip_val=t.grad_clip,
         callbacks=callbacks + (extra_callbacks or []),
-        logger=_loggers(cfg, run_dir), plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
-        num_sanity_val_steps=0, deterministic=False, log_every_n_steps=1, benchmark=torch.cuda.is_available(),
+        logger=_loggers(cfg, run_dir),
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+        deterministic=False,
+        log_every_n_steps=1,
+        benchmark=torch.cuda.is_available(),
         max_time=timedelta(minutes=t.time_limit_minutes) if t.time_limit_minutes else None,
-        enable_model_summary=False, check_val_every_n_epoch=t.val_every,
+        enable_model_summary=False,
+        check_val_every_n_epoch=t.val_every,
     )
 
 

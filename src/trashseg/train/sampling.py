@@ -57,8 +57,9 @@ class ShardSampler(Sampler[int]):
         self.size = size
 
     def _shard(self) -> range:
-        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() \
-            else (0, 1)
+        rank, world = (
+            (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+        )
         return range(rank, self.size, world)
 
     def __iter__(self):

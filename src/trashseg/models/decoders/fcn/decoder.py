@@ -26,10 +26,12 @@ class FCNDecoder(nn.Module):
         super().__init__()
         if num_convs < 1:
             raise ValueError(f"FCN needs decoder_num_convs >= 1, got {num_convs}")
-        self.convs = nn.Sequential(*(
-            Conv2dReLU(in_channels if i == 0 else out_channels, out_channels, kernel_size=3, padding=1)
-            for i in range(num_convs)
-        ))
+        self.convs = nn.Sequential(
+            *(
+                Conv2dReLU(in_channels if i == 0 else out_channels, out_channels, kernel_size=3, padding=1)
+                for i in range(num_convs)
+            )
+        )
         self.conv_cat = (
             Conv2dReLU(in_channels + out_channels, out_channels, kernel_size=3, padding=1) if concat_input else None
         )

@@ -89,8 +89,7 @@ class OCRNetDecoder(nn.Module):
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         size = features[2].shape[-2:]
         x = torch.cat(
-            [features[2]]
-            + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in features[3:]],
+            [features[2]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in features[3:]],
             dim=1,
         )
         region_logits = self.region_head(x)
