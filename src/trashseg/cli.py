@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -360,39 +360,23 @@ def predict(
     model = load_model(source, dev)
     cfg = _config(config, set_, data, model.classes)
     _infer_cfg(cfg, hflip, vflip, scales)
-    refine = DenseCRF(cfg.crf) if crf else None
+    options: dict[str, Any] = {  # the same for a split and for photos
+        "save_probs": save_probs,
+        "refine": DenseCRF(cfg.crf) if crf else None,
+        "objects": objects,
+        "min_area": min_area,
+        "device": dev,
+        "workers": workers,
+    }
     if images is not None:
-        stats = predict_images(
-            model,
-            images,
-            out,
-            cfg=cfg,
-            save_probs=save_probs,
-            refine=refine,
-            objects=objects,
-            min_area=min_area,
-            device=dev,
-            workers=workers,
-            stride=stride,
-        )
+        stats = predict_images(model, images, out, cfg=cfg, stride=stride, **options)
         console.print(f"{out}: { {k: v for k, v in stats.items() if k not in ('unreadable', 'video_problem')} }")
         if stats["unreadable"]:
             raise unreadable_error(stats, out)
         if "video_problem" in stats:
             raise VideoError(f"{stats['video_problem']}; the frames before it are predicted in {out}")
         return
-    stats = predict_split(
-        model,
-        _load(cfg, split),
-        out,
-        cfg=cfg.infer,
-        save_probs=save_probs,
-        refine=refine,
-        objects=objects,
-        min_area=min_area,
-        device=dev,
-        workers=workers,
-    )
+    stats = predict_split(model, _load(cfg, split), out, cfg=cfg.infer, **options)
     console.print(f"{out}: {stats}")
 
 

@@ -10,6 +10,7 @@ millisecond per image where a matplotlib figure would cost a hundred.
 from __future__ import annotations
 
 import colorsys
+from typing import Any
 
 import cv2
 import matplotlib
@@ -89,3 +90,11 @@ def overlay_panel(
     panel = np.hstack([tiles[0], gap, tiles[1]]) if len(tiles) == 2 else tiles[0]
     ids = sorted(c for c in shown if 0 < c < len(classes))
     return np.vstack([panel, _legend(ids, classes, colors, panel.shape[1])]) if ids else panel
+
+
+def label_cells(ax: Any, shade: np.ndarray, texts: dict[tuple[int, int], str], fontsize: int) -> None:
+    """Write each text in its (row, column) cell of a heatmap drawn on `ax`, white where the cell is dark
+    (`shade` > 0.5), so a matrix reads as numbers as well as colours."""
+    for (i, j), text in texts.items():
+        color = "white" if shade[i, j] > 0.5 else "black"
+        ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, color=color)

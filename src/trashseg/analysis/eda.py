@@ -22,7 +22,7 @@ from trashseg.data.coco import CocoSplit
 from trashseg.data.images import read_image
 from trashseg.data.masks import MaskCache, annotation_rle
 from trashseg.data.stats import ClassStats, class_stats
-from trashseg.draw import blend, class_colors
+from trashseg.draw import blend, class_colors, label_cells
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_write_json, make_folder
 from trashseg.progress import progress_bar
@@ -165,18 +165,7 @@ def _cooccurrence_figure(matrix: np.ndarray, classes: list[str]):
     share = np.divide(m, diag[:, None], out=np.zeros_like(m), where=diag[:, None] > 0)
     fig, ax = plt.subplots(figsize=(1.5 + 0.5 * n, 1.0 + 0.45 * n))
     ax.imshow(share, cmap="Purples", vmin=0, vmax=1)
-    for i in range(n):
-        for j in range(n):
-            if i != j and m[i, j]:
-                ax.text(
-                    j,
-                    i,
-                    f"{int(m[i, j])}",
-                    ha="center",
-                    va="center",
-                    fontsize=6,
-                    color="white" if share[i, j] > 0.5 else "black",
-                )
+    label_cells(ax, share, {(i, j): f"{int(m[i, j])}" for i in range(n) for j in range(n) if i != j and m[i, j]}, 6)
     ax.set_xticks(range(n), classes[1:], rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(n), [f"{c} ({int(d)})" for c, d in zip(classes[1:], diag, strict=True)], fontsize=8)
     ax.set_title("co-occurrence: images with both (colour: share of the row class's images)", fontsize=9)

@@ -23,20 +23,10 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from trashseg.config import RECYCLING_CLASSES
 from trashseg.fileio import atomic_write_text, atomic_write_with
 
-CATEGORY_NAMES: tuple[str, ...] = (
-    "General trash",
-    "Paper",
-    "Paper pack",
-    "Metal",
-    "Glass",
-    "Plastic",
-    "Styrofoam",
-    "Plastic bag",
-    "Battery",
-    "Clothing",
-)
+CATEGORY_NAMES: tuple[str, ...] = RECYCLING_CLASSES[1:]  # the competition's categories: no background
 CATEGORIES: list[dict] = [{"id": i, "name": name, "supercategory": name} for i, name in enumerate(CATEGORY_NAMES, 1)]
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 BATCH_DIRS: tuple[str, ...] = ("batch_01_vt", "batch_02_vt", "batch_03")
