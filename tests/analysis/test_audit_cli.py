@@ -23,6 +23,26 @@ RECIPE = Path(__file__).resolve().parents[2] / "configs" / "small_cpu.yaml"
 CLASSES = ["Background", *CATEGORY_NAMES]
 
 
+def _train_two_folds(cli, data: Path, tmp_path: Path, settings: list[str]) -> None:
+    """Split `data` into 2 folds and train both into tmp_path/runs: the out-of-fold models an audit reads."""
+    assert cli(["split", data, "--folds", "2"])[0] == 0
+    code, text = cli(
+        [
+            "train",
+            RECIPE,
+            "--data",
+            data,
+            "--all-folds",
+            "2",
+            "--out",
+            tmp_path / "runs",
+            *[a for s in settings for a in ("--set", s)],
+            *_cache(tmp_path),
+        ]
+    )
+    assert code == 0, text
+
+
 def _cache(tmp_path: Path) -> list[str]:
     return ["--set", f"data.cache_dir={tmp_path / 'cache'}"]
 
@@ -67,22 +87,7 @@ def test_audit_of_fold_runs_predicts_out_of_fold_and_does_not_warn(sample_data: 
         "train.batch_size=2",
         "train.loggers=[csv]",
     ]
-    assert cli(["split", data, "--folds", "2"])[0] == 0
-    code, text = cli(
-        [
-            "train",
-            RECIPE,
-            "--data",
-            data,
-            "--all-folds",
-            "2",
-            "--out",
-            tmp_path / "runs",
-            *[a for s in tiny for a in ("--set", s)],
-            *_cache(tmp_path),
-        ]
-    )
-    assert code == 0, text
+    _train_two_folds(cli, data, tmp_path, tiny)
 
     out = tmp_path / "audit"
     code, text = cli(["audit", tmp_path / "runs", "--data", data, "--out", out, *_cache(tmp_path)])
@@ -137,22 +142,7 @@ def test_audit_finds_planted_label_errors_out_of_fold(tmp_path: Path, cli: Cli) 
     corrupted, planted = plant_errors(json.loads((data / "train.json").read_text()), 0.15, seed=3)
     (data / "train.json").write_text(json.dumps(corrupted))
     settings = ["train.epochs=4", "train.val_every=4", "augment.image_size=64", "train.loggers=[csv]"]
-    assert cli(["split", data, "--folds", "2"])[0] == 0
-    code, text = cli(
-        [
-            "train",
-            RECIPE,
-            "--data",
-            data,
-            "--all-folds",
-            "2",
-            "--out",
-            tmp_path / "runs",
-            *[a for s in settings for a in ("--set", s)],
-            *_cache(tmp_path),
-        ]
-    )
-    assert code == 0, text
+    _train_two_folds(cli, data, tmp_path, settings)
     code, text = cli(["audit", tmp_path / "runs", "--data", data, "--out", tmp_path / "audit", *_cache(tmp_path)])
     assert code == 0, text
     scored = score_audit(json.loads((tmp_path / "audit" / "issues.json").read_text()), planted)
