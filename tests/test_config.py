@@ -73,6 +73,13 @@ def test_python_tags_in_set_values_and_recipes_are_refused_without_running_them(
     assert not marker.exists()
 
 
+def test_recipe_that_is_not_utf8_is_named(tmp_path):
+    recipe = tmp_path / "latin1.yaml"
+    recipe.write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(TrashsegError, match=r"latin1.yaml: not UTF-8 text \(byte 0xe9 at offset 9\)"):
+        load_config(recipe)
+
+
 def test_set_value_that_is_not_yaml_is_named(tiny, capsys):
     code, text = run_cli(["data", "check", tiny, "--set", "data.classes=[bg, a"], capsys)
     assert code == 2 and "--set data.classes: '[bg, a' is not a plain YAML value" in text, text

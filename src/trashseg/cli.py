@@ -106,9 +106,10 @@ def data_check(
 ) -> None:
     """Validate JSON, ids, categories, images and annotations; exit 1 when something is wrong."""
     from trashseg.data.check import check_dataset, summarize
-    from trashseg.fileio import atomic_write_json
+    from trashseg.fileio import atomic_write_json, ensure_writable
 
     cfg = _config(config, set_, data)
+    ensure_writable(report)
     reports = check_dataset(cfg.data, workers=workers)
     summary = summarize(reports)
     atomic_write_json(report, summary)

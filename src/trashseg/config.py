@@ -177,6 +177,7 @@ class TrainConfig(Section):
     time_limit_minutes: float | None = None  # stop cleanly (checkpoints kept) after this much training time
     freeze_encoder_epochs: int = Field(0, ge=0)  # train only the decoder for the first N epochs (pretrained encoder)
     freeze_bn: bool = False  # encoder BatchNorm in eval mode: keeps pretrained statistics when batches are tiny
+    frozen_stages: int = Field(0, ge=0, le=5)  # encoder layers at 1/2 … 1/2^N resolution never train (mmseg's)
 
     @model_validator(mode="after")
     def _last_epoch_is_validated(self) -> TrainConfig:
@@ -279,6 +280,9 @@ def _read_yaml(path: Path) -> dict:
         raise TrashsegError(f"config file not found: {path}") from None
     except yaml.YAMLError as exc:
         raise TrashsegError(f"{path}: invalid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start]
+        raise TrashsegError(f"{path}: not UTF-8 text (byte {byte:#04x} at offset {exc.start})") from None
     if not isinstance(data, dict):
         raise TrashsegError(f"{path}: a config must be a mapping of keys, got {type(data).__name__}")
     return data

@@ -65,6 +65,14 @@ def _temp_beside(path: Path) -> tuple[int, Path]:
     return fd, Path(tmp)
 
 
+def ensure_writable(path: str | os.PathLike) -> None:
+    """Fail now, with ``atomic_write_*``'s named error, when `path` could not be written at the end of a long job
+    (a folder given for a file, a read-only place): the work before it would be lost."""
+    fd, tmp = _temp_beside(Path(path))
+    os.close(fd)
+    tmp.unlink()
+
+
 def remove_stale_temps(folder: str | os.PathLike) -> int:
     """Delete the temporaries under `folder` whose writer (on this host) is dead: a SIGKILL skips atomic_open's
     cleanup. Returns how many.

@@ -90,6 +90,12 @@ def test_cli_exit_codes_and_report(tiny, tmp_path, capsys):
     assert json.loads(report.read_text())["splits"][0]["by_code"]["degenerate"] == 2
 
 
+def test_cli_report_path_that_cannot_be_written_fails_before_the_check(tiny, tmp_path, capsys):
+    code, out = run_cli(["data", "check", tiny, "--set", f"data.classes={CLASSES}", "--report", tmp_path], capsys)
+    assert code == 2 and f"cannot write {tmp_path}: it is a folder; give a file path" in out
+    assert "data check:" not in out  # refused before checking the images, not after
+
+
 def test_cli_unknown_category_is_a_clear_error(tmp_path, capsys):
     make_coco(
         tmp_path, categories=[{"id": 1, "name": "Paper"}, {"id": 2, "name": "Cigarette"}, {"id": 3, "name": "Battery"}]

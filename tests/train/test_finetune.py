@@ -12,9 +12,11 @@ import torch
 from torch import nn
 
 from tests.helpers import quick_cfg
-from trashseg.config import OptimConfig
+from trashseg.config import ModelConfig, OptimConfig
+from trashseg.models import create_model
 from trashseg.models.pretrained import IMAGENET_MEAN
 from trashseg.models.segmenter import Segmenter
+from trashseg.models.stages import StageError, early_layers
 from trashseg.train.module import SegmentationModule
 from trashseg.train.optim import build_optimizer, param_groups
 from trashseg.train.run import train
@@ -102,3 +104,39 @@ def test_checkpoint_from_before_normalisation_was_stored_loads_with_imagenets(
     model = Segmenter.load(tmp_path / "old.ckpt")
     assert model.config.model.mean == pytest.approx(IMAGENET_MEAN)
     assert torch.allclose(model.mean.flatten(), torch.tensor(IMAGENET_MEAN) * 255)
+
+
+def test_frozen_stages_never_train_while_the_rest_does(sample_data: Path, tmp_path: Path) -> None:
+    snapshots = Snapshots()
+    cfg = quick_cfg(sample_data, tmp_path, "train.frozen_stages=2", "train.freeze_encoder_epochs=1")
+    train(cfg, tmp_path / "run", extra_callbacks=[snapshots])
+    start, end = snapshots.states[0]["encoder"], snapshots.states[-1]["encoder"]
+    stem = [k for k in start if k.startswith(("model.conv_stem.", "model.bn1.", "model.blocks.0.", "model.blocks.1."))]
+    assert stem and all(torch.equal(start[k], end[k]) for k in stem)  # weights and BatchNorm statistics
+    assert not torch.equal(start["model.blocks.3.0.conv_pw.weight"], end["model.blocks.3.0.conv_pw.weight"])
+    assert not _same(snapshots.states[0]["decoder"], snapshots.states[-1]["decoder"])
+
+
+def _output_widths(encoder: nn.Module, layers: list[nn.Module], size: int) -> list[int]:
+    widths: list[int] = []
+    hooks = [m.register_forward_hook(lambda m, i, o: widths.append(o.shape[-1])) for m in layers]
+    encoder.eval()(torch.zeros(1, 3, size, size))
+    for hook in hooks:
+        hook.remove()
+    return widths
+
+
+@pytest.mark.parametrize("encoder", ["resnet18", "tu-tf_efficientnet_lite0"])
+def test_frozen_stages_end_at_the_first_coarser_layer(encoder: str) -> None:
+    net = create_model(ModelConfig(arch="FPN", encoder=encoder), 3)
+    for stages, size in ((1, 64), (2, 64), (2, 128)):
+        frozen = early_layers(net.encoder, stages, size)
+        # all at 1/2 … 1/2^N, the last of them at 1/2^N
+        assert min(_output_widths(net.encoder, frozen, size)) == size // 2**stages
+        assert len(early_layers(net.encoder, stages + 1, size)) > len(frozen)  # the next stage adds layers
+
+
+def test_frozen_stages_that_freeze_nothing_are_refused() -> None:
+    net = create_model(ModelConfig(arch="Segformer", encoder="mit_b0"), 3)
+    with pytest.raises(StageError, match=r"train.frozen_stages=1: .* below 1/2 .* nothing would be frozen"):
+        early_layers(net.encoder, 1, 64)

@@ -37,6 +37,18 @@ def test_unreadable_or_foreign_checkpoints_are_named(tmp_path):
         Segmenter.load(foreign)
 
 
+def test_checkpoints_without_their_weights_are_named(trained_run, tmp_path):
+    ckpt = torch.load(trained_run / "checkpoints" / "best.ckpt", weights_only=True)
+    del ckpt["state_dict"][next(iter(ckpt["state_dict"]))]
+    torch.save(ckpt, tmp_path / "partial.ckpt")
+    with pytest.raises(TrashsegError, match=r"partial.ckpt: its weights do not fit its own config: .*Missing key"):
+        Segmenter.load(tmp_path / "partial.ckpt")
+    del ckpt["state_dict"]
+    torch.save(ckpt, tmp_path / "bare.ckpt")
+    with pytest.raises(TrashsegError, match=r"bare.ckpt: a trashseg config but no weights inside \(no state_dict\)"):
+        Segmenter.load(tmp_path / "bare.ckpt")
+
+
 @pytest.mark.parametrize("command", ["predict-ckpt", "predict-run", "export", "kfold", "serve"])
 def test_every_command_that_opens_a_checkpoint_refuses_the_payload(trained_run, sample_data, tmp_path, capsys, command):
     marker = tmp_path / "pwned"

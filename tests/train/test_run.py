@@ -198,3 +198,12 @@ def test_ddp_two_cpu_processes_with_gloo(sample_data, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "world_size: 2" in (proc.stdout + proc.stderr) or "distributed_backend=gloo" in (proc.stdout + proc.stderr)
     assert (out / "checkpoints" / "last.ckpt").exists()
+
+
+def test_a_crop_the_architecture_cannot_take_is_named(sample_data, tmp_path, capsys):
+    args = ["train", RECIPE, "--data", sample_data, "--out", tmp_path / "run", "--set", f"data.cache_dir={tmp_path}/c"]
+    for key in ("model.arch=FPN", "model.params={}", "augment.crop_size=120"):
+        args += ["--set", key]
+    code, text = run_cli(args, capsys)
+    assert code == 2 and "augment.crop_size=120: FPN on tu-tf_efficientnet_lite0 needs sizes divisible by 32" in text
+    assert "use 96 or 128" in text and "Traceback" not in text, text

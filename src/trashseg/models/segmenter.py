@@ -88,13 +88,18 @@ class Segmenter(nn.Module):
         ckpt = load_torch_file(path, key="checkpoint", kind="checkpoint", resave=RESAVE_CHECKPOINT, map_location=device)
         try:
             config = validate(ckpt["hyper_parameters"]["config"], str(path))
-            state = ckpt["state_dict"]
         except (KeyError, TypeError):
             raise TrashsegError(f"{path}: not a trashseg checkpoint (no config inside)") from None
+        if not isinstance(ckpt.get("state_dict"), dict):
+            raise TrashsegError(f"{path}: a trashseg config but no weights inside (no state_dict)")
         fill_legacy_normalization(config.model)
         config.model.weights = None  # the checkpoint holds the trained weights; never fetch pretrained ones again
         segmenter = cls.from_config(config)
-        segmenter.net.load_state_dict(network_state(state))
+        try:
+            segmenter.net.load_state_dict(network_state(ckpt["state_dict"]))
+        except RuntimeError as exc:  # missing or misshapen tensors: torch's message lists them, over several lines
+            listing = " ".join(str(exc).split())
+            raise TrashsegError(f"{path}: its weights do not fit its own config: {listing}") from None
         segmenter.info = {
             "source": str(path.resolve()),
             "runtime": "torch",
