@@ -90,6 +90,24 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
 
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "small_cpu.yaml"
+
+
+def predict_val(model: Path, data: Path, out: Path, *options: str) -> list:
+    """`trashseg predict` of `model` on `data`'s val split into `out`, in the main process (no loader workers)."""
+    return ["predict", model, "--data", data, "--split", "val", "--out", out, "--workers", "0", *options]
+
+
+# One step per epoch on 32 px crops from random init: the workflow, not the accuracy, is under test.
+TINY = [
+    "model.weights=null",
+    "train.epochs=1",
+    "train.val_every=1",
+    "train.max_steps_per_epoch=1",
+    "augment.image_size=32",
+    "train.batch_size=2",
+    "train.loggers=[csv]",
+]
+
 QUICK = [
     "train.epochs=2",
     "train.val_every=1",

@@ -5,7 +5,7 @@ import json
 import pytest
 from torch.utils.data import DataLoader, Dataset
 
-from tests.helpers import CLASSES, make_coco, run_cli
+from tests.helpers import CLASSES, make_coco, predict_val, run_cli
 from trashseg.errors import TrashsegError, user_message
 
 
@@ -79,25 +79,7 @@ def test_commands_without_their_extra_exit_with_the_install_line(
     for module in ("pydensecrf", "pydensecrf.densecrf"):  # the solver too: an earlier test may have imported it
         monkeypatch.setitem(sys.modules, module, None)
     pred = tmp_path / "pred"
-    assert (
-        run_cli(
-            [
-                "predict",
-                trained_run,
-                "--data",
-                sample_data,
-                "--split",
-                "val",
-                "--out",
-                pred,
-                "--save-probs",
-                "--workers",
-                "0",
-            ],
-            capsys,
-        )[0]
-        == 0
-    )
+    assert run_cli(predict_val(trained_run, sample_data, pred, "--save-probs"), capsys)[0] == 0
     code, text = run_cli(["crf", pred, "--out", tmp_path / "crf"], capsys)
     assert code == 2 and 'pip install "trashseg[crf]"' in " ".join(text.split()), text
     assert not (tmp_path / "crf").exists()  # refused before anything was written

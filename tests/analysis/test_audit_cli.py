@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.helpers import TINY
 from trashseg.data.coco import load_split
 from trashseg.data.sample import CATEGORY_NAMES
 
@@ -78,16 +79,7 @@ def test_audit_of_a_run_trained_on_the_split_warns_and_writes_the_report(
 
 def test_audit_of_fold_runs_predicts_out_of_fold_and_does_not_warn(sample_data: Path, tmp_path: Path, cli: Cli) -> None:
     data = Path(shutil.copytree(sample_data, tmp_path / "data"))
-    tiny = [
-        "model.weights=null",
-        "train.epochs=1",
-        "train.val_every=1",
-        "train.max_steps_per_epoch=1",
-        "augment.image_size=32",
-        "train.batch_size=2",
-        "train.loggers=[csv]",
-    ]
-    _train_two_folds(cli, data, tmp_path, tiny)
+    _train_two_folds(cli, data, tmp_path, TINY)
 
     out = tmp_path / "audit"
     code, text = cli(["audit", tmp_path / "runs", "--data", data, "--out", out, *_cache(tmp_path)])

@@ -10,20 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import RECIPE
+from tests.helpers import RECIPE, TINY
 from trashseg.config import load_config
 from trashseg.infer.folder import PredictionFolder
-
-# One step per epoch on 32 px crops from random init: the workflow, not the accuracy, is under test.
-TINY = [
-    "model.weights=null",
-    "train.epochs=1",
-    "train.val_every=1",
-    "train.max_steps_per_epoch=1",
-    "augment.image_size=32",
-    "train.batch_size=2",
-    "train.loggers=[csv]",
-]
 
 Cli = Callable[[list], tuple[int, str]]
 

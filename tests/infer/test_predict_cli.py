@@ -8,31 +8,14 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import run_cli, write_bomb, write_image
+from tests.helpers import predict_val, run_cli, write_bomb, write_image
 from trashseg.infer.folder import PredictionFolder
 
 
 def test_predict_writes_folder_and_evaluate_scores_it(trained_run, sample_data, tmp_path, capsys):
     out = tmp_path / "pred"
-    code, text = run_cli(
-        [
-            "predict",
-            trained_run,
-            "--data",
-            sample_data,
-            "--split",
-            "val",
-            "--out",
-            out,
-            "--save-probs",
-            "--hflip",
-            "--scales",
-            "0.75,1.0",
-            "--workers",
-            "0",
-        ],
-        capsys,
-    )
+    args = predict_val(trained_run, sample_data, out, "--save-probs", "--hflip", "--scales", "0.75,1.0")
+    code, text = run_cli(args, capsys)
     assert code == 0, text
     folder = PredictionFolder(out)
     meta = folder.meta()
@@ -91,21 +74,7 @@ def test_predict_objects_are_written_per_image_and_resume(trained_run, sample_da
     from trashseg.infer.objects import find_objects
 
     out = tmp_path / "pred"
-    args = [
-        "predict",
-        trained_run,
-        "--data",
-        sample_data,
-        "--split",
-        "val",
-        "--out",
-        out,
-        "--workers",
-        "0",
-        "--objects",
-        "--min-area",
-        "5",
-    ]
+    args = predict_val(trained_run, sample_data, out, "--objects", "--min-area", "5")
     code, text = cli(args)
     assert code == 0, text
     folder = PredictionFolder(out)
