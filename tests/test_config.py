@@ -57,6 +57,18 @@ def test_duplicate_classes_rejected():
         load_config(None, ["data.classes=[bg, a, a]"])
 
 
+@pytest.mark.parametrize(
+    ("override", "error"),
+    [
+        ("model.logit_bias=[0, 1]", r"model\.logit_bias has 2 values but data\.classes has 11 classes"),
+        ("loss.logit_adjustment=0.5", r"loss: .*logit_adjustment takes back class weights: set class_weights too"),
+    ],
+)
+def test_logit_bias_settings_that_cannot_apply_are_named(override, error):
+    with pytest.raises(TrashsegError, match=error):
+        load_config(None, [override])
+
+
 def test_shipped_data_configs_load():
     assert load_config("configs/data/trashcan.yaml").data.num_classes == 17
     assert load_config("configs/data/recycling.yaml").data.classes == list(RECYCLING_CLASSES)

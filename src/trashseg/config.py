@@ -101,6 +101,9 @@ class ModelConfig(Section):
     # and stores it, so predict, export and serve use what the model was trained with.
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
+    # Added to the logits at inference, one value per class; null = none. Training fills it from
+    # loss.logit_adjustment and stores it, so predict, export and serve apply it too.
+    logit_bias: list[float] | None = None
 
     @field_validator("std")
     @classmethod
@@ -140,6 +143,15 @@ class LossConfig(Section):
     ohem_thresh: float = Field(0.7, gt=0, lt=1)  # a pixel is hard while its true-class probability is below this
     ohem_min_kept: float = Field(0.1, gt=0, le=1)  # but keep at least this share of the batch's labelled pixels
     class_weights: Literal["none", "inverse", "sqrt_inverse"] = "none"
+    # At inference, take back this share of the class weights' pull towards rare classes: logits − τ·log(weight)
+    # (logit adjustment, Menon et al. 2021). 0 predicts as trained; 1 undoes the weights' shift of the prior.
+    logit_adjustment: float = Field(0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _adjusts_class_weights(self) -> LossConfig:
+        if self.logit_adjustment and self.class_weights == "none":
+            raise ValueError("logit_adjustment takes back class weights: set class_weights too, or leave it at 0")
+        return self
 
 
 class OptimConfig(Section):
@@ -257,6 +269,15 @@ class Config(Section):
     infer: InferConfig = Field(default_factory=InferConfig)
     crf: CRFConfig = Field(default_factory=CRFConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+
+    @model_validator(mode="after")
+    def _one_logit_bias_per_class(self) -> Config:
+        bias = self.model.logit_bias
+        if bias is not None and len(bias) != self.data.num_classes:
+            raise ValueError(
+                f"model.logit_bias has {len(bias)} values but data.classes has {self.data.num_classes} classes"
+            )
+        return self
 
 
 def _deep_merge(base: dict, override: dict) -> dict:

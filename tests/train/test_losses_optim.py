@@ -4,7 +4,7 @@ import torch
 
 from trashseg.config import LossConfig, OptimConfig
 from trashseg.errors import TrashsegError
-from trashseg.train.losses import SegmentationLoss, class_weights_from_shares
+from trashseg.train.losses import SegmentationLoss, class_weights_from_shares, logit_adjustment_bias
 from trashseg.train.optim import build_optimizer, build_scheduler, lr_factor
 
 
@@ -17,6 +17,16 @@ def test_class_weights_inverse_and_sqrt():
     assert inv[2] / inv[0] == pytest.approx(90.0)
     assert sq[2] / sq[0] == pytest.approx(90.0**0.5)
     assert class_weights_from_shares(shares, "none") is None
+
+
+def test_logit_adjustment_takes_back_a_share_of_the_class_weights():
+    weights = torch.tensor([0.25, 4.0, 0.0])
+    assert logit_adjustment_bias(weights, 0.5) == pytest.approx([np.log(2), -np.log(2), 0.0], abs=1e-6)
+    # share 1 turns a weighted posterior p·w back into p: a pixel the weights pushed to the rare class returns
+    p = torch.tensor([0.7, 0.3, 0.0])
+    tilted = (p * weights).clamp_min(1e-9).log()
+    assert tilted.argmax() == 1
+    assert (tilted + torch.tensor(logit_adjustment_bias(weights, 1.0))).argmax() == 0
 
 
 TERMS = ["ce", "dice", "focal", "lovasz", "ohem"]

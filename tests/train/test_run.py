@@ -15,7 +15,8 @@ import torch
 from tests.helpers import QUICK, RECIPE, Payload, quick_cfg, run_cli
 from trashseg.config import load_config
 from trashseg.errors import TrashsegError
-from trashseg.train.run import train
+from trashseg.models.segmenter import Segmenter
+from trashseg.train.run import build_data, train
 
 
 class Crash(pl.Callback):
@@ -76,6 +77,24 @@ def test_resume_with_dataloader_workers_reproduces_the_next_epoch(sample_data, t
         train(quick_cfg(sample_data, tmp_path, *extra), tmp_path / "broken", extra_callbacks=[Crash(at=1)])
     train(quick_cfg(sample_data, tmp_path, *extra), tmp_path / "broken", resume=True)
     assert _history(tmp_path / "broken") == _history(tmp_path / "straight")
+
+
+def test_logit_adjustment_is_stored_with_the_model_and_survives_resume(sample_data, tmp_path):
+    """The bias comes from the training data's class weights: it is written into config.yaml and the checkpoint,
+    so the loaded model predicts with it, and a resumed run keeps it instead of refusing a changed model."""
+    extra = ("loss.class_weights=sqrt_inverse", "loss.logit_adjustment=0.5", "augment.image_size=32")
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(quick_cfg(sample_data, tmp_path, *extra), run, extra_callbacks=[Crash(at=1)])
+    train(quick_cfg(sample_data, tmp_path, *extra), run, resume=True)
+    weights = build_data(quick_cfg(sample_data, tmp_path, *extra)).weights
+    bias = load_config(run / "config.yaml").model.logit_bias
+    assert bias == pytest.approx((-0.5 * weights.log()).tolist(), abs=1e-5)
+    model = Segmenter.load(run)
+    images = torch.randint(0, 255, (1, 32, 32, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        shift = model(images) - model.outputs(images)[0]
+    assert shift[0, :, 5, 7].tolist() == pytest.approx(bias, abs=1e-5)
 
 
 class Worsening(pl.Callback):

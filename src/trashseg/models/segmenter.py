@@ -59,6 +59,7 @@ class Segmenter(nn.Module):
 
     mean: torch.Tensor  # buffers (register_buffer), declared for type checkers
     std: torch.Tensor
+    logit_bias: torch.Tensor | None
 
     def __init__(self, net: nn.Module, config: Config):
         super().__init__()
@@ -70,6 +71,8 @@ class Segmenter(nn.Module):
         self.info: dict[str, Any] = {}
         self.register_buffer("mean", torch.tensor(model.mean).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(model.std).view(1, 3, 1, 1) * 255, persistent=False)
+        bias = None if model.logit_bias is None else torch.tensor(model.logit_bias).view(1, -1, 1, 1)
+        self.register_buffer("logit_bias", bias, persistent=False)
 
     @classmethod
     def from_config(cls, config: Config) -> Segmenter:
@@ -125,12 +128,13 @@ class Segmenter(nn.Module):
         return x.contiguous(memory_format=torch.channels_last) if self.config.train.channels_last else x.contiguous()
 
     def outputs(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits and, in training mode, the auxiliary heads' logits (what the training loss weighs)."""
+        """The network's logits and, in training mode, the auxiliary heads' logits (what the training loss weighs)."""
         return split_outputs(self.net(self.normalize(images)))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits at the input size."""
-        return self.outputs(images)[0]
+        """Logits at the input size, as predicted: with ``model.logit_bias`` added (validation, predict, export)."""
+        logits = self.outputs(images)[0]
+        return logits if self.logit_bias is None else logits + self.logit_bias
 
 
 def upgrade_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,16 @@ def class_weights_from_shares(shares: np.ndarray, mode: str) -> torch.Tensor | N
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def logit_adjustment_bias(weights: torch.Tensor, share: float) -> list[float]:
+    """−share·log(weight) per class: weighted CE learns p(c|x)·weight_c, so adding this to the logits at inference
+    takes back that share of the tilt towards rare classes (Menon et al., "Long-tail learning via logit
+    adjustment", 2021). Classes with weight 0 (never in the training masks) get no bias."""
+    bias = torch.zeros_like(weights)
+    present = weights > 0
+    bias[present] = -share * weights[present].log()
+    return [round(float(b), 6) for b in bias]
+
+
 class OhemCrossEntropy(nn.Module):
     """Cross-entropy averaged over the hard pixels: those whose true-class probability is below ``thresh``, and at
     least the ``min_kept`` share of labelled pixels with the highest loss.

@@ -258,6 +258,8 @@ def prepare_run_dir(cfg: Config, run_dir: Path, resume: bool) -> Path | None:
         # fail now, not after data prep
         load_torch_file(last, key="--resume", kind="checkpoint", resave=RESAVE_RESUME, mmap=True)
         before = load_config(saved).model if saved.exists() else None
+        if before is not None and cfg.model.logit_bias is None:  # filled from the data's class weights when it started
+            cfg.model.logit_bias = before.logit_bias
         if before is not None and before.mean is None:  # saved before runs stored it: trained with ImageNet's
             for model in (before, cfg.model):
                 fill_legacy_normalization(model)
@@ -290,6 +292,8 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, extra_callb
     data = build_data(cfg)
     train_loader, val_loader = build_loaders(cfg, data)
     module = SegmentationModule(cfg, data.weights)
+    if ckpt is None:  # again, now with what the data resolved (model.logit_bias)
+        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     if cfg.train.channels_last:  # weights too, not only the inputs: no layout copy per conv (CPU step +12%)
         module.to(memory_format=torch.channels_last)
     if cfg.train.compile:
