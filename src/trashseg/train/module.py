@@ -15,7 +15,7 @@ from trashseg.errors import TrashsegError
 from trashseg.metrics import ConfusionMeter, SegScores
 from trashseg.models.segmenter import Segmenter, upgrade_state_dict
 from trashseg.models.stages import early_layers
-from trashseg.train.losses import SegmentationLoss, logit_adjustment_bias
+from trashseg.train.losses import SegmentationLoss
 from trashseg.train.optim import build_optimizer, build_scheduler, param_groups
 
 
@@ -45,8 +45,6 @@ class SegmentationModule(pl.LightningModule):
         self.cfg = cfg
         self.encoder_frozen = False
         self.num_classes = cfg.data.num_classes
-        if cfg.loss.logit_adjustment and class_weights is not None and cfg.model.logit_bias is None:
-            cfg.model.logit_bias = logit_adjustment_bias(class_weights, cfg.loss.logit_adjustment)  # stored with it
         self.segmenter = Segmenter.from_config(cfg)
         check_input_sizes(cfg, self.segmenter.net)
         self.frozen_layers = self._freeze_early_stages(cfg)

@@ -44,7 +44,7 @@ from trashseg.train.callbacks import (
     Throughput,
     ValidationReport,
 )
-from trashseg.train.losses import class_weights_from_shares
+from trashseg.train.losses import class_weights_from_shares, logit_adjustment_bias
 from trashseg.train.module import NonFiniteLossError, SegmentationModule
 from trashseg.train.sampling import EpochSampler, ShardSampler
 
@@ -291,9 +291,11 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, extra_callb
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     data = build_data(cfg)
     train_loader, val_loader = build_loaders(cfg, data)
-    module = SegmentationModule(cfg, data.weights)
-    if ckpt is None:  # again, now with what the data resolved (model.logit_bias)
+    if cfg.loss.logit_adjustment and data.weights is not None and cfg.model.logit_bias is None:
+        # resolved from the data's class weights, so recorded again: predict, export and serve apply it
+        cfg.model.logit_bias = logit_adjustment_bias(data.weights, cfg.loss.logit_adjustment)
         atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    module = SegmentationModule(cfg, data.weights)
     if cfg.train.channels_last:  # weights too, not only the inputs: no layout copy per conv (CPU step +12%)
         module.to(memory_format=torch.channels_last)
     if cfg.train.compile:
