@@ -4,8 +4,9 @@ the same pretrained encoder.
 Every row trains on ../shared/datasets/trashcan on this machine's CPU for the same number of minutes (everything
 inside the budget: trashseg's cache filling and validations included), then is scored the same way: val split,
 competition mIoU on masks resized to 256² (nearest). The plain loops see 256² inputs (their training size);
-trashseg's model goes through ``trashseg predict``'s Predictor, which feeds it at its own training size
-(``augment.image_size``) and brings probabilities back to 256².
+trashseg's model goes through ``trashseg predict``'s Predictor with the recipe's own ``infer`` settings (its TTA,
+as ``trashseg predict`` uses them), which feeds it at its own training size (``augment.image_size``) and brings
+probabilities back to 256².
 
 Plain loop (the issue's reference): smp Unet, Adam 1e-3, plain CE, resize to 256 only, no augmentation, batch 8,
 fp32, the model of the last step. ``plain_random``: ResNet34 from random init, inputs /255.
@@ -126,9 +127,8 @@ def run_ours(cfg: Config, args: argparse.Namespace, val: DataLoader) -> dict:
     for which in ("last", "best"):
         ckpt = run / "checkpoints" / f"{which}.ckpt"
         model = Segmenter.load(ckpt if ckpt.exists() else run / "checkpoints" / "last.ckpt")
-        out[which] = score(
-            _tensor_predict(Predictor(model, model.image_size, InferConfig(batch_size=16))), val, len(cfg.data.classes)
-        )
+        infer = InferConfig(batch_size=16).over(model.infer)  # the recipe's own test-time settings, as predict
+        out[which] = score(_tensor_predict(Predictor(model, model.image_size, infer)), val, len(cfg.data.classes))
     return out
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from tests.helpers import run_cli
-from trashseg.config import RECYCLING_CLASSES, dump_config, load_config
+from trashseg.config import RECYCLING_CLASSES, InferConfig, dump_config, load_config
 from trashseg.errors import TrashsegError
 
 
@@ -149,3 +149,10 @@ def test_configs_command_lists_every_recipe_with_its_description(cli):
         description = recipe_description(RECIPES / f"{name}.yaml")
         assert description and name in flat, name  # every shipped recipe opens with a comment saying what it is
     assert "Small recipe for CPU" in flat and "UPerNet on Swin-B" in flat
+
+
+def test_stated_infer_settings_win_and_the_models_own_fill_the_rest():
+    own = InferConfig(hflip=True, scales=[1.0, 1.25], batch_size=4)
+    assert load_config(None, []).infer.over(own).model_dump() == own.model_dump()  # nothing stated: the run's own
+    merged = load_config(None, ["infer.scales=[1.0]", "infer.hflip=false"]).infer.over(own)
+    assert (merged.hflip, merged.scales, merged.batch_size) == (False, [1.0], 4)

@@ -58,7 +58,8 @@ class Result:
 
 
 class Model:
-    """A trained model (``Segmenter`` or ONNX) with the test-time settings it predicts with by default."""
+    """A trained model (``Segmenter`` or ONNX) with the test-time settings it predicts with by default: the run's
+    own infer section, where `infer` does not state a field."""
 
     def __init__(
         self,
@@ -69,7 +70,7 @@ class Model:
         max_pixels: int = MAX_PIXELS,
     ):
         self.network, self.device = network, torch.device(device)
-        self.infer = infer or InferConfig()
+        self.infer = (infer or InferConfig()).over(network.infer)  # what is stated wins over the run's own
         self.max_pixels = max_pixels
 
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,6 +13,9 @@ from rich.table import Table
 
 from trashseg.config import Config, load_config
 from trashseg.errors import TrashsegError, VideoError, user_message
+
+if TYPE_CHECKING:  # the model layer (torch) loads only in the commands that need it
+    from trashseg.models.segmenter import InferenceModel
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -273,14 +276,19 @@ def train(
 PredOut = Annotated[Path, typer.Option(help="Prediction folder to write (resumes if it exists).")]
 
 
-def _infer_cfg(cfg: Config, hflip: bool | None, vflip: bool | None, scales: str | None) -> None:
-    """Flags override the config's infer section (which --set can also change)."""
+def _infer_cfg(
+    cfg: Config, hflip: bool | None, vflip: bool | None, scales: str | None, model: InferenceModel | None = None
+) -> None:
+    """Flags override the config's infer section (which --set can also change); what none of them states comes
+    from the model's own infer section, the run's test-time recipe."""
     if hflip is not None:
         cfg.infer.hflip = hflip
     if vflip is not None:
         cfg.infer.vflip = vflip
     if scales:
         cfg.infer.scales = _numbers("--scales", scales, "0.75,1.0,1.25")
+    if model is not None:
+        cfg.infer = cfg.infer.over(model.infer)
 
 
 def _numbers(option: str, text: str, example: str) -> list[float]:
@@ -360,7 +368,7 @@ def predict(
     dev = _device(device)
     model = load_model(source, dev)
     cfg = _config(config, set_, data, model.classes)
-    _infer_cfg(cfg, hflip, vflip, scales)
+    _infer_cfg(cfg, hflip, vflip, scales, model)
     options: dict[str, Any] = {  # the same for a split and for photos
         "save_probs": save_probs,
         "refine": DenseCRF(cfg.crf) if crf else None,
@@ -483,8 +491,9 @@ def kfold(
     from trashseg.ensemble.kfold import fold_runs, kfold_predict, oof_predict
     from trashseg.models.segmenter import load_model
 
-    cfg = _config(config, set_, data, load_model(fold_runs(root)[0]).classes)
-    _infer_cfg(cfg, hflip, None, None)
+    first = load_model(fold_runs(root)[0])
+    cfg = _config(config, set_, data, first.classes)
+    _infer_cfg(cfg, hflip, None, None, first)
     if oof:
         split_obj = _load(cfg, split or "train")
         console.print(oof_predict(root, cfg.data, split_obj, out, cfg=cfg.infer, device=_device(device)))
@@ -530,7 +539,9 @@ def audit(
         from trashseg.models.segmenter import load_model
 
         folds = source.is_dir() and not (source / "checkpoints").is_dir()
-        cfg = _config(config, set_, data, load_model(fold_runs(source)[0] if folds else source).classes)
+        model = load_model(fold_runs(source)[0] if folds else source)
+        cfg = _config(config, set_, data, model.classes)
+        _infer_cfg(cfg, None, None, None, model)
         split_obj = _load(cfg, split or "train", require_annotations=True)
     pred = predictions_for(source, cfg.data, split_obj, out, cfg=cfg.infer, device=_device(device))
     result = run_audit(

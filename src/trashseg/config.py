@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trashseg.errors import TrashsegError
+
+SectionT = TypeVar("SectionT", bound=BaseModel)
 
 RECYCLING_CLASSES: tuple[str, ...] = (
     "Background",
@@ -218,6 +220,11 @@ class InferConfig(Section):
             raise ValueError("needs at least one scale, all > 0")
         return v
 
+    def over(self, defaults: InferConfig) -> InferConfig:
+        """These settings where someone stated them (config file, --set, a flag), ``defaults`` elsewhere: a run's
+        own infer section is its default test-time recipe (as mmseg's ``test_cfg``), not the library's."""
+        return defaults.model_copy(update={key: getattr(self, key) for key in self.model_fields_set})
+
 
 class CRFConfig(Section):
     """Fully-connected CRF (Krähenbühl & Koltun) on softmax probabilities; kernel parameters as in pydensecrf."""
@@ -352,8 +359,13 @@ def _override_value(key: str, value: str) -> Any:
 
 
 def validate(raw: dict, source: str = "config") -> Config:
+    return validate_as(Config, raw, source)
+
+
+def validate_as(kind: type[SectionT], raw: Any, source: str) -> SectionT:
+    """``raw`` as a ``kind`` (the whole config or one section), or an error naming ``source`` and each wrong key."""
     try:
-        return Config.model_validate(raw)
+        return kind.model_validate(raw)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

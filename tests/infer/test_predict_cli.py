@@ -7,9 +7,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from tests.helpers import predict_val, run_cli, write_bomb, write_image
+from trashseg.infer.export import export_run
 from trashseg.infer.folder import PredictionFolder
+from trashseg.models.onnx import OnnxSegmenter
+from trashseg.models.segmenter import checkpoint_of
 
 
 def test_predict_writes_folder_and_evaluate_scores_it(trained_run, sample_data, tmp_path, capsys):
@@ -122,8 +126,6 @@ def test_predict_with_wrong_class_list_is_refused(trained_run, sample_data, tmp_
 
 
 def test_onnx_export_parity_and_runtime_predict(trained_run, sample_data, tmp_path, capsys):
-    from trashseg.infer.export import export_run
-
     onnx = tmp_path / "m.onnx"
     assert export_run(trained_run, onnx)["max_abs_prob_diff"] < 1e-4
     code, text = run_cli(["export", trained_run, "--out", tmp_path / "cli.onnx"], capsys)
@@ -139,6 +141,26 @@ def test_onnx_export_parity_and_runtime_predict(trained_run, sample_data, tmp_pa
     a, b = PredictionFolder(out_onnx), PredictionFolder(out_torch)
     name = json.loads((sample_data / "val.json").read_text())["images"][0]["file_name"]
     assert (a.mask(name) == b.mask(name)).mean() > 0.999
+
+
+def test_predict_uses_the_runs_own_infer_section_unless_told_otherwise(trained_run, sample_data, tmp_path, capsys):
+    """A run's infer section is its test-time recipe (mmseg's test_cfg): flags and --set override it key by key."""
+    ckpt = torch.load(checkpoint_of(trained_run), weights_only=True)
+    ckpt["hyper_parameters"]["config"]["infer"].update(hflip=True, scales=[1.0, 0.75])
+    own = tmp_path / "own.ckpt"
+    torch.save(ckpt, own)
+    for options, hflip, scales in (
+        ((), True, [1.0, 0.75]),
+        (("--no-hflip",), False, [1.0, 0.75]),
+        (("--set", "infer.scales=[1.0]"), True, [1.0]),
+    ):
+        out = tmp_path / f"pred{len(options)}{hflip}"
+        code, text = run_cli(predict_val(own, sample_data, out, *options), capsys)
+        assert code == 0, text
+        tta = PredictionFolder(out).meta()["tta"]
+        assert tta == {"hflip": hflip, "vflip": False, "scales": scales, "mode": "resize"}
+    export_run(own, tmp_path / "own.onnx")
+    assert OnnxSegmenter(tmp_path / "own.onnx").infer.scales == [1.0, 0.75]
 
 
 def _hostile_copy(sample_data, tmp_path, *extra: dict) -> Path:

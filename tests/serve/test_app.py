@@ -49,6 +49,7 @@ class SlowModel:
     classes = ["Background", "thing"]
     image_size = 32
     info: dict = {}
+    infer = InferConfig()
 
     def __init__(self):
         self.gate = threading.Event()
@@ -93,6 +94,15 @@ def test_page_and_info(client):
     assert info["classes"][0] == "Background" and len(info["classes"]) == 11 and info["tta"]["hflip"] is True
     assert len(info["colors"]) == 11 and info["colors"][0] == "#000000"
     assert info["tta"]["name"] == "flip" and info["limits"]["tta"] == ["flip", "none"]
+
+
+def test_the_models_own_infer_section_is_the_default_and_what_the_server_states_wins():
+    class OwnTTA(SlowModel):
+        infer = InferConfig(vflip=True, scales=[1.0, 1.5])
+
+    with TestClient(create_app(OwnTTA, infer=InferConfig(scales=[1.0]))) as client:
+        tta = ready(client).get("/info").json()["tta"]
+    assert (tta["name"], tta["scales"]) == ("vflip", [1.0])
 
 
 def test_health_and_ready_while_the_model_loads_and_after():

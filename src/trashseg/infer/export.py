@@ -18,6 +18,7 @@ def export_run(run: str | Path, out: str | Path | None = None, batch: int = 2) -
     meta = {
         "classes": model.classes,
         "image_size": model.image_size,
+        "infer": model.infer.model_dump(),
         "val_miou": model.info.get("val_miou"),
         "checkpoint": str(checkpoint_of(run)),
     }

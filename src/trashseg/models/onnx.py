@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trashseg.config import InferConfig, validate_as
 from trashseg.errors import ModelNotFoundError, TrashsegError, require_extra
 from trashseg.fileio import atomic_write_json, atomic_write_with
 
@@ -72,6 +73,8 @@ class OnnxSegmenter:
         if not self.path.is_file():
             raise ModelNotFoundError(f"{self.path}: ONNX model not found")
         self.meta = _read_meta(Path(f"{self.path}.json"))
+        # the run's test-time settings; models exported before they were recorded get the library's defaults
+        self.infer = validate_as(InferConfig, self.meta.get("infer", {}), f"{self.path}.json: infer")
         wanted = ["CUDAExecutionProvider"] if torch.device(device).type == "cuda" else []
         chosen = [p for p in (*wanted, "CPUExecutionProvider") if p in ort.get_available_providers()]
         try:  # ONNX Runtime runs no code from the file, and refuses external data outside the model's folder

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from trashseg.config import Config, validate
+from trashseg.config import Config, InferConfig, validate
 from trashseg.errors import ModelNotFoundError, TrashsegError
 from trashseg.models.factory import create_model
 from trashseg.models.onnx import OnnxSegmenter
@@ -43,6 +43,9 @@ class InferenceModel(Protocol):
 
     @property
     def image_size(self) -> int: ...
+
+    @property
+    def infer(self) -> InferConfig: ...  # the test-time settings it was made for (flips, scales...)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
 
@@ -120,6 +123,11 @@ class Segmenter(nn.Module):
     def image_size(self) -> int:
         """The side the network was trained at (the predictor resizes to multiples of it)."""
         return self.config.augment.image_size
+
+    @property
+    def infer(self) -> InferConfig:
+        """The run's own infer section: what predict and serve use unless told otherwise."""
+        return self.config.infer
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """B×H×W×3 uint8 → normalised float N×C×H×W; the permute makes it channels_last for free."""

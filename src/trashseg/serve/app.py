@@ -197,7 +197,7 @@ def answer(
 def create_app(
     load: Callable[[], InferenceModel],
     *,
-    infer: InferConfig,
+    infer: InferConfig,  # what the server states; the model's own infer section fills the rest
     serve: ServeConfig | None = None,
     device: torch.device | str = "cpu",
     max_pixels: int = MAX_PIXELS,
@@ -237,7 +237,8 @@ def create_app(
 
     @app.get("/info")
     def info() -> dict[str, Any]:
-        return model_info(served.require(), infer, limits, str(device))
+        model = served.require()
+        return model_info(model, infer.over(model.infer), limits, str(device))
 
     @app.post("/predict")
     async def predict(
@@ -257,7 +258,7 @@ def create_app(
     ) -> Any:
         """Async, with the work in the bounded pool: the event loop stays free to refuse what does not fit."""
         model = served.require()
-        cfg = request_tta(infer, limits, tta, scales)
+        cfg = request_tta(infer.over(model.infer), limits, tta, scales)
         name = file.filename or "upload"
         data = await file.read()
         try:
