@@ -129,6 +129,7 @@ def run_ours(cfg: Config, args: argparse.Namespace, val: DataLoader) -> dict:
         model = Segmenter.load(ckpt if ckpt.exists() else run / "checkpoints" / "last.ckpt")
         infer = InferConfig(batch_size=16).over(model.infer)  # the recipe's own test-time settings, as predict
         out[which] = score(_tensor_predict(Predictor(model, model.image_size, infer)), val, len(cfg.data.classes))
+        out["tta"] = {"hflip": infer.hflip, "vflip": infer.vflip, "scales": infer.scales}
     return out
 
 
@@ -177,6 +178,15 @@ def _fmt(v: float | None) -> str:
     return "—" if v is None or v != v else f"{v:.3f}"
 
 
+def _tta(tta: dict | None) -> str:
+    """Rows scored before the recipe's own infer settings were used had no TTA."""
+    if not tta:
+        return "no TTA"
+    flips = [name for name in ("hflip", "vflip") if tta[name]]
+    scales = f"scales {', '.join(f'{v:g}' for v in tta['scales'])}" if tta["scales"] != [1.0] else ""
+    return " + ".join([*flips, *filter(None, [scales])]) or "no TTA"
+
+
 def _above(iou: list[float], floor: float = 0.05) -> int:
     """Foreground classes (index 0 = background) above `floor` IoU."""
     return sum(v == v and v > floor for v in iou[1:])
@@ -198,7 +208,8 @@ def report(results: dict, classes: list[str]) -> None:
         fair = rows.get("plain_pretrained", {}).get("miou")
         lines += [f"### {minutes} minutes of training per row", ""]
         lines += [
-            f"{key}: `{rows[key]['recipe']}` ({rows[key]['minutes']} min incl. validations, {rows[key]['date']})."
+            f"{key}: `{rows[key]['recipe']}` ({rows[key]['minutes']} min incl. validations, {rows[key]['date']}; "
+            f"predicted with {_tta(rows[key].get('tta'))})."
             for key in ours
         ]
         for key in ("plain_random", "plain_pretrained"):

@@ -126,7 +126,7 @@ class CopyPasteConfig(Section):
 
 
 class AugmentConfig(Section):
-    preset: Literal["seed", "light", "none"] = "seed"
+    preset: Literal["seed", "seed_photometric", "light", "none"] = "seed"
     image_size: int = Field(512, ge=32)  # images are resized to S×S (validation and inference too)
     crop_size: int | None = Field(None, ge=32)  # train on random C×C crops at that scale (mmseg's crop_size)
     object_crop_prob: float = Field(0.0, ge=0, le=1)  # share of those crops centred on labelled foreground
@@ -145,6 +145,10 @@ class LossConfig(Section):
     ohem_thresh: float = Field(0.7, gt=0, lt=1)  # a pixel is hard while its true-class probability is below this
     ohem_min_kept: float = Field(0.1, gt=0, le=1)  # but keep at least this share of the batch's labelled pixels
     class_weights: Literal["none", "inverse", "sqrt_inverse"] = "none"
+    # How the class weights act in training. pixel: each pixel's loss is scaled by its class's weight. margin: every
+    # pixel counts the same and the weights become logit margins (Menon et al.'s logit-adjusted loss: the loss sees
+    # logits − log(weight)); either way the raw logits learn p(c|x)·weight_c, so logit_adjustment means the same.
+    weighting: Literal["pixel", "margin"] = "pixel"
     # At inference, take back this share of the class weights' pull towards rare classes: logits − τ·log(weight)
     # (logit adjustment, Menon et al. 2021). 0 predicts as trained; 1 undoes the weights' shift of the prior.
     logit_adjustment: float = Field(0.0, ge=0, le=1)
@@ -153,6 +157,8 @@ class LossConfig(Section):
     def _adjusts_class_weights(self) -> LossConfig:
         if self.logit_adjustment and self.class_weights == "none":
             raise ValueError("logit_adjustment takes back class weights: set class_weights too, or leave it at 0")
+        if self.weighting == "margin" and self.class_weights == "none":
+            raise ValueError("weighting: margin turns class weights into margins: set class_weights too")
         return self
 
 

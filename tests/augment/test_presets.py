@@ -58,9 +58,10 @@ def test_each_seed_transform_keeps_image_and_mask_aligned(transform):
             _assert_aligned(out["image"], out["mask"])
 
 
-def test_whole_seed_pipeline_keeps_alignment_and_size():
+@pytest.mark.parametrize("preset", ["seed", "seed_photometric"])
+def test_whole_seed_pipeline_keeps_alignment_and_size(preset):
     image, mask = _scene()
-    pipeline = build_transform(AugmentConfig(preset="seed", image_size=S), train=True)
+    pipeline = build_transform(AugmentConfig(preset=preset, image_size=S), train=True)
     pipeline.set_random_seed(1)
     for _ in range(10):
         out = pipeline(image=image, mask=mask)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from trashseg.config import LossConfig, OptimConfig
 from trashseg.errors import TrashsegError
@@ -27,6 +28,30 @@ def test_logit_adjustment_takes_back_a_share_of_the_class_weights():
     tilted = (p * weights).clamp_min(1e-9).log()
     assert tilted.argmax() == 1
     assert (tilted + torch.tensor(logit_adjustment_bias(weights, 1.0))).argmax() == 0
+
+
+@pytest.mark.parametrize("weighting", ["pixel", "margin"])
+def test_either_weighting_learns_the_posterior_times_the_class_weights(weighting):
+    """What logit_adjustment relies on: the trained logits' softmax is p·w (normalised), whichever way weights act."""
+    p, weights = torch.tensor([0.7, 0.2, 0.1]), torch.tensor([0.5, 1.0, 2.0])
+    target = torch.tensor([0] * 7 + [1] * 2 + [2]).view(1, 10, 1)  # ten pixels with one shared logit vector
+    loss = SegmentationLoss(LossConfig(class_weights="inverse", weighting=weighting), 255, weights)
+    logits = torch.zeros(3, requires_grad=True)
+    start = loss(logits.view(1, 3, 1, 1).expand(1, 3, 10, 1), target)
+    as_margins = F.cross_entropy(-weights.log().view(1, 3, 1, 1).expand(1, 3, 10, 1), target)  # each pixel alike
+    assert (start.item() == pytest.approx(as_margins.item())) == (weighting == "margin")
+    opt = torch.optim.Adam([logits], lr=0.05)
+    for _ in range(600):
+        opt.zero_grad()
+        loss(logits.view(1, 3, 1, 1).expand(1, 3, 10, 1), target).backward()
+        opt.step()
+    expected = p * weights / (p * weights).sum()
+    assert logits.softmax(0).detach() == pytest.approx(expected.tolist(), abs=0.01)
+
+
+def test_margin_weighting_needs_class_weights():
+    with pytest.raises(ValueError, match="weighting: margin turns class weights into margins"):
+        LossConfig(weighting="margin")
 
 
 TERMS = ["ce", "dice", "focal", "lovasz", "ohem"]

@@ -23,18 +23,34 @@ def _border(ignore_index: int) -> dict:
     return {"border_mode": cv2.BORDER_CONSTANT, "fill": 0, "fill_mask": ignore_index}
 
 
-def _seed(size: int, ignore_index: int) -> list[A.BasicTransform | A.BaseCompose]:
-    """The competition team's set (their best public recipe)."""
+def _seed(
+    size: int, ignore_index: int, colour: list[A.BasicTransform] | None = None
+) -> list[A.BasicTransform | A.BaseCompose]:
+    """The competition team's set (their best public recipe); `colour` replaces its two light colour transforms."""
     return [
         A.Rotate(limit=30, p=0.3, **_border(ignore_index)),
         A.RandomResizedCrop(size=(size, size), scale=(0.5, 1.0), p=1.0),
         A.HorizontalFlip(p=0.5),
         A.VerticalFlip(p=0.2),
         A.OneOf([A.MotionBlur(), A.GridDistortion(**_border(ignore_index))], p=0.2),
-        A.HueSaturationValue(p=0.3),
-        A.RandomBrightnessContrast(p=0.3),
+        *(colour or [A.HueSaturationValue(p=0.3), A.RandomBrightnessContrast(p=0.3)]),
         A.ImageCompression(quality_range=(70, 100), p=0.2),
     ]
+
+
+def _seed_photometric(size: int, ignore_index: int) -> list[A.BasicTransform | A.BaseCompose]:
+    """The seed's set with mmseg's PhotoMetricDistortion (brightness ±32, contrast and saturation ×0.5-1.5, hue ±18,
+    each at p 0.5) and a colour cast (RGBShift): what differs most between cameras, waters and lights is colour,
+    so a model that must work on other videos than it was trained on should not lean on it."""
+    return _seed(
+        size,
+        ignore_index,
+        colour=[
+            A.RandomBrightnessContrast(brightness_limit=0.125, contrast_limit=0.5, p=0.5),
+            A.HueSaturationValue(hue_shift_limit=18, sat_shift_limit=40, val_shift_limit=0, p=0.5),
+            A.RGBShift(r_shift_limit=20, g_shift_limit=20, b_shift_limit=20, p=0.3),
+        ],
+    )
 
 
 def _light(size: int, ignore_index: int) -> list[A.BasicTransform | A.BaseCompose]:
@@ -46,7 +62,7 @@ def _none(size: int, ignore_index: int) -> list[A.BasicTransform | A.BaseCompose
     return [A.Resize(size, size)]
 
 
-PRESETS: dict[str, Preset] = {"seed": _seed, "light": _light, "none": _none}
+PRESETS: dict[str, Preset] = {"seed": _seed, "seed_photometric": _seed_photometric, "light": _light, "none": _none}
 
 
 def build_transform(cfg: AugmentConfig, train: bool, ignore_index: int = IGNORE_INDEX) -> A.Compose:

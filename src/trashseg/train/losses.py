@@ -70,10 +70,22 @@ class OhemCrossEntropy(nn.Module):
 
 
 class SegmentationLoss(nn.Module):
-    """``ce·CE + dice·Dice + focal·Focal + lovasz·Lovász + ohem·OHEM-CE``; every term honours ignore_index."""
+    """``ce·CE + dice·Dice + focal·Focal + lovasz·Lovász + ohem·OHEM-CE``; every term honours ignore_index.
+
+    ``loss.weighting: margin`` gives every term the logits − log(class weight) instead of weighting pixels: a rare
+    class must win by a larger margin in training, and every pixel's gradient keeps the same scale (Menon et al.,
+    "Long-tail learning via logit adjustment", 2021: the loss form, where pixel weights over-fit the few rare pixels).
+    """
+
+    margin: torch.Tensor | None
 
     def __init__(self, cfg: LossConfig, ignore_index: int, class_weights: torch.Tensor | None = None):
         super().__init__()
+        margin = None
+        if cfg.weighting == "margin" and class_weights is not None:
+            margin = torch.tensor(logit_adjustment_bias(class_weights, 1.0)).view(1, -1, 1, 1)
+            class_weights = None
+        self.register_buffer("margin", margin, persistent=False)
         weights = None if class_weights is None else class_weights.tolist()
         factories = {
             "ce": lambda: nn.CrossEntropyLoss(weight=class_weights, ignore_index=ignore_index),
@@ -94,4 +106,6 @@ class SegmentationLoss(nn.Module):
         """Every term in float32: under bf16/fp16 autocast the logits arrive in half precision, which smp's Lovász
         rejects (its dot product mixes dtypes) and which loses the small per-pixel terms of rare classes."""
         logits, target = logits.float(), target.long()
+        if self.margin is not None:
+            logits = logits + self.margin
         return sum(w * self.terms[name](logits, target) for name, w in self.weights.items())
