@@ -129,7 +129,7 @@ def run_ours(cfg: Config, args: argparse.Namespace, val: DataLoader) -> dict:
         model = Segmenter.load(ckpt if ckpt.exists() else run / "checkpoints" / "last.ckpt")
         infer = InferConfig(batch_size=16).over(model.infer)  # the recipe's own test-time settings, as predict
         out[which] = score(_tensor_predict(Predictor(model, model.image_size, infer)), val, len(cfg.data.classes))
-        out["tta"] = {"hflip": infer.hflip, "vflip": infer.vflip, "scales": infer.scales}
+    out["tta"] = {"hflip": infer.hflip, "vflip": infer.vflip, "scales": infer.scales}  # one config, both checkpoints
     return out
 
 
@@ -182,9 +182,10 @@ def _tta(tta: dict | None) -> str:
     """Rows scored before the recipe's own infer settings were used had no TTA."""
     if not tta:
         return "no TTA"
-    flips = [name for name in ("hflip", "vflip") if tta[name]]
-    scales = f"scales {', '.join(f'{v:g}' for v in tta['scales'])}" if tta["scales"] != [1.0] else ""
-    return " + ".join([*flips, *filter(None, [scales])]) or "no TTA"
+    parts = [name for name in ("hflip", "vflip") if tta[name]]
+    if tta["scales"] != [1.0]:
+        parts.append("scales " + ", ".join(f"{v:g}" for v in tta["scales"]))
+    return " + ".join(parts) or "no TTA"
 
 
 def _above(iou: list[float], floor: float = 0.05) -> int:
