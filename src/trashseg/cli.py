@@ -379,14 +379,15 @@ def predict(
     }
     if images is not None:
         stats = predict_images(model, images, out, cfg=cfg, stride=stride, **options)
-        console.print(f"{out}: { {k: v for k, v in stats.items() if k not in ('unreadable', 'video_problem')} }")
+        shown = {k: v for k, v in stats.items() if k not in ("unreadable", "video_problem")}
+        console.print(f"{out}: {shown}", soft_wrap=True)  # one line, whatever the terminal's width: scripts grep it
         if stats["unreadable"]:
             raise unreadable_error(stats, out)
         if "video_problem" in stats:
             raise VideoError(f"{stats['video_problem']}; the frames before it are predicted in {out}")
         return
     stats = predict_split(model, _load(cfg, split), out, cfg=cfg.infer, **options)
-    console.print(f"{out}: {stats}")
+    console.print(f"{out}: {stats}", soft_wrap=True)
 
 
 def _folder_split(pred: Path, config: Path | None, set_: list[str] | None, data: Path | None, split: str | None):
@@ -460,7 +461,7 @@ def ensemble(
     if all(m.suffix == ".csv" for m in members):
         if mode != "hard":
             raise TrashsegError("submission CSVs hold no probabilities: use --mode hard")
-        console.print(f"{out}: {ensemble_csvs(members, out, num_classes, weights=w)} rows")
+        console.print(f"{out}: {ensemble_csvs(members, out, num_classes, weights=w)} rows", soft_wrap=True)
         return
     console.print(ensemble_folders(members, out, mode, weights=w, save_probs=save_probs))
 
@@ -586,7 +587,7 @@ def submit(
     from trashseg.infer.submit import submit as write
 
     cfg = _config(config, set_, data, _folder_classes(pred))
-    console.print(f"{out}: {write(pred, _load(cfg, split), out)} rows")
+    console.print(f"{out}: {write(pred, _load(cfg, split), out)} rows", soft_wrap=True)
 
 
 @app.command()

@@ -45,7 +45,8 @@ def test_every_nth_frame_is_predicted_and_overlay_works(trained_run, tmp_path, c
 
 
 def test_a_rerun_resumes_and_a_frame_limit_stops_early(trained_run, tmp_path, cli):
-    video, out = write_video(tmp_path / "clip.avi", frames=20, fourcc="MJPG"), tmp_path / "pred"
+    # a long output path: the summary line stays one line that scripts can grep, whatever the terminal's width
+    video, out = write_video(tmp_path / "clip.avi", frames=20, fourcc="MJPG"), tmp_path / ("pred_" + "x" * 100)
     args = [
         "predict",
         trained_run,
@@ -65,6 +66,8 @@ def test_a_rerun_resumes_and_a_frame_limit_stops_early(trained_run, tmp_path, cl
     first = (out / "masks" / "clip" / "000003.jpg.png").stat().st_mtime_ns
     code, text = cli(args)
     assert code == 0 and "'predicted': 0, 'skipped': 4" in text, text
+    summary = [line for line in text.splitlines() if line.startswith(f"{out}: {{")]
+    assert len(summary) == 1 and summary[0].endswith("}"), text
     assert (out / "masks" / "clip" / "000003.jpg.png").stat().st_mtime_ns == first
     code, text = cli(args[:-4] + ["--every", "2", "--workers", "0"])  # another stride into the same folder
     assert code == 2 and "already holds predictions of" in text and "--every 3, --max-frames 4" in text, text
