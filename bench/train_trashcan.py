@@ -5,8 +5,9 @@ Every row trains on ../shared/datasets/trashcan on this machine's CPU for the sa
 inside the budget: trashseg's cache filling and validations included), then is scored the same way: val split,
 competition mIoU on masks resized to 256² (nearest). The plain loops see 256² inputs (their training size);
 trashseg's model goes through ``trashseg predict``'s Predictor with the recipe's own ``infer`` settings (its TTA,
-as ``trashseg predict`` uses them), which feeds it at its own training size (``augment.image_size``) and brings
-probabilities back to 256².
+as ``trashseg predict`` uses them), which takes each frame at its own size, feeds it to the network at the
+recipe's training size (``augment.image_size``, square or not) and returns probabilities at the frame's size; they
+are resized to 256² (bilinear) before the argmax, as the competition resized its predicted masks.
 
 Plain loop (the issue's reference): smp Unet, Adam 1e-3, plain CE, resize to 256 only, no augmentation, batch 8,
 fp32, the model of the last step. ``plain_random``: ResNet34 from random init, inputs /255.
@@ -29,10 +30,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import albumentations as A
+import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,7 +65,7 @@ def loader(data: Path, split: str, classes: list[str], cache: Path, train: bool)
 
 
 @torch.no_grad()
-def score(predict: Callable[[torch.Tensor], torch.Tensor], val: DataLoader, num_classes: int) -> dict:
+def score(predict: Callable[[Any], torch.Tensor], val: DataLoader, num_classes: int) -> dict:
     meter = ConfusionMeter(num_classes)
     for batch in val:
         meter.update(predict(batch["image"]).argmax(1), batch["mask"])
@@ -128,14 +132,32 @@ def run_ours(cfg: Config, args: argparse.Namespace, val: DataLoader) -> dict:
         ckpt = run / "checkpoints" / f"{which}.ckpt"
         model = Segmenter.load(ckpt if ckpt.exists() else run / "checkpoints" / "last.ckpt")
         infer = InferConfig(batch_size=16).over(model.infer)  # the recipe's own test-time settings, as predict
-        out[which] = score(_tensor_predict(Predictor(model, model.image_size, infer)), val, len(cfg.data.classes))
+        out[which] = score(_native_predict(Predictor(model, model.image_size, infer)), val, len(cfg.data.classes))
     out["tta"] = {"hflip": infer.hflip, "vflip": infer.vflip, "scales": infer.scales}  # one config, both checkpoints
     return out
 
 
-def _tensor_predict(predictor: Predictor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """`score` feeds a batch tensor; the Predictor takes and returns lists of arrays."""
-    return lambda x: torch.from_numpy(np.stack(predictor.predict(list(x.numpy()))))
+def native_loader(data: Path, classes: list[str], cache: Path) -> DataLoader:
+    """Val frames at their own size (480×270 and 480×360 mixed, hence lists), masks at 256² as ``loader``'s."""
+    coco = load_split(data / "val.json", data, classes, require_annotations=True)
+    ds = SegmentationDataset(coco, MaskCache(coco, cache / "masks"), None)
+    return DataLoader(ds, batch_size=16, num_workers=1, collate_fn=_native_batch)
+
+
+def _native_batch(batch: list[dict]) -> dict:
+    size = (EVAL_SIZE, EVAL_SIZE)
+    masks = [cv2.resize(b["mask"].numpy(), size, interpolation=cv2.INTER_NEAREST) for b in batch]
+    return {"image": [b["image"].numpy() for b in batch], "mask": torch.from_numpy(np.stack(masks))}
+
+
+def _native_predict(predictor: Predictor) -> Callable[[list[np.ndarray]], torch.Tensor]:
+    """Probabilities at each frame's size → 256² (bilinear), stacked for `score`."""
+    return lambda images: torch.stack(
+        [
+            F.interpolate(torch.from_numpy(p)[None], size=(EVAL_SIZE, EVAL_SIZE), mode="bilinear")[0]
+            for p in predictor.predict(images)
+        ]
+    )
 
 
 def main() -> None:
@@ -164,12 +186,13 @@ def main() -> None:
         ],
     )
     val = loader(args.data, "val", cfg.data.classes, args.out / "cache", False)
+    val_native = native_loader(args.data, cfg.data.classes, args.out / "cache")
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     budget = results.setdefault(f"{args.minutes:g}", {})
     for row in rows:
         key = args.name if row == "ours" else row
-        budget[key] = run_ours(cfg, args, val) if row == "ours" else run_plain(row, cfg, args, val)
+        budget[key] = run_ours(cfg, args, val_native) if row == "ours" else run_plain(row, cfg, args, val)
         budget[key]["date"] = time.strftime("%Y-%m-%d")
         atomic_write_json(results_path, results)  # every finished row survives a later crash
         print(key, json.dumps(budget[key])[:300])

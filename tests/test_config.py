@@ -52,6 +52,18 @@ def test_bad_override_syntax(tmp_path):
         load_config(None, ["data.classes"])
 
 
+@pytest.mark.parametrize("value", ["[192]", "[16, 320]", "[192, 320, 3]", "true"])
+def test_a_size_that_is_neither_a_side_nor_height_width_is_named(value):
+    with pytest.raises(TrashsegError, match=r"augment\.image_size: .*a side S \(S×S\) or \[height, width\]"):
+        load_config(None, [f"augment.image_size={value}"])
+
+
+def test_a_height_width_size_loads_as_a_pair_and_dumps_as_a_list():
+    cfg = load_config(None, ["augment.image_size=[192, 320]", "data.cache_size=[192, 320]"])
+    assert cfg.augment.image_size == (192, 320) and cfg.data.cache_size == (192, 320)
+    assert "  image_size:\n  - 192\n  - 320\n" in dump_config(cfg)  # config.yaml of a run: plain YAML, no tuple tag
+
+
 def test_duplicate_classes_rejected():
     with pytest.raises(TrashsegError, match=r"data\.classes: .*duplicate class names \['a'\]"):
         load_config(None, ["data.classes=[bg, a, a]"])

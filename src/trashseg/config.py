@@ -11,11 +11,12 @@ name the dotted key, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import copy
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trashseg.errors import TrashsegError
 
@@ -40,6 +41,26 @@ IGNORE_INDEX = 255
 MAX_PIXELS = 40_000_000  # a tiny PNG can declare a huge image: 11 classes of probabilities at 40 MP are 1.8 GB
 
 
+def _size(value: Any, floor: int = 32) -> Any:
+    """One message for both spellings of a size, instead of pydantic's one error per branch of the union."""
+    sides = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(sides) == (1 if isinstance(value, int) else 2) and all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= floor for s in sides
+    ):
+        return value if isinstance(value, int) else tuple(sides)
+    raise ValueError(f"expected a side S (S×S) or [height, width], each an integer >= {floor}; got {value!r}")
+
+
+# S for S×S, or (height, width) as mmseg's crop_size: wide video frames keep their shape at the same pixel count
+Size = Annotated[int | tuple[int, int], BeforeValidator(_size)]
+CacheSize = Annotated[int | tuple[int, int], BeforeValidator(partial(_size, floor=1))]  # any, unlike the network's
+
+
+def hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    """(height, width) of a size given as S (square) or (H, W)."""
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
 class Section(BaseModel):
     """allow_inf_nan=False: a NaN or infinite setting (``--set train.grad_clip=.nan``) is refused by its key, where
     it would otherwise train or vote on NaN silently."""
@@ -60,7 +81,7 @@ class DataConfig(Section):
     folds_dir: str = "folds"  # where `trashseg split` wrote fold{k}_train/val.json (relative to root, or absolute)
     cache_dir: Path | None = None  # default $TRASHSEG_CACHE or ~/.cache/trashseg
     cache_images: bool = True  # keep decoded images as .npy (see trashseg.data.cache)
-    cache_size: int | None = None  # presize images/masks to N×N in the cache; null keeps their own size
+    cache_size: CacheSize | None = None  # presize images/masks to N×N (or H×W) in the cache; null keeps their own size
     ignore_index: int = IGNORE_INDEX
     max_pixels: int = Field(MAX_PIXELS, ge=1)  # images declaring more (read from the header) are refused, undecoded
     allow_external_links: bool = False  # follow symbolic links that lead out of the dataset folder
@@ -127,8 +148,8 @@ class CopyPasteConfig(Section):
 
 class AugmentConfig(Section):
     preset: Literal["seed", "seed_photometric", "light", "none"] = "seed"
-    image_size: int = Field(512, ge=32)  # images are resized to S×S (validation and inference too)
-    crop_size: int | None = Field(None, ge=32)  # train on random C×C crops at that scale (mmseg's crop_size)
+    image_size: Size = 512  # images are resized to S×S or [H, W] (validation and inference too)
+    crop_size: Size | None = None  # train on random C×C or [H, W] crops at that scale (mmseg's crop_size)
     object_crop_prob: float = Field(0.0, ge=0, le=1)  # share of those crops centred on labelled foreground
     copy_paste: CopyPasteConfig = Field(default_factory=CopyPasteConfig)
     cutmix_prob: float = Field(0.0, ge=0, le=1)

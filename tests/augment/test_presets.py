@@ -39,7 +39,7 @@ def _assert_aligned(image: np.ndarray, mask: np.ndarray) -> None:
 def _seed_transforms() -> list[A.BasicTransform]:
     """Each transform of the "seed" preset alone (OneOf expanded), forced on."""
     flat = []
-    for t in PRESETS["seed"](S, IGNORE):
+    for t in PRESETS["seed"]((S, S), IGNORE):
         flat += list(t.transforms) if isinstance(t, A.OneOf) else [t]
     for t in flat:
         t.p = 1.0
@@ -100,6 +100,22 @@ def test_validation_transform_is_exact_size_and_deterministic(preset):
     assert first["image"].shape == (S, S, 3) and first["mask"].shape == (S, S)
     assert np.array_equal(first["image"], second["image"]) and np.array_equal(first["mask"], second["mask"])
     _assert_aligned(first["image"], first["mask"])
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_height_and_width_sizes_keep_a_wide_frame_wide(preset):
+    """[H, W] sizes (mmseg's crop_size): training crops and validation resizes come out at exactly that shape."""
+    image, mask = _scene()
+    cfg = AugmentConfig(preset=preset, image_size=[48, 80], crop_size=[32, 48])
+    for train, shape in ((True, (32, 48)), (False, (48, 80))):
+        out = build_transform(cfg, train=train)(image=image, mask=mask)
+        assert out["image"].shape == (*shape, 3) and out["mask"].shape == shape
+
+
+def test_a_crop_side_longer_than_the_image_is_cut_to_it():
+    cfg = AugmentConfig(preset="none", image_size=[48, 80], crop_size=64)
+    out = build_transform(cfg, train=True)(image=np.zeros((90, 160, 3), np.uint8), mask=np.zeros((90, 160), np.uint8))
+    assert out["image"].shape == (48, 64, 3)
 
 
 def test_crop_size_gives_crops_at_the_full_size_scale():

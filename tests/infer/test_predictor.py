@@ -67,6 +67,23 @@ def test_masks_only_path_gives_the_argmax_of_the_probabilities(cfg):
     assert 0 < masks[0].mean() < 1  # both classes occur: the comparison above is not vacuous
 
 
+@pytest.mark.parametrize("mode", ["resize", "slide"])
+def test_a_height_and_width_size_feeds_the_network_that_shape(mode):
+    """A model trained at [H, W] sees H×W inputs (×scale, in multiples of 32) and answers at the image's size."""
+    seen = []
+
+    def model(batch: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(batch.shape[1:3]))
+        return colour_model(batch)
+
+    image = np.zeros((90, 200, 3), np.uint8)
+    image[:, 100:, 0] = 255
+    cfg = InferConfig(mode=mode, scales=[1.0, 1.5], batch_size=64)
+    mask = Predictor(model, (32, 64), cfg).predict_masks([image])[0]
+    assert mask.shape == (90, 200) and (mask[:, 110:] == 1).all() and (mask[:, :90] == 0).all()
+    assert set(seen) == {(32, 64)} if mode == "slide" else seen == [(32, 64), (64, 96)]
+
+
 def test_slide_pads_images_smaller_than_the_window():
     image = np.zeros((20, 40, 3), np.uint8)
     image[:, 20:, 0] = 255
@@ -104,7 +121,7 @@ def test_bf16_autocasts_on_cpu_and_fp16_does_not():
 def test_scales_that_round_to_the_same_input_size_are_reported(caplog):
     """Inputs are multiples of 32, so at 64² scales 0.75/1/1.25 all give 64²: TTA that does nothing is named."""
     Predictor(colour_model, 64, InferConfig(scales=[0.75, 1.0, 1.25]))
-    assert "round to input sides [64, 64, 64]" in caplog.text
+    assert "round to input sizes 64×64, 64×64, 64×64" in caplog.text
     caplog.clear()
     Predictor(colour_model, 512, InferConfig(scales=[0.75, 1.0, 1.25]))
     assert caplog.text == ""

@@ -46,9 +46,10 @@ def test_external_data_outside_the_models_folder_is_refused(tmp_path, location):
         ("{not json", "model.onnx.json: cannot read it as JSON"),
         ('{"classes": "bg,a", "image_size": 8}', r"model.onnx.json: needs 'classes' \(a list of names\)"),
         ('["bg", "a"]', "model.onnx.json: needs 'classes'"),
+        ('{"classes": ["bg", "a"], "image_size": [8]}', r"'image_size' \(a positive integer, or \[height, width\]\)"),
         (json.dumps({**META, "infer": {"hflip": "sideways"}}), r"model.onnx.json: infer: invalid config\n  hflip: "),
     ],
-    ids=["corrupt-model", "corrupt-meta", "classes-not-a-list", "meta-not-a-mapping", "infer-not-valid"],
+    ids=["corrupt-model", "corrupt-meta", "classes-not-a-list", "meta-not-a-mapping", "not-a-size", "infer-not-valid"],
 )
 def test_unusable_model_or_meta_is_named(tmp_path, meta, error):
     path = tmp_path / "model.onnx"

@@ -9,12 +9,16 @@ import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 
 from tests.helpers import QUICK, RECIPE, Payload, quick_cfg, run_cli
 from trashseg.config import load_config
 from trashseg.errors import TrashsegError
+from trashseg.infer.export import export_run
+from trashseg.infer.predictor import Predictor
+from trashseg.models.onnx import OnnxSegmenter
 from trashseg.models.segmenter import Segmenter
 from trashseg.train.run import build_data, train
 
@@ -219,10 +223,33 @@ def test_ddp_two_cpu_processes_with_gloo(sample_data, tmp_path):
     assert (out / "checkpoints" / "last.ckpt").exists()
 
 
-def test_a_crop_the_architecture_cannot_take_is_named(sample_data, tmp_path, capsys):
+@pytest.mark.parametrize(("crop", "named"), [("120", "120"), ("[96, 120]", "[96, 120]")])
+def test_a_crop_the_architecture_cannot_take_is_named(sample_data, tmp_path, capsys, crop, named):
     args = ["train", RECIPE, "--data", sample_data, "--out", tmp_path / "run", "--set", f"data.cache_dir={tmp_path}/c"]
-    for key in ("model.arch=FPN", "model.params={}", "augment.crop_size=120"):
+    for key in ("model.arch=FPN", "model.params={}", f"augment.crop_size={crop}"):
         args += ["--set", key]
     code, text = run_cli(args, capsys)
-    assert code == 2 and "augment.crop_size=120: FPN on tu-tf_efficientnet_lite0 needs sizes divisible by 32" in text
+    assert code == 2 and f"augment.crop_size={named}: FPN on tu-tf_efficientnet_lite0 needs sizes divisible by 32" in (
+        text
+    )
     assert "use 96 or 128" in text and "Traceback" not in text, text
+
+
+def test_a_height_width_size_trains_predicts_and_exports(sample_data, tmp_path):
+    """Wide video frames keep their shape: an [H, W] size runs through the cache, training, the saved model,
+    the predictor and ONNX export."""
+    sizes = ("augment.image_size=[32, 64]", "augment.crop_size=[32, 32]", "data.cache_size=[32, 64]")
+    run = tmp_path / "run"
+    train(quick_cfg(sample_data, tmp_path, "train.epochs=1", "train.max_steps_per_epoch=1", *sizes), run)
+    model = Segmenter.load(run)
+    assert model.image_size == (32, 64)
+    seen = []
+
+    def spy(batch: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(batch.shape[1:3]))
+        return model(batch)
+
+    mask = Predictor(spy, model.image_size, model.infer).predict_masks([np.zeros((45, 120, 3), np.uint8)])[0]
+    assert mask.shape == (45, 120) and seen and set(seen) == {(32, 64)}
+    assert export_run(run, tmp_path / "m.onnx")["max_abs_prob_diff"] < 1e-4
+    assert OnnxSegmenter(tmp_path / "m.onnx").image_size == (32, 64)

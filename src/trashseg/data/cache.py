@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from trashseg.config import MAX_PIXELS, DataConfig
+from trashseg.config import MAX_PIXELS, DataConfig, hw
 from trashseg.data.images import read_image
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_open
@@ -57,18 +57,20 @@ def save_npy(path: Path, array: np.ndarray) -> None:
         ) from None
 
 
-def presize(array: np.ndarray, size: int | None, nearest: bool = False) -> np.ndarray:
-    """Resize to size×size once, as the entry is stored ("presizing"): every later epoch starts from the training
-    size instead of repeating the same deterministic resize. Nearest neighbour for masks, bilinear for images."""
-    if not size or array.shape[:2] == (size, size):
+def presize(array: np.ndarray, size: int | tuple[int, int] | None, nearest: bool = False) -> np.ndarray:
+    """Resize to size×size (or H×W) once, as the entry is stored ("presizing"): every later epoch starts from the
+    training size instead of repeating the same deterministic resize. Nearest neighbour for masks, bilinear for
+    images."""
+    if not size or array.shape[:2] == hw(size):
         return array
-    return cv2.resize(array, (size, size), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
+    h, w = hw(size)
+    return cv2.resize(array, (w, h), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
 
 
 class ImageCache:
     """Decoded uint8 RGB images keyed by (absolute path, size, mtime, presize): replacing a file invalidates it."""
 
-    def __init__(self, cache_dir: str | Path, size: int | None = None):
+    def __init__(self, cache_dir: str | Path, size: int | tuple[int, int] | None = None):
         self.dir = Path(cache_dir)
         self.size = size
 

@@ -21,7 +21,7 @@ MANIFEST = "pseudo.json"
 class PngMasks:
     """Mask provider with MaskCache's interface (``get(image_info)``), reading ready-made PNG masks."""
 
-    def __init__(self, folder: Path, size: int | None = None):
+    def __init__(self, folder: Path, size: int | tuple[int, int] | None = None):
         self.folder, self.size = Path(folder), size
 
     def get(self, image: dict) -> np.ndarray:

@@ -178,7 +178,7 @@ class MaskCache:
     annotation or the class list re-rasterises exactly the images it touches; nothing needs to be cleared by hand.
     """
 
-    def __init__(self, split: CocoSplit, cache_dir: str | Path, size: int | None = None):
+    def __init__(self, split: CocoSplit, cache_dir: str | Path, size: int | tuple[int, int] | None = None):
         self.split = split
         self.size = size  # presize (see trashseg.data.cache.presize); None keeps the image's own size
         self.dir = Path(cache_dir)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trashseg.config import hw
 from trashseg.models.onnx import OnnxSegmenter, export_onnx
 from trashseg.models.segmenter import Segmenter, checkpoint_of
 
@@ -24,8 +25,7 @@ def export_run(run: str | Path, out: str | Path | None = None, batch: int = 2) -
     }
     export_onnx(model, out, image_size=model.image_size, meta=meta)
     rng = np.random.default_rng(0)
-    size = model.image_size
-    images = torch.from_numpy(rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8))
+    images = torch.from_numpy(rng.integers(0, 256, (batch, *hw(model.image_size), 3), dtype=np.uint8))
     with torch.inference_mode():
         reference = model(images).softmax(1)
     onnx_probs = OnnxSegmenter(out)(images).softmax(1)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trashseg.config import InferConfig
+from trashseg.config import InferConfig, hw
 
 log = logging.getLogger(__name__)
 Model = Callable[[torch.Tensor], torch.Tensor]
@@ -29,23 +29,31 @@ def _multiple_of_32(x: float) -> int:
     return max(32, int(round(x / 32)) * 32)
 
 
+def _starts(length: int, window: int, overlap: float) -> list[int]:
+    """Window offsets along one axis: evenly strided, the last one flush with the end."""
+    stride = max(1, int(window * (1 - overlap)))
+    return sorted({*range(0, length - window + 1, stride), length - window})
+
+
 class Predictor:
-    def __init__(self, model: Model, image_size: int, cfg: InferConfig, *, device: torch.device | str = "cpu"):
-        self.model, self.size, self.cfg = model, image_size, cfg
+    def __init__(
+        self, model: Model, image_size: int | tuple[int, int], cfg: InferConfig, *, device: torch.device | str = "cpu"
+    ):
+        self.model, self.size, self.cfg = model, hw(image_size), cfg
         self.device = torch.device(device)
-        sides = [self._side(s) for s in cfg.scales]
-        if cfg.mode == "resize" and len(set(sides)) < len(sides):
+        sizes = [self._side(s) for s in cfg.scales]
+        if cfg.mode == "resize" and len(set(sizes)) < len(sizes):
             log.warning(
-                "infer.scales %s at image size %d round to input sides %s (multiples of 32): some scales "
+                "infer.scales %s at image size %s round to input sizes %s (multiples of 32): some scales "
                 "repeat the same view",
                 cfg.scales,
-                image_size,
-                sides,
+                "×".join(map(str, self.size)),
+                ", ".join(f"{h}×{w}" for h, w in sizes),
             )
 
-    def _side(self, scale: float) -> int:
-        """Input side for whole-image resize at `scale` of the training size."""
-        return _multiple_of_32(self.size * scale)
+    def _side(self, scale: float) -> tuple[int, int]:
+        """Input (height, width) for whole-image resize at `scale` of the training size."""
+        return _multiple_of_32(self.size[0] * scale), _multiple_of_32(self.size[1] * scale)
 
     def _flips(self) -> list[tuple[int, ...]]:
         """Spatial dims to flip for each TTA view (NHWC input: H = 1, W = 2)."""
@@ -94,10 +102,8 @@ class Predictor:
         return probs.flip([d + 1 for d in dims]) if dims else probs  # NCHW now: H = 2, W = 3
 
     def _resize_mode(self, images: list[np.ndarray], scale: float) -> list[torch.Tensor]:
-        side = self._side(scale)
-        batch = torch.from_numpy(
-            np.stack([cv2.resize(im, (side, side), interpolation=cv2.INTER_LINEAR) for im in images])
-        )
+        h, w = self._side(scale)
+        batch = torch.from_numpy(np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR) for im in images]))
         probs = self._probs(batch)
         shapes = {im.shape[:2] for im in images}
         if len(shapes) == 1:  # the usual case: one call for the whole batch
@@ -108,18 +114,17 @@ class Predictor:
         ]
 
     def _slide_one(self, image: np.ndarray, scale: float) -> torch.Tensor:
-        """S×S windows with the configured overlap over the image at `scale`, padded up to S where smaller."""
+        """S×S (H×W) windows with the configured overlap over the image at `scale`, padded up to them where smaller."""
         h, w = (max(1, int(round(d * scale))) for d in image.shape[:2])
         scaled = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR) if (h, w) != image.shape[:2] else image
-        win = self.size
-        ph, pw = max(h, win), max(w, win)
+        wh, ww = self.size
+        ph, pw = max(h, wh), max(w, ww)
         padded = np.zeros((ph, pw, 3), np.uint8)
         padded[:h, :w] = scaled
-        stride = max(1, int(win * (1 - self.cfg.overlap)))
-        ys = sorted({*range(0, ph - win + 1, stride), ph - win})
-        xs = sorted({*range(0, pw - win + 1, stride), pw - win})
+        ys = _starts(ph, wh, self.cfg.overlap)
+        xs = _starts(pw, ww, self.cfg.overlap)
         boxes = [(y, x) for y in ys for x in xs]
-        crops = torch.from_numpy(np.stack([padded[y : y + win, x : x + win] for y, x in boxes]))
+        crops = torch.from_numpy(np.stack([padded[y : y + wh, x : x + ww] for y, x in boxes]))
         acc, count = None, torch.zeros(1, ph, pw, device=self.device)
         bs = self.cfg.batch_size
         for start, chunk in zip(range(0, len(boxes), bs), crops.split(bs), strict=True):
@@ -128,8 +133,8 @@ class Predictor:
             if acc is None:
                 acc = torch.zeros(probs.shape[1], ph, pw, device=self.device)
             for (y, x), p in zip(chunk_boxes, probs, strict=True):
-                acc[:, y : y + win, x : x + win] += p
-                count[:, y : y + win, x : x + win] += 1
+                acc[:, y : y + wh, x : x + ww] += p
+                count[:, y : y + wh, x : x + ww] += 1
         assert acc is not None  # there is always at least one window
         probs = (acc / count)[:, :h, :w]
         return F.interpolate(probs[None], size=image.shape[:2], mode="bilinear", align_corners=False)[0]

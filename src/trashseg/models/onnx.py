@@ -10,17 +10,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from trashseg.config import InferConfig, validate_as
+from trashseg.config import InferConfig, hw, validate_as
 from trashseg.errors import ModelNotFoundError, TrashsegError, require_extra
 from trashseg.fileio import atomic_write_json, atomic_write_with
 
 
-def export_onnx(module: torch.nn.Module, path: Path, *, image_size: int, meta: dict[str, Any], opset: int = 17) -> None:
+def export_onnx(
+    module: torch.nn.Module, path: Path, *, image_size: int | tuple[int, int], meta: dict[str, Any], opset: int = 17
+) -> None:
     """Input: uint8 N×H×W×3 RGB (``images``); output: float logits N×C×H×W (``logits``). Batch, height and width
     are dynamic. ``<path>.json`` beside it carries the classes and sizes that predict needs."""
     require_extra("onnx", "onnx", "ONNX export")  # torch's exporter writes the file with it
     module = module.eval().cpu()
-    example = torch.zeros(1, image_size, image_size, 3, dtype=torch.uint8)
+    example = torch.zeros(1, *hw(image_size), 3, dtype=torch.uint8)
     axes = {"images": {0: "batch", 1: "height", 2: "width"}, "logits": {0: "batch", 2: "height", 3: "width"}}
 
     def write(tmp: str) -> None:
@@ -50,16 +52,19 @@ def _read_meta(path: Path) -> dict[str, Any]:
         raise TrashsegError(f"{path}: cannot read it as JSON ({exc}); export the model again") from None
     classes, size = (meta.get("classes"), meta.get("image_size")) if isinstance(meta, dict) else (None, None)
     if not (
-        isinstance(classes, list)
-        and len(classes) >= 2
-        and all(isinstance(c, str) for c in classes)
-        and isinstance(size, int)
-        and size > 0
+        isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) for c in classes) and _is_size(size)
     ):
         raise TrashsegError(
-            f"{path}: needs 'classes' (a list of names) and 'image_size' (a positive integer); export the model again"
+            f"{path}: needs 'classes' (a list of names) and 'image_size' (a positive integer, or [height, width]); "
+            "export the model again"
         )
     return meta
+
+
+def _is_size(size: object) -> bool:
+    """S, or [H, W] as JSON writes a (height, width) tuple."""
+    sides = size if isinstance(size, list) and len(size) == 2 else [size]
+    return all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sides)
 
 
 class OnnxSegmenter:
@@ -82,7 +87,8 @@ class OnnxSegmenter:
         except Exception as exc:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
             raise TrashsegError(f"{self.path}: cannot load as an ONNX model: {exc}") from None
         self.classes: list[str] = self.meta["classes"]
-        self.image_size: int = self.meta["image_size"]
+        size = self.meta["image_size"]
+        self.image_size: int | tuple[int, int] = size if isinstance(size, int) else (size[0], size[1])
         self.info: dict[str, Any] = {
             "source": str(self.path.resolve()),
             "runtime": "onnxruntime",

@@ -42,7 +42,7 @@ class InferenceModel(Protocol):
     def classes(self) -> list[str]: ...
 
     @property
-    def image_size(self) -> int: ...
+    def image_size(self) -> int | tuple[int, int]: ...  # S (square) or (height, width)
 
     @property
     def infer(self) -> InferConfig: ...  # the test-time settings it was made for (flips, scales...)
@@ -120,8 +120,8 @@ class Segmenter(nn.Module):
         return self.config.data.classes
 
     @property
-    def image_size(self) -> int:
-        """The side the network was trained at (the predictor resizes to multiples of it)."""
+    def image_size(self) -> int | tuple[int, int]:
+        """The size the network was trained at, S or (H, W) (the predictor resizes to multiples of it)."""
         return self.config.augment.image_size
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from trashseg.config import hw
 from trashseg.errors import TrashsegError
 
 
@@ -17,12 +18,13 @@ class StageError(TrashsegError):
     """The encoder cannot be split at the requested stage."""
 
 
-def early_layers(encoder: nn.Module, stages: int, size: int) -> list[nn.Module]:
+def early_layers(encoder: nn.Module, stages: int, size: int | tuple[int, int]) -> list[nn.Module]:
     """The layers (modules holding weights) that the encoder calls before the first one whose output is coarser than
     1/2^stages of the input: for a CNN, its stem and first stages. Everything they compute lies upstream of the
     trainable rest, so freezing them also spares the backward pass through them. (A transformer whose attention
     pools keys inside a stage, as SegFormer's MiT does, ends the prefix at that first pooling.)"""
-    floor = size // 2**stages
+    height, width = hw(size)
+    floor = width // 2**stages  # widths are compared: the layers' outputs below are measured along W
     order: list[tuple[nn.Module, int]] = []
     seen: set[int] = set()
 
@@ -35,7 +37,7 @@ def early_layers(encoder: nn.Module, stages: int, size: int) -> list[nn.Module]:
         if isinstance(tensor, torch.Tensor) and tensor.dim() == 4:
             order.append((module, tensor.shape[-1]))
         else:
-            order.append((module, order[-1][1] if order else size))
+            order.append((module, order[-1][1] if order else width))
 
     layers = [m for m in encoder.modules() if any(True for _ in m.parameters(recurse=False))]
     hooks = [m.register_forward_hook(record) for m in layers]
@@ -43,7 +45,7 @@ def early_layers(encoder: nn.Module, stages: int, size: int) -> list[nn.Module]:
     try:
         encoder.eval()
         with torch.no_grad():
-            encoder(torch.zeros(1, 3, size, size))  # RGB, as every model here
+            encoder(torch.zeros(1, 3, height, width))  # RGB, as every model here
     finally:
         for hook in hooks:
             hook.remove()

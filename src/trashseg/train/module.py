@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from trashseg.config import Config
+from trashseg.config import Config, hw
 from trashseg.errors import TrashsegError
 from trashseg.metrics import ConfusionMeter, SegScores
 from trashseg.models.segmenter import Segmenter, upgrade_state_dict
@@ -31,12 +31,14 @@ def check_input_sizes(cfg: Config, net: nn.Module) -> None:
         return
     for key in ("image_size", "crop_size"):
         size = getattr(cfg.augment, key)
-        if size is not None and size % stride:
-            below, above = size // stride * stride, (size // stride + 1) * stride
-            raise TrashsegError(
-                f"augment.{key}={size}: {cfg.model.arch} on {cfg.model.encoder} needs sizes divisible by {stride}; "
-                f"use {below or above} or {above}"
-            )
+        for side in hw(size) if size is not None else ():
+            if side % stride:
+                below, above = side // stride * stride, (side // stride + 1) * stride
+                shown, which = (list(size), f" for the side {side}") if isinstance(size, tuple) else (size, "")
+                raise TrashsegError(
+                    f"augment.{key}={shown}: {cfg.model.arch} on {cfg.model.encoder} needs sizes divisible by "
+                    f"{stride}; use {below or above} or {above}{which}"
+                )
 
 
 class SegmentationModule(pl.LightningModule):
@@ -59,7 +61,7 @@ class SegmentationModule(pl.LightningModule):
         no gradient flows through them: a CPU fine-tuning step of the lite0 FPN at 192² runs about 1.25× as fast."""
         if not cfg.train.frozen_stages:
             return []
-        size = cfg.augment.crop_size or cfg.augment.image_size
+        size = hw(cfg.augment.crop_size or cfg.augment.image_size)
         layers = early_layers(self.segmenter.net.get_submodule("encoder"), cfg.train.frozen_stages, size)
         for layer in layers:
             layer.requires_grad_(False)
