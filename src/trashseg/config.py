@@ -41,19 +41,20 @@ IGNORE_INDEX = 255
 MAX_PIXELS = 40_000_000  # a tiny PNG can declare a huge image: 11 classes of probabilities at 40 MP are 1.8 GB
 
 
-def _size(value: Any, floor: int = 32) -> Any:
-    """One message for both spellings of a size, instead of pydantic's one error per branch of the union."""
+def parse_size(value: Any, floor: int = 32) -> int | tuple[int, int]:
+    """S, or [H, W] as a (height, width) tuple; ValueError otherwise. One message for both spellings of a size,
+    instead of pydantic's one error per branch of the union."""
     sides = list(value) if isinstance(value, (list, tuple)) else [value]
     if len(sides) == (1 if isinstance(value, int) else 2) and all(
         isinstance(s, int) and not isinstance(s, bool) and s >= floor for s in sides
     ):
-        return value if isinstance(value, int) else tuple(sides)
+        return value if isinstance(value, int) else (sides[0], sides[1])
     raise ValueError(f"expected a side S (S×S) or [height, width], each an integer >= {floor}; got {value!r}")
 
 
 # S for S×S, or (height, width) as mmseg's crop_size: wide video frames keep their shape at the same pixel count
-Size = Annotated[int | tuple[int, int], BeforeValidator(_size)]
-CacheSize = Annotated[int | tuple[int, int], BeforeValidator(partial(_size, floor=1))]  # any, unlike the network's
+Size = Annotated[int | tuple[int, int], BeforeValidator(parse_size)]
+CacheSize = Annotated[int | tuple[int, int], BeforeValidator(partial(parse_size, floor=1))]  # any, unlike the network's
 
 
 def hw(size: int | tuple[int, int]) -> tuple[int, int]:

@@ -61,9 +61,9 @@ def presize(array: np.ndarray, size: int | tuple[int, int] | None, nearest: bool
     """Resize to size×size (or H×W) once, as the entry is stored ("presizing"): every later epoch starts from the
     training size instead of repeating the same deterministic resize. Nearest neighbour for masks, bilinear for
     images."""
-    if not size or array.shape[:2] == hw(size):
+    if not size or array.shape[:2] == (shape := hw(size)):
         return array
-    h, w = hw(size)
+    h, w = shape
     return cv2.resize(array, (w, h), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
 
 

@@ -41,7 +41,7 @@ class Predictor:
     ):
         self.model, self.size, self.cfg = model, hw(image_size), cfg
         self.device = torch.device(device)
-        sizes = [self._side(s) for s in cfg.scales]
+        sizes = [self._input_size(s) for s in cfg.scales]
         if cfg.mode == "resize" and len(set(sizes)) < len(sizes):
             log.warning(
                 "infer.scales %s at image size %s round to input sizes %s (multiples of 32): some scales "
@@ -51,7 +51,7 @@ class Predictor:
                 ", ".join(f"{h}×{w}" for h, w in sizes),
             )
 
-    def _side(self, scale: float) -> tuple[int, int]:
+    def _input_size(self, scale: float) -> tuple[int, int]:
         """Input (height, width) for whole-image resize at `scale` of the training size."""
         return _multiple_of_32(self.size[0] * scale), _multiple_of_32(self.size[1] * scale)
 
@@ -102,7 +102,7 @@ class Predictor:
         return probs.flip([d + 1 for d in dims]) if dims else probs  # NCHW now: H = 2, W = 3
 
     def _resize_mode(self, images: list[np.ndarray], scale: float) -> list[torch.Tensor]:
-        h, w = self._side(scale)
+        h, w = self._input_size(scale)
         batch = torch.from_numpy(np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR) for im in images]))
         probs = self._probs(batch)
         shapes = {im.shape[:2] for im in images}

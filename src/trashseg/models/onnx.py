@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trashseg.config import InferConfig, hw, validate_as
+from trashseg.config import InferConfig, hw, parse_size, validate_as
 from trashseg.errors import ModelNotFoundError, TrashsegError, require_extra
 from trashseg.fileio import atomic_write_json, atomic_write_with
 
@@ -62,9 +62,12 @@ def _read_meta(path: Path) -> dict[str, Any]:
 
 
 def _is_size(size: object) -> bool:
-    """S, or [H, W] as JSON writes a (height, width) tuple."""
-    sides = size if isinstance(size, list) and len(size) == 2 else [size]
-    return all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sides)
+    """S, or [H, W] as JSON writes a (height, width) tuple: what the config accepts, any side >= 1."""
+    try:
+        parse_size(size, floor=1)
+    except ValueError:
+        return False
+    return True
 
 
 class OnnxSegmenter:
@@ -87,8 +90,7 @@ class OnnxSegmenter:
         except Exception as exc:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
             raise TrashsegError(f"{self.path}: cannot load as an ONNX model: {exc}") from None
         self.classes: list[str] = self.meta["classes"]
-        size = self.meta["image_size"]
-        self.image_size: int | tuple[int, int] = size if isinstance(size, int) else (size[0], size[1])
+        self.image_size = parse_size(self.meta["image_size"], floor=1)
         self.info: dict[str, Any] = {
             "source": str(self.path.resolve()),
             "runtime": "onnxruntime",
