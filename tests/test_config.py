@@ -64,6 +64,11 @@ def test_a_height_width_size_loads_as_a_pair_and_dumps_as_a_list():
     assert "  image_size:\n  - 192\n  - 320\n" in dump_config(cfg)  # config.yaml of a run: plain YAML, no tuple tag
 
 
+def test_a_schedule_fitted_to_a_missing_time_limit_is_named():
+    with pytest.raises(TrashsegError, match=r"train: .*fit_schedule_to_time_limit needs train\.time_limit_minutes"):
+        load_config(None, ["train.fit_schedule_to_time_limit=true"])
+
+
 def test_duplicate_classes_rejected():
     with pytest.raises(TrashsegError, match=r"data\.classes: .*duplicate class names \['a'\]"):
         load_config(None, ["data.classes=[bg, a, a]"])

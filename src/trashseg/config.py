@@ -216,7 +216,11 @@ class TrainConfig(Section):
     loggers: list[Literal["csv", "tensorboard", "wandb", "mlflow"]] = ["csv", "tensorboard"]
     val_every: int = Field(1, ge=1)  # validate every N epochs
     max_steps_per_epoch: int | None = None  # cap an epoch (quick runs, time-boxed benchmarks)
-    time_limit_minutes: float | None = None  # stop cleanly (checkpoints kept) after this much training time
+    time_limit_minutes: float | None = Field(None, gt=0)  # stop cleanly (checkpoints kept) after this much training
+    # The learning-rate decay ends at time_limit_minutes or after `epochs`, whichever comes first, so a time-boxed
+    # recipe finishes its schedule inside the budget on a slow machine and uses the whole budget on a fast one
+    # (`epochs` then only caps the run). Single-process only: each process's clock would set its own rate.
+    fit_schedule_to_time_limit: bool = False
     freeze_encoder_epochs: int = Field(0, ge=0)  # train only the decoder for the first N epochs (pretrained encoder)
     freeze_bn: bool = False  # encoder BatchNorm in eval mode: keeps pretrained statistics when batches are tiny
     frozen_stages: int = Field(0, ge=0, le=5)  # encoder layers at 1/2 … 1/2^N resolution never train (mmseg's)
@@ -227,6 +231,8 @@ class TrainConfig(Section):
             raise ValueError(
                 f"val_every ({self.val_every}) must divide epochs ({self.epochs}) so that the last epoch is validated"
             )
+        if self.fit_schedule_to_time_limit and self.time_limit_minutes is None:
+            raise ValueError("fit_schedule_to_time_limit needs train.time_limit_minutes (the budget to fit)")
         return self
 
 

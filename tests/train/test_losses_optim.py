@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from trashseg.config import LossConfig, OptimConfig
 from trashseg.errors import TrashsegError
 from trashseg.train.losses import SegmentationLoss, class_weights_from_shares, logit_adjustment_bias
-from trashseg.train.optim import build_optimizer, build_scheduler, lr_factor
+from trashseg.train.optim import build_optimizer, build_scheduler, lr_factor, step_progress
 
 
 def test_class_weights_inverse_and_sqrt():
@@ -113,12 +113,29 @@ def test_all_zero_weights_rejected():
 
 def test_warmup_then_cosine_to_min():
     cfg = OptimConfig(schedule="cosine", min_lr_ratio=0.1)
-    assert lr_factor(cfg, 0, 100, 10) == pytest.approx(0.1)
-    assert lr_factor(cfg, 9, 100, 10) == pytest.approx(1.0)
-    assert lr_factor(cfg, 10, 100, 10) == pytest.approx(1.0)
-    assert lr_factor(cfg, 100, 100, 10) == pytest.approx(0.1)
-    mid = lr_factor(cfg, 55, 100, 10)
-    assert mid == pytest.approx(0.1 + 0.9 * 0.5)
+    by_step = step_progress(100, 10)
+    assert lr_factor(cfg, 0, 10, by_step(0)) == pytest.approx(0.1)
+    assert lr_factor(cfg, 9, 10, by_step(9)) == pytest.approx(1.0)
+    assert lr_factor(cfg, 10, 10, by_step(10)) == pytest.approx(1.0)
+    assert lr_factor(cfg, 100, 10, by_step(100)) == pytest.approx(0.1)
+    assert lr_factor(cfg, 55, 10, by_step(55)) == pytest.approx(0.1 + 0.9 * 0.5)
+
+
+def test_a_time_budget_ends_the_decay_when_it_runs_out_before_the_steps():
+    """fit_schedule_to_time_limit: the decay follows the share of the budget spent once it is ahead of the steps,
+    and reaches its floor when the budget is spent, whatever step the run is at."""
+    cfg = OptimConfig(lr=1.0, schedule="cosine", min_lr_ratio=0.0, warmup_epochs=1)
+    spent = [0.0]
+    opt = build_optimizer(cfg, [torch.nn.Parameter(torch.zeros(1))])
+    sched = build_scheduler(cfg, opt, total_steps=1000, steps_per_epoch=2, elapsed=lambda: spent[0])
+    lrs = []
+    for share in (0.0, 0.0, 0.0, 0.5, 1.0, 1.3):
+        spent[0] = share
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[:3] == pytest.approx([1.0, 1.0, 1.0], abs=0.01)  # warmup done; by steps barely started
+    assert lrs[3:] == pytest.approx([0.5, 0.0, 0.0], abs=1e-6)  # half the budget: half-way down the cosine
 
 
 def test_poly_schedule_and_scheduler_steps_lr():

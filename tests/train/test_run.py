@@ -1,5 +1,6 @@
 """End-to-end training on generated data: learnability, exact resume, NaN stop, run folder contents."""
 
+import csv
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from trashseg.infer.export import export_run
 from trashseg.infer.predictor import Predictor
 from trashseg.models.onnx import OnnxSegmenter
 from trashseg.models.segmenter import Segmenter
-from trashseg.train.run import build_data, train
+from trashseg.train.run import build_data, build_trainer, train
 
 
 class Crash(pl.Callback):
@@ -221,6 +222,24 @@ def test_ddp_two_cpu_processes_with_gloo(sample_data, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "world_size: 2" in (proc.stdout + proc.stderr) or "distributed_backend=gloo" in (proc.stdout + proc.stderr)
     assert (out / "checkpoints" / "last.ckpt").exists()
+
+
+def test_a_schedule_fitted_to_the_time_limit_ends_when_the_budget_does(sample_data, tmp_path):
+    """A time-boxed recipe on a fast machine: the learning rate comes down to its floor by the time limit and the
+    run stops there, far short of its epoch cap, with a checkpoint to score."""
+    extra = ["train.epochs=500", "train.time_limit_minutes=0.25", "train.fit_schedule_to_time_limit=true"]
+    train(quick_cfg(sample_data, tmp_path, *extra, "optim.lr=0.01", "optim.min_lr_ratio=0"), tmp_path / "run")
+    with open(tmp_path / "run" / "logs" / "csv" / "launch_0" / "metrics.csv") as f:
+        lrs = [float(row["lr"]) for row in csv.DictReader(f) if row["lr"]]
+    assert max(lrs) > 0.009 and lrs[-1] < 0.001, (max(lrs), lrs[-1])  # the step the budget ran out in: near the floor
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert 0 < last["epoch"] < 499
+
+
+def test_a_time_fitted_schedule_refuses_several_devices(sample_data, tmp_path):
+    extra = ["train.time_limit_minutes=1", "train.fit_schedule_to_time_limit=true", "train.devices=2"]
+    with pytest.raises(TrashsegError, match="fit_schedule_to_time_limit runs on one device only"):
+        build_trainer(quick_cfg(sample_data, tmp_path, *extra), tmp_path / "run")
 
 
 @pytest.mark.parametrize(("crop", "named"), [("120", "120"), ("[96, 120]", "[96, 120]")])

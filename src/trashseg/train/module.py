@@ -4,10 +4,13 @@ validation split."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import Timer
 from torch import nn
 
 from trashseg.config import Config, hw
@@ -140,9 +143,19 @@ class SegmentationModule(pl.LightningModule):
             if iou == iou:  # NaN: class absent from both sides
                 self.log(f"val_iou/{name}", iou, sync_dist=False)
 
+    def _budget_spent(self) -> Callable[[], float] | None:
+        """The share of train.time_limit_minutes spent, from the Timer that Lightning's max_time installs (it
+        counts the time of earlier launches too, restored from the checkpoint on resume)."""
+        t = self.cfg.train
+        if not (t.fit_schedule_to_time_limit and t.time_limit_minutes):
+            return None
+        timer = next(c for c in self.trainer.callbacks if isinstance(c, Timer))  # type: ignore[attr-defined]
+        budget = t.time_limit_minutes * 60
+        return lambda: timer.time_elapsed() / budget
+
     def configure_optimizers(self):
         optimizer = build_optimizer(self.cfg.optim, param_groups(self.cfg.optim, self.segmenter.net))
         total = int(self.trainer.estimated_stepping_batches)
         per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
-        scheduler = build_scheduler(self.cfg.optim, optimizer, total, per_epoch)
+        scheduler = build_scheduler(self.cfg.optim, optimizer, total, per_epoch, self._budget_spent())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -30,21 +30,34 @@ def build_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
     return factories[cfg.name]()
 
 
-def lr_factor(cfg: OptimConfig, step: int, total_steps: int, warmup_steps: int) -> float:
-    """Multiplier of the base learning rate at `step` (0-based) out of `total_steps`."""
+def lr_factor(cfg: OptimConfig, step: int, warmup_steps: int, progress: float) -> float:
+    """Multiplier of the base learning rate at `step` (0-based): a linear warmup over `warmup_steps`, then the
+    decay at `progress` (0 → 1, clipped) through the schedule."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     decay = {
         "cosine": lambda p: 0.5 * (1 + math.cos(math.pi * p)),
         "poly": lambda p: (1 - p) ** cfg.poly_power,
         "constant": lambda p: 1.0,
-    }[cfg.schedule](progress)
+    }[cfg.schedule](min(1.0, max(0.0, progress)))
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * decay if cfg.schedule != "constant" else 1.0
 
 
+def step_progress(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """How far the decay is after `step`: by steps, from the end of the warmup to `total_steps`."""
+    return lambda step: (step - warmup_steps) / max(1, total_steps - warmup_steps)
+
+
 def build_scheduler(
-    cfg: OptimConfig, optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int
+    cfg: OptimConfig,
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    steps_per_epoch: int,
+    elapsed: Callable[[], float] | None = None,
 ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step schedule over `total_steps`; with `elapsed` (the share of a time budget spent, 0 → 1) the decay
+    follows whichever of the two is further along, so it also ends when the budget does."""
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(cfg, step, total_steps, warmup))
+    by_step = step_progress(total_steps, warmup)
+    progress = by_step if elapsed is None else lambda step: max(by_step(step), elapsed())
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(cfg, step, warmup, progress(step)))

@@ -223,6 +223,11 @@ def build_trainer(cfg: Config, run_dir: Path, extra_callbacks: list | None = Non
     if t.freeze_encoder_epochs:
         callbacks.append(FreezeEncoder(t.freeze_encoder_epochs))
     multi = t.num_nodes > 1 or t.devices not in (1, "1", "auto")
+    if multi and t.fit_schedule_to_time_limit:
+        raise TrashsegError(
+            "train.fit_schedule_to_time_limit runs on one device only: each process's clock would set its own "
+            "learning rate; plan the schedule with train.epochs instead"
+        )
     return pl.Trainer(
         default_root_dir=run_dir,
         max_epochs=t.epochs,
