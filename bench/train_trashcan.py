@@ -194,9 +194,23 @@ def main() -> None:
         key = args.name if row == "ours" else row
         budget[key] = run_ours(cfg, args, val_native) if row == "ours" else run_plain(row, cfg, args, val)
         budget[key]["date"] = time.strftime("%Y-%m-%d")
+        budget[key]["cpu"] = cpu_model()  # the same recipe runs twice the epochs on some machines than on others
         atomic_write_json(results_path, results)  # every finished row survives a later crash
         print(key, json.dumps(budget[key])[:300])
     report(results, cfg.data.classes)
+
+
+def cpu_model() -> str:
+    """The CPU's model name and core count (platform.processor() is empty on most Linux systems)."""
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.exists() else []
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+    return f"{name or platform.machine()}, {os.cpu_count()} cores"
+
+
+def _on(row: dict) -> str:
+    """Where a row ran, for rows that recorded it (since 2026-11-29, noon)."""
+    return f", on {row['cpu']}" if "cpu" in row else ""
 
 
 def _fmt(v: float | None) -> str:
@@ -237,8 +251,8 @@ def report(results: dict, classes: list[str]) -> None:
         fair = rows.get("plain_pretrained", {}).get("miou")
         lines += [f"### {minutes} minutes of training per row", ""]
         lines += [
-            f"{key}: `{rows[key]['recipe']}` ({rows[key]['minutes']} min incl. validations, {rows[key]['date']}; "
-            f"predicted with {_tta(rows[key].get('tta'))})."
+            f"{key}: `{rows[key]['recipe']}` ({rows[key]['minutes']} min incl. validations, {rows[key]['date']}"
+            f"{_on(rows[key])}; predicted with {_tta(rows[key].get('tta'))})."
             for key in ours
         ]
         for key in ("plain_random", "plain_pretrained"):
@@ -246,7 +260,7 @@ def report(results: dict, classes: list[str]) -> None:
                 r = rows[key]
                 lines += [
                     f"{key}: Unet-{r['encoder']} weights={r['weights']}, {r['steps']} steps, "
-                    f"{r['epochs']} epochs ({r['date']})."
+                    f"{r['epochs']} epochs ({r['date']}{_on(r)})."
                 ]
         lines += [
             "",
