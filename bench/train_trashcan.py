@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import update_section  # noqa: E402
+from _report import cpu_model, update_section  # noqa: E402
 
 from trashseg.config import Config, InferConfig, ModelConfig, load_config  # noqa: E402
 from trashseg.data.coco import load_split  # noqa: E402
@@ -198,14 +198,6 @@ def main() -> None:
         atomic_write_json(results_path, results)  # every finished row survives a later crash
         print(key, json.dumps(budget[key])[:300])
     report(results, cfg.data.classes)
-
-
-def cpu_model() -> str:
-    """The CPU's model name and core count (platform.processor() is empty on most Linux systems)."""
-    info = Path("/proc/cpuinfo")
-    lines = info.read_text().splitlines() if info.exists() else []
-    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
-    return f"{name or platform.machine()}, {os.cpu_count()} cores"
 
 
 def _on(row: dict) -> str:
