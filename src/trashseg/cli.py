@@ -47,7 +47,9 @@ SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a config key: --set data.classes=\\[a,b] (value parsed as YAML)."),
 ]
-SplitOpt = Annotated[str, typer.Option(help="train / val / test, or a COCO file name under the dataset root.")]
+SplitOpt = Annotated[
+    str, typer.Option(help="train / val / test, or a COCO file under the dataset root (.json may be left out).")
+]
 FolderSplitOpt = Annotated[str | None, typer.Option(help="Default: the split the folder was predicted on.")]
 
 
@@ -192,19 +194,23 @@ def split(
             "Default: the folder. Empty string: no grouping."
         ),
     ] = None,
-    source: Annotated[str, typer.Option(help="Split file to divide (train / a COCO file name).")] = "train",
+    source: Annotated[
+        str | None,
+        typer.Option(help="Split file to divide (train / a COCO file name). Default: train, or the one COCO file."),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for the fold JSONs (default DATA/folds).")] = None,
     seed: int = 0,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Multilabel-stratified, grouped k-fold split; prints per-fold class balance."""
+    from trashseg.data.coco import default_source
     from trashseg.data.masks import mask_cache
     from trashseg.data.splits import DEFAULT_GROUP, image_groups, make_folds, write_folds
     from trashseg.data.stats import class_stats
 
     cfg = _config(config, set_, data)
-    src = _load(cfg, source, require_annotations=True)
+    src = _load(cfg, source or default_source(cfg.data), require_annotations=True)
     stats = class_stats(src, mask_cache(src, cfg.data))
     groups = image_groups(src, DEFAULT_GROUP if group_by is None else group_by)
     fold_list = make_folds(stats, groups, folds, seed=seed)

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from tests.helpers import CLASSES, make_coco
-from trashseg.data.coco import load_split, parse_split
+from trashseg.config import DataConfig
+from trashseg.data.coco import default_source, find_split, load_named_split, load_split, parse_split
 from trashseg.errors import TrashsegError
 
 
@@ -55,3 +56,34 @@ def test_duplicates_and_dangling_references_are_named(tmp_path):
     assert any("ann_id=3" in m and "category id 42" in m for m in messages)
     with pytest.raises(TrashsegError, match="3 error"):
         load_split(path, tmp_path, CLASSES)
+
+
+def _data(root, **keys) -> DataConfig:
+    return DataConfig(root=root, classes=CLASSES, **keys)
+
+
+def test_a_split_name_finds_its_json_and_a_wrong_one_lists_the_files(tmp_path):
+    make_coco(tmp_path, name="holdout.json")
+    (tmp_path / "folds").mkdir()
+    make_coco(tmp_path, name="folds/fold0_val.json", write_images=False)
+    assert find_split(_data(tmp_path), "holdout") == tmp_path / "holdout.json"
+    assert find_split(_data(tmp_path), "holdout.json") == tmp_path / "holdout.json"
+    assert len(load_named_split(_data(tmp_path), "holdout").images) == 2
+    with pytest.raises(
+        TrashsegError, match=r"split 'holdot': .* not found; COCO files under .*: folds/fold0_val.json, holdout.json"
+    ):
+        find_split(_data(tmp_path), "holdot")
+    with pytest.raises(TrashsegError, match=r"split 'train': .*train.json not found; COCO files under"):
+        load_named_split(_data(tmp_path), "train")
+
+
+def test_split_divides_the_one_coco_file_there_is_or_names_the_candidates(tmp_path):
+    make_coco(tmp_path, name="train_all.json")
+    assert default_source(_data(tmp_path)) == "train_all.json"
+    make_coco(tmp_path, name="extra.json", write_images=False)
+    with pytest.raises(
+        TrashsegError, match=r"holds 2 COCO files at its top level \(extra.json, train_all.json\); .*--source"
+    ):
+        default_source(_data(tmp_path))
+    make_coco(tmp_path, name="train.json", write_images=False)
+    assert default_source(_data(tmp_path)) == "train"

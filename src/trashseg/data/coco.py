@@ -306,10 +306,48 @@ def load_split(
     return split
 
 
+def split_files(root: Path) -> list[str]:
+    """The COCO files a dataset root holds (its top level and the folds folder), as a user would name them."""
+    found = [*root.glob("*.json"), *root.glob("*/*.json")]
+    return sorted(p.relative_to(root).as_posix() for p in found if p.is_file())
+
+
+def find_split(data: DataConfig, split: str) -> Path:
+    """The file a split name means: ``train``/``val``/``test`` the configured files, anything else a file under
+    the root, with or without ``.json`` (``--split holdout`` finds ``holdout.json``). A name that matches no file
+    is an error that lists the COCO files there are, so a typo shows what was meant."""
+    path = data.split_path(split)
+    if path.is_file():
+        return path
+    with_suffix = path.with_name(f"{path.name}.json")
+    if path.suffix != ".json" and with_suffix.is_file():
+        return with_suffix
+    root = data.root_dir()
+    there = split_files(root) if root.is_dir() else []
+    listing = f"COCO files under {root}: {', '.join(there)}" if there else f"no COCO (.json) file under {root}"
+    raise TrashsegError(f"split {split!r}: {path} not found; {listing}")
+
+
+def default_source(data: DataConfig) -> str:
+    """What ``trashseg split`` divides when no --source is given: the configured train file, or else the one COCO
+    file at the root (the seed's ``train_all.json``, a single converted export); several are listed instead."""
+    if data.split_path("train").is_file():
+        return "train"
+    root = data.root_dir()
+    top = sorted(p.name for p in root.glob("*.json") if p.is_file())
+    if len(top) == 1:
+        return top[0]
+    listing = ", ".join(top) if top else "none"
+    raise TrashsegError(
+        f"{data.split_path('train')}: not found, and {root} holds {len(top)} COCO files at its top level "
+        f"({listing}); name the one to divide with --source"
+    )
+
+
 def load_named_split(data: DataConfig, split: str, require_annotations: bool = False) -> CocoSplit:
     """The split a config names (``train``/``val``/``test`` or a file under the root), loaded for use."""
     return load_split(
-        data.split_path(split),
+        find_split(data, split),
         data.root_dir(),
         data.classes,
         require_annotations=require_annotations,
