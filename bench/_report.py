@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import re
 from pathlib import Path
 
 from trashseg.fileio import atomic_write_text
+from trashseg.machine import cpu_summary
 
 HEADER = "# Benchmarks\n\nEvery figure here is written by a script under `bench/`; rerun it to refresh its section.\n"
 
@@ -21,8 +20,5 @@ def update_section(path: Path, title: str, body: str) -> None:
 
 
 def cpu_model() -> str:
-    """The CPU's model name and core count (platform.processor() is empty on most Linux systems)."""
-    info = Path("/proc/cpuinfo")
-    lines = info.read_text().splitlines() if info.exists() else []
-    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
-    return f"{name or platform.machine()}, {os.cpu_count()} cores"
+    """The CPU's model name, usable cores and the features that decide bf16/int8 speed (``trashseg.machine``)."""
+    return cpu_summary()

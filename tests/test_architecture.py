@@ -37,8 +37,8 @@ def imported_modules(source: str) -> set[str]:
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("trashseg.")}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "trashseg":  # from trashseg import fileio
-                found |= {f"trashseg.{a.name}" for a in node.names}
+            if node.module == "trashseg":  # from trashseg import fileio (not __version__: the package's own)
+                found |= {f"trashseg.{a.name}" for a in node.names if not a.name.startswith("__")}
             elif node.module.startswith("trashseg."):
                 found.add(node.module)
     return found

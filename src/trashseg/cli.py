@@ -53,6 +53,23 @@ SplitOpt = Annotated[
 FolderSplitOpt = Annotated[str | None, typer.Option(help="Default: the split the folder was predicted on.")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from trashseg import __version__
+
+        console.print(f"trashseg {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Segment recycling waste: data checks, training, inference, ensembles, submission."""
+
+
 def _config(
     config: Path | None, overrides: list[str] | None, data: Path | None = None, classes: list[str] | None = None
 ) -> Config:
@@ -1013,6 +1030,28 @@ def configs() -> None:
         "Use: trashseg train NAME --data DATA (data/* recipes hold a dataset's classes: -c data/trashcan)",
         highlight=False,
     )
+
+
+@app.command()
+def doctor(
+    offline: Annotated[bool, typer.Option(help="Do not try to reach the model hubs.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON (for a bug report).")] = False,
+) -> None:
+    """What a bug report needs: versions, CPU features and the fastest precision, GPUs, extras, offline weights,
+    caches, and whether the model hubs answer."""
+    import json
+
+    from trashseg.doctor import report
+
+    sections = report(network=not offline)
+    if as_json:
+        print(json.dumps(sections, indent=2))
+        return
+    for title, items in sections.items():
+        table = Table(show_header=False, title=title, title_justify="left")
+        for key, value in items.items():
+            table.add_row(escape(key), escape(value))
+        console.print(table)
 
 
 @app.command()
