@@ -33,7 +33,7 @@ def model(trained_run: Path) -> trashseg.Model:
 def test_readme_snippet_runs_verbatim(trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The block under "### Python API", as written, in a folder where its paths exist: runs/unet_r18 is the
     trained test run and photo.jpg a JPEG whose EXIF says "rotate 90°" (so the mask has the displayed size)."""
-    snippet = re.search(r"### Python API\n\n```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)[1]
+    snippet = re.search(r"## Python API\n\n```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)[1]
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "unet_r18").symlink_to(trained_run, target_is_directory=True)
     exif = Image.Exif()

@@ -73,13 +73,17 @@ def _options(
 def _config(
     config: Path | None, overrides: list[str] | None, data: Path | None = None, classes: list[str] | None = None
 ) -> Config:
-    """Config file + --set overrides + --data. `classes` (those a model or prediction folder was made with)
-    replace the default class list when neither a config nor an override gives one."""
+    """Config file + --set overrides + --data. When neither the config nor an override states ``data.classes``,
+    `classes` (those a model or prediction folder was made with) or the dataset's own ``dataset.yaml`` give them."""
+    from trashseg.data.manifest import read_classes
+
     cfg = load_config(config, overrides)
     if data is not None:
         cfg.data.root = data
-    if classes and config is None and not any(o.startswith("data.classes") for o in overrides or []):
-        cfg.data.classes = classes
+    if "classes" not in cfg.data.model_fields_set:
+        found = classes or (read_classes(cfg.data.root) if cfg.data.root else None)
+        if found:
+            cfg.data.classes = found
     return cfg
 
 
@@ -223,13 +227,15 @@ def split(
     """Multilabel-stratified, grouped k-fold split; prints per-fold class balance."""
     from trashseg.data.coco import default_source
     from trashseg.data.masks import mask_cache
-    from trashseg.data.splits import DEFAULT_GROUP, image_groups, make_folds, write_folds
+    from trashseg.data.splits import default_groups, image_groups, make_folds, write_folds
     from trashseg.data.stats import class_stats
 
     cfg = _config(config, set_, data)
     src = _load(cfg, source or default_source(cfg.data), require_annotations=True)
     stats = class_stats(src, mask_cache(src, cfg.data))
-    groups = image_groups(src, DEFAULT_GROUP if group_by is None else group_by)
+    groups, note = default_groups(src) if group_by is None else (image_groups(src, group_by), None)
+    if note:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
     fold_list = make_folds(stats, groups, folds, seed=seed)
     out = out or cfg.data.root_dir() / cfg.data.folds_dir
     write_folds(src, fold_list, out)
@@ -892,11 +898,11 @@ def _print_conversion(summary: dict, classes: list[str], own_list: bool) -> None
     for note in summary["notes"]:
         console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
     if own_list:
+        from trashseg.data.manifest import write_classes
+
+        manifest = write_classes(Path(summary["file"]).parent, classes)
         console.print(
-            escape(
-                f"classes: pass --set 'data.classes=[{', '.join(classes)}]' (or a config's data.classes) "
-                "to data check and train"
-            ),
+            escape(f"classes ({len(classes)}) recorded in {manifest}: later commands given this folder use them"),
             highlight=False,
             soft_wrap=True,
         )
@@ -1018,10 +1024,23 @@ def convert_export(
 
 
 @app.command()
-def configs() -> None:
+def configs(
+    keys: Annotated[
+        str | None, typer.Option("--keys", help="List every config key (or those starting with this, e.g. train).")
+    ] = None,
+) -> None:
     """The recipes that ship with trashseg: give one by name to train / -c, or copy it to change it."""
     from trashseg.config import RECIPES, recipe_description, recipe_names
 
+    if keys is not None:
+        from trashseg.config_reference import config_keys
+
+        found = Table("key", "type", "default", "meaning", title="Config keys (--set KEY=VALUE, or in a recipe)")
+        for key in config_keys():
+            if key.name.startswith(keys):
+                found.add_row(*(escape(v) for v in (key.name, key.type, key.default, key.meaning)))
+        console.print(found)
+        return
     table = Table("recipe", "what it is", title=f"Recipes in {RECIPES}")
     for name in recipe_names():
         table.add_row(name, recipe_description(RECIPES / f"{name}.yaml"))

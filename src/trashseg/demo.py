@@ -24,7 +24,7 @@ from trashseg.data.check import check_dataset, summarize
 from trashseg.data.coco import load_split
 from trashseg.data.masks import mask_cache
 from trashseg.data.sample import write_sample_dataset
-from trashseg.data.splits import image_groups, make_folds, write_folds
+from trashseg.data.splits import default_groups, make_folds, write_folds
 from trashseg.data.stats import class_stats
 from trashseg.ensemble.voting import ensemble_folders
 from trashseg.errors import MissingExtra, TrashsegError, require_extra
@@ -101,7 +101,7 @@ def run_demo(out: Path, console: Console) -> None:
     console.rule("3. grouped, stratified folds")
     train_split = load_split(data / "train.json", data, cfg.data.classes)
     stats = class_stats(train_split, mask_cache(train_split, cfg.data))
-    folds = make_folds(stats, image_groups(train_split, r"^(.*)/"), 3)
+    folds = make_folds(stats, default_groups(train_split)[0], 3)
     write_folds(train_split, folds, data / "folds")
     console.print(f"3 folds by batch folder → {data / 'folds'}; val sizes {[len(f.val) for f in folds]}")
 

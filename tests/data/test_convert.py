@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 from pycocotools import mask as mask_utils
 
 from trashseg.config import RECYCLING_CLASSES, DataConfig
@@ -118,7 +119,11 @@ def test_colour_masks_with_cvat_labelmap(tiny: Path, tmp_path: Path, cli) -> Non
         ]
     )
     assert code == 0, text
-    assert "data.classes=[Background, Paper, Metal, Battery]" in text
+    assert "classes (4) recorded in" in text
+    assert yaml.safe_load((out.parent / "dataset.yaml").read_text())["classes"] == classes
+    code, text = cli(["split", out.parent, "--folds", "2", "--group-by", ""])  # no class list typed again
+    assert code == 0, text
+    assert "Battery" in text and "General trash" not in text
     back = _masks(out.parent, "train.json", classes)
     for name, mask in back.items():
         assert np.array_equal(mask, truth[f"batch_01/{Path(name).name}"]), name

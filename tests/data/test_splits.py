@@ -3,8 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from tests.helpers import run_cli
-from trashseg.data.splits import image_groups, make_folds
+from tests.helpers import CLASSES, make_coco, run_cli
+from trashseg.data.coco import load_split
+from trashseg.data.splits import default_groups, image_groups, make_folds
 from trashseg.data.stats import ClassStats
 from trashseg.errors import TrashsegError
 
@@ -50,3 +51,12 @@ def test_split_cli_writes_fold_files(sample_data, tmp_path, capsys):
         assert {a["image_id"] for a in val["annotations"]} <= {i["id"] for i in val["images"]}
         ids += [i["id"] for i in val["images"]]
     assert len(ids) == len(set(ids)) == 24
+
+
+def test_images_all_in_one_folder_are_not_one_group(tmp_path):
+    """A labelling tool's export keeps every image in one folder: grouping by folder would make one group."""
+    make_coco(tmp_path)
+    split = load_split(tmp_path / "train.json", tmp_path, CLASSES)
+    groups, note = default_groups(split)
+    assert groups == ["batch_01/0001.png", "batch_01/0002.png"]
+    assert "in one folder, so images are not grouped" in note

@@ -334,6 +334,8 @@ def default_source(data: DataConfig) -> str:
     if data.split_path("train").is_file():
         return "train"
     root = data.root_dir()
+    if not root.is_dir():
+        raise TrashsegError(f"{root}: no such dataset folder")
     top = sorted(p.name for p in root.glob("*.json") if p.is_file())
     if len(top) == 1:
         return top[0]

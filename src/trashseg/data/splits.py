@@ -15,8 +15,6 @@ from trashseg.data.stats import ClassStats
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_write_json
 
-DEFAULT_GROUP = r"^(.*)/"  # the folder of file_name: a batch (competition) or a video (TrashCan)
-
 
 @dataclass
 class Fold:
@@ -41,6 +39,19 @@ def image_groups(split: CocoSplit, pattern: str | None) -> list[str]:
             )
         groups.append(m.group(1) if regex.groups else m.group(0))
     return groups
+
+
+def default_groups(split: CocoSplit) -> tuple[list[str], str | None]:
+    """Each image's folder (a batch in the competition, a video in TrashCan), and a note when that is no grouping
+    at all: a labelling tool's export keeps every image in one folder, so there each image is its own group."""
+    folders = [img["file_name"].rpartition("/")[0] for img in split.images]
+    if len(set(folders)) > 1:
+        return folders, None
+    note = (
+        f"every image of {split.name} is in one folder, so images are not grouped; give --group-by REGEX to keep "
+        "related images (frames of one video, photos of one batch) in one fold"
+    )
+    return [img["file_name"] for img in split.images], note
 
 
 def make_folds(stats: ClassStats, groups: list[str], n_folds: int, *, seed: int = 0) -> list[Fold]:
