@@ -942,7 +942,15 @@ def convert_coco(
     from trashseg.data.convert import normalise_coco, own_classes as export_classes
 
     names = _convert_classes(classes, config, set_, export_classes(export) if own_classes else None)
-    result = normalise_coco(export, names, out, images_dir=images, max_pixels=_config(config, set_).data.max_pixels)
+    data = _config(config, set_).data
+    result = normalise_coco(
+        export,
+        names,
+        out,
+        images_dir=images,
+        max_pixels=data.max_pixels,
+        allow_links=data.allow_external_links,
+    )
     _print_conversion(result.summary(), names, own_list=classes is not None or own_classes)
 
 
