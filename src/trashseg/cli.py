@@ -94,12 +94,12 @@ def _load(cfg: Config, split: str, require_annotations: bool = False):
 
 
 def _scores_table(scores, classes: list[str], title: str) -> Table:
-    table = Table(title=title)
+    table = Table(title=escape(title))
     table.add_column("class")
     table.add_column("IoU", justify="right")
     table.add_column("acc", justify="right")
     for name, iou, acc in zip(classes, scores.iou, scores.class_acc, strict=True):
-        table.add_row(name, "—" if iou != iou else f"{iou:.4f}", "—" if acc != acc else f"{acc:.4f}")
+        table.add_row(escape(name), "—" if iou != iou else f"{iou:.4f}", "—" if acc != acc else f"{acc:.4f}")
     table.add_section()
     table.add_row("[bold]mIoU[/bold]", f"[bold]{scores.miou:.4f}[/bold]", f"{scores.mean_class_acc:.4f}")
     return table
@@ -139,12 +139,12 @@ def data_check(
     reports = check_dataset(cfg.data, workers=workers)
     summary = summarize(reports)
     atomic_write_json(report, summary)
-    table = Table(title=f"data check: {data}")
+    table = Table(title=escape(f"data check: {data}"))
     for col in ("file", "images", "annotations", "errors", "warnings"):
         table.add_column(col, justify="left" if col == "file" else "right")
     for r in reports:
         table.add_row(
-            Path(r.file).name,
+            escape(Path(r.file).name),
             str(r.images),
             str(r.annotations),
             f"[red]{r.count('error')}[/red]" if r.count("error") else "0",
@@ -153,7 +153,9 @@ def data_check(
     console.print(table)
     problems = [p for r in reports for p in r.problems]
     for p in problems[:30]:
-        console.print(f"[{'red' if p.severity == 'error' else 'yellow'}]{p}[/]", highlight=False, soft_wrap=True)
+        console.print(
+            f"[{'red' if p.severity == 'error' else 'yellow'}]{escape(str(p))}[/]", highlight=False, soft_wrap=True
+        )
     if len(problems) > 30:
         console.print(f"... {len(problems) - 30} more in {report}")
     console.print(f"report: {report}")
@@ -175,7 +177,7 @@ def submission_check(
     cfg = _config(config, set_, data)
     problems = check_submission(file, _load(cfg, split))
     for p in problems:
-        console.print(f"[red]{p}[/red]", highlight=False, soft_wrap=True)
+        console.print(f"[red]{escape(str(p))}[/red]", highlight=False, soft_wrap=True)
     if problems:
         raise typer.Exit(1)
     console.print(f"[green]{file}: OK[/green]")
@@ -239,13 +241,14 @@ def split(
     fold_list = make_folds(stats, groups, folds, seed=seed)
     out = out or cfg.data.root_dir() / cfg.data.folds_dir
     write_folds(src, fold_list, out)
-    table = Table(title=f"{folds} folds of {src.name} ({len(set(groups))} groups) → {out}")
+    table = Table(title=escape(f"{folds} folds of {src.name} ({len(set(groups))} groups) → {out}"))
     table.add_column("class")
     for k in range(folds):
         table.add_column(f"fold {k} val", justify="right")
     for c, name in enumerate(cfg.data.classes[1:], start=1):
         table.add_row(
-            name, *[f"{int(stats.presence[f.val, c].sum())}/{int(stats.presence[:, c].sum())}" for f in fold_list]
+            escape(name),
+            *[f"{int(stats.presence[f.val, c].sum())}/{int(stats.presence[:, c].sum())}" for f in fold_list],
         )
     table.add_section()
     table.add_row("images", *[str(len(f.val)) for f in fold_list])
@@ -971,7 +974,15 @@ def convert_coco(
     from trashseg.data.convert import normalise_coco, own_classes as export_classes
 
     names = _convert_classes(classes, config, set_, export_classes(export) if own_classes else None)
-    result = normalise_coco(export, names, out, images_dir=images, max_pixels=_config(config, set_).data.max_pixels)
+    data = _config(config, set_).data
+    result = normalise_coco(
+        export,
+        names,
+        out,
+        images_dir=images,
+        max_pixels=data.max_pixels,
+        allow_links=data.allow_external_links,
+    )
     _print_conversion(result.summary(), names, own_list=classes is not None or own_classes)
 
 

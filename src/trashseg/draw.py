@@ -92,6 +92,13 @@ def overlay_panel(
     return np.vstack([panel, _legend(ids, classes, colors, panel.shape[1])]) if ids else panel
 
 
+def plain(text: str) -> str:
+    """`text` as matplotlib shows it, character for character: two ``$`` in a name (a class, a file, a run)
+    would start mathtext, which draws ``$x_1$`` as a formula and fails the whole figure on ``$\\foo{$``. An escaped
+    ``\\$`` is matplotlib's own literal dollar, in every Text (titles, ticks, legends)."""
+    return text.replace("$", r"\$")
+
+
 def label_cells(ax: Any, shade: np.ndarray, texts: dict[tuple[int, int], str], fontsize: int) -> None:
     """Write each text in its (row, column) cell of a heatmap drawn on `ax`, white where the cell is dark
     (`shade` > 0.5), so a matrix reads as numbers as well as colours."""

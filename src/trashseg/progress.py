@@ -20,7 +20,7 @@ Result = TypeVar("Result")
 def progress_bar() -> Progress:
     """Shared look for long loops: count, img/s and ETA (on rich's console, which the CLI prints to as well)."""
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # descriptions name files and splits: text, not markup
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]} img/s"),

@@ -181,3 +181,51 @@ def test_only_flagged_images_are_exported(tiny: Path, pred: Path, tmp_path: Path
     code, text = cli(["convert", "export", pred, "--flagged", issues, "--out", tmp_path / "none.json"])
     assert code == 2 and "image ids [42]" in text
     assert not (tmp_path / "none.json").exists()
+
+
+HOSTILE_NAMES = [
+    'a"b',
+    "it's",
+    '"/><Label value="injected',
+    "<b>&amp;</b>",
+    "名前 🙂",
+    "a,b\nc",
+    "tab\tand\rcr",
+    " $x ",
+]
+
+
+def test_label_config_round_trips_every_class_name() -> None:
+    """A quote, a tag or an entity in a class name stays text: the XML parses back to exactly the names given."""
+    from xml.etree import ElementTree as ET
+
+    from trashseg.analysis.labelling import label_studio_config
+
+    view = ET.fromstring(label_studio_config(["Background", *HOSTILE_NAMES]))
+    assert [label.get("value") for label in view.iter("Label")] == HOSTILE_NAMES
+    assert [e.tag for e in view] == ["Image", "PolygonLabels"]
+
+
+def test_a_class_name_xml_cannot_carry_is_named() -> None:
+    from trashseg.analysis.labelling import label_studio_config
+    from trashseg.errors import TrashsegError
+
+    with pytest.raises(TrashsegError, match=r"class 2 'bell\\x07'.*XML"):
+        label_studio_config(["Background", "ok", "bell\x07"])
+
+
+def test_exports_name_the_model_without_the_machines_folders(tiny: Path, pred: Path, tmp_path: Path, cli) -> None:
+    """Tasks and COCO files are shared with annotators: the checkpoint's absolute path (the user's folders) stays
+    out; the run's name and checkpoint say which model it was."""
+    meta = json.loads((pred / "meta.json").read_text())
+    home = tmp_path / "home" / "alice" / "secret_project"
+    (pred / "meta.json").write_text(json.dumps({**meta, "source": str(home / "r7" / "checkpoints" / "best.ckpt")}))
+    outputs = {"label-studio": tmp_path / "ls" / "tasks.json", "cvat": tmp_path / "cvat.json"}
+    for fmt, out in outputs.items():
+        code, text = cli(["convert", "export", pred, "--format", fmt, "--out", out])
+        assert code == 0, text
+    tasks = json.loads(outputs["label-studio"].read_text())
+    assert {t["predictions"][0]["model_version"] for t in tasks} == {"r7/best.ckpt"}
+    assert json.loads(outputs["cvat"].read_text())["info"]["description"] == "trashseg: predictions of r7/best.ckpt"
+    for written in (*outputs.values(), tmp_path / "ls" / "label_config.xml"):
+        assert "alice" not in written.read_text() and str(tmp_path) not in written.read_text(), written

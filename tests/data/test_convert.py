@@ -4,6 +4,7 @@ whose rasterised masks are the input's, pixel for pixel; bad inputs named, nothi
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from trashseg.data.convert import (
     ConvertError,
     MaskValueError,
     MissingImageFile,
+    OutsideImages,
     SizeMismatch,
     UnknownCategory,
     masks_to_coco,
@@ -301,3 +303,44 @@ def test_palette_masks_give_their_indices(tiny: Path, tmp_path: Path) -> None:
     assert Image.open(tmp_path / "masks" / "batch_01/0001.png").mode == "P"
     for name, mask in _masks(out.parent, "train.json", classes).items():
         assert np.array_equal(mask, truth[name.removeprefix("images/")]), name
+
+
+def test_file_names_that_lead_outside_the_images_folder_are_refused(tiny: Path, tmp_path: Path, cli) -> None:
+    """An export names the files to link into the dataset: an absolute name, a '..' or a symbolic link out of
+    --images would copy any file the user can read into a dataset they share. Refused by image id and name."""
+    classes = _tiny_classes(tiny)
+    export = _cvat_export(tiny, tmp_path / "export")
+    secret = tmp_path / "home" / "secret.png"
+    secret.parent.mkdir()
+    shutil.copy(tiny / "batch_01" / "0001.png", secret)
+    (tmp_path / "export" / "images" / "link.png").symlink_to(secret)
+    out = tmp_path / "data" / "train.json"
+    for hostile, why in (
+        (str(secret), "is absolute"),
+        ("../../home/secret.png", "contains '..'"),
+        ("images/../../home/secret.png", "contains '..'"),
+        ("link.png", "symbolic link"),
+    ):
+        data = json.loads(export.read_text())
+        data["images"][1]["file_name"] = hostile
+        export.write_text(json.dumps(data))
+        with pytest.raises(OutsideImages, match=rf"images\[1\] \(id 2\): {re.escape(repr(hostile))} .*{why}"):
+            normalise_coco(export, classes, out)
+        assert _nothing_written(out)
+    code, text = cli(["convert", "coco", export, "--out", out, "--classes", _class_file(tiny, tmp_path)])
+    assert code == 2 and "refused" in text and _nothing_written(out)
+    code, text = cli(
+        [
+            "convert",
+            "coco",
+            export,
+            "--out",
+            out,
+            "--classes",
+            _class_file(tiny, tmp_path),
+            "--set",
+            "data.allow_external_links=true",
+        ]
+    )  # a link the user means is followed, as in data check
+    assert code == 0, text
+    assert [img["file_name"] for img in json.loads(out.read_text())["images"]][1] == "images/link.png"

@@ -22,7 +22,7 @@ from trashseg.data.coco import CocoSplit
 from trashseg.data.images import read_image
 from trashseg.data.masks import MaskCache, annotation_rle
 from trashseg.data.stats import ClassStats, class_stats
-from trashseg.draw import blend, class_colors, label_cells
+from trashseg.draw import blend, class_colors, label_cells, plain
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_write_json, make_folder
 from trashseg.progress import progress_bar
@@ -134,7 +134,7 @@ def _bars(panels: list[tuple[list[str], list[float], str, bool, str]]):
     fig, axes = plt.subplots(1, len(panels), figsize=(width, 3.4), squeeze=False)
     for ax, (classes, values, title, log, color) in zip(axes[0], panels, strict=True):
         ax.bar(range(len(classes)), values, color=color)
-        ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=8)
+        ax.set_xticks(range(len(classes)), [plain(c) for c in classes], rotation=60, ha="right", fontsize=8)
         ax.set_title(title, fontsize=10)
         if log:
             ax.set_yscale("log")
@@ -147,7 +147,7 @@ def _size_figure(objects: list[ObjectRow], classes: list[str]):
     data = [[o.area for o in objects if o.cls == c] or [np.nan] for c in range(1, len(classes))]
     left.boxplot(data, showfliers=False)
     left.set_yscale("log")
-    left.set_xticks(range(1, len(classes)), classes[1:], rotation=60, ha="right", fontsize=8)
+    left.set_xticks(range(1, len(classes)), [plain(c) for c in classes[1:]], rotation=60, ha="right", fontsize=8)
     left.set_title("object area (pixels, log; whiskers 1.5 IQR)", fontsize=10)
     fills = [o.fill for o in objects]
     right.hist(fills, bins=40, range=(0, 1), color="tab:gray")
@@ -166,8 +166,8 @@ def _cooccurrence_figure(matrix: np.ndarray, classes: list[str]):
     fig, ax = plt.subplots(figsize=(1.5 + 0.5 * n, 1.0 + 0.45 * n))
     ax.imshow(share, cmap="Purples", vmin=0, vmax=1)
     label_cells(ax, share, {(i, j): f"{int(m[i, j])}" for i in range(n) for j in range(n) if i != j and m[i, j]}, 6)
-    ax.set_xticks(range(n), classes[1:], rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(n), [f"{c} ({int(d)})" for c, d in zip(classes[1:], diag, strict=True)], fontsize=8)
+    ax.set_xticks(range(n), [plain(c) for c in classes[1:]], rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), [f"{plain(c)} ({int(d)})" for c, d in zip(classes[1:], diag, strict=True)], fontsize=8)
     ax.set_title("co-occurrence: images with both (colour: share of the row class's images)", fontsize=9)
     return fig
 

@@ -17,6 +17,8 @@ verdicts for its image as ``data.audit``).
 from __future__ import annotations
 
 import json
+import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,6 +36,7 @@ from trashseg.infer.folder import PredictionFolder
 from trashseg.progress import progress_bar
 
 LOCAL_FILES = "/data/local-files/?d="  # Label Studio's URL for files under LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT
+_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")  # not in XML 1.0's Char
 
 
 def read_flagged(issues: Path) -> dict[int, list[dict]]:
@@ -114,18 +117,31 @@ def _rle(ann: dict, shape: tuple[int, int]) -> dict:
 
 
 def label_studio_config(classes: list[str]) -> str:
-    """The labelling interface for the tasks: an image and one polygon label per object class, in our colours."""
+    """The labelling interface for the tasks: an image and one polygon label per object class, in our colours.
+
+    Built with ElementTree, which escapes each name as XML requires: a quote or ``<`` in a class name can neither
+    break the file nor add tags to it."""
     colours = class_colors(len(classes))
-    labels = "\n".join(
-        f'    <Label value="{name}" background="#{"".join(f"{c:02x}" for c in colours[i])}"/>'
-        for i, name in enumerate(classes)
-        if i > 0
-    )
-    return (
-        f'<View>\n  <Image name="image" value="$image" zoom="true"/>\n'
-        f'  <PolygonLabels name="label" toName="image" strokeWidth="2" opacity="0.4">\n{labels}\n'
-        "  </PolygonLabels>\n</View>\n"
-    )
+    view = ET.Element("View")
+    ET.SubElement(view, "Image", name="image", value="$image", zoom="true")
+    labels = ET.SubElement(view, "PolygonLabels", name="label", toName="image", strokeWidth="2", opacity="0.4")
+    for i, name in enumerate(classes):
+        if i == 0:
+            continue
+        if _NOT_XML.search(name):
+            raise TrashsegError(
+                f"class {i} {name!r} holds a control character that XML cannot carry: rename it for Label Studio"
+            )
+        ET.SubElement(labels, "Label", value=name, background="#" + "".join(f"{c:02x}" for c in colours[i]))
+    ET.indent(view)
+    return ET.tostring(view, encoding="unicode") + "\n"
+
+
+def model_id(source: str) -> str:
+    """A model's name without the folders it lies in (exports are shared; they must not show the machine's paths,
+    as serve's ``/info`` does not): ``run/best.ckpt`` for a run's checkpoint, else the file or folder name."""
+    path = Path(source)
+    return f"{path.parent.parent.name}/{path.name}" if path.parent.name == "checkpoints" else path.name
 
 
 def _ls_regions(ann: dict, classes: list[str], h: int, w: int, score: float | None) -> tuple[list[dict], bool]:
@@ -167,7 +183,8 @@ def label_studio_tasks(
         raise TrashsegError(f"{split.path}: no annotations and no prediction folder: nothing to export")
     tasks, counts = [], {"images": 0, "predicted_regions": 0, "annotated_regions": 0, "holes_filled": 0}
     meta = pred.meta() if pred is not None else {}
-    model, with_probs = meta.get("source", str(pred.root) if pred else None), bool(meta.get("has_probs"))
+    model = model_id(meta.get("source", str(pred.root))) if pred is not None else None
+    with_probs = bool(meta.get("has_probs"))
     images = _chosen_images(split, pred, flagged)
     with progress_bar() as bar:
         step = bar.add_task("export: Label Studio", total=len(images), rate="-")
@@ -193,7 +210,7 @@ def label_studio_tasks(
                     result += regions
                     counts["holes_filled"] += not exact
                 counts["predicted_regions"] += len(anns)
-                prediction: dict[str, Any] = {"model_version": str(model), "result": result}
+                prediction: dict[str, Any] = {"model_version": model, "result": result}
                 if scores:
                     prediction["score"] = round(float(np.average(scores, weights=[a["area"] for a in anns])), 4)
                 task["predictions"] = [prediction]
@@ -234,7 +251,11 @@ def cvat_coco(
             else:
                 anns += _truth_annotations(split, image)
             bar.update(step, advance=1)
-    what = f"predictions of {pred.root}" if pred is not None else f"annotations of {split.path.name}"
+    what = (
+        f"predictions of {model_id(pred.meta().get('source', str(pred.root)))}"
+        if pred is not None
+        else f"annotations of {split.path.name}"
+    )
     coco = {
         "info": {"description": f"trashseg: {what}"},
         "licenses": [],

@@ -28,7 +28,7 @@ from trashseg.analysis.html import Cell, Page, thumbnail
 from trashseg.data.coco import CocoSplit
 from trashseg.data.images import read_image
 from trashseg.data.masks import MaskCache, annotation_rle
-from trashseg.draw import blend, class_colors
+from trashseg.draw import blend, class_colors, plain
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_write_json, atomic_write_text, make_folder
 from trashseg.infer.folder import PredictionFolder
@@ -174,7 +174,8 @@ def _grouped_bars(
     fig, ax = plt.subplots(figsize=figsize)
     width = 0.8 / len(series)
     for k, (label, values) in enumerate(series):
-        ax.bar(np.arange(len(ticks)) + (k - (len(series) - 1) / 2) * width, values, width, label=label)
+        ax.bar(np.arange(len(ticks)) + (k - (len(series) - 1) / 2) * width, values, width, label=plain(label))
+    ticks = [plain(t) for t in ticks]
     if rotate:
         ax.set_xticks(range(len(ticks)), ticks, rotation=60, ha="right", fontsize=8)
     else:
@@ -208,7 +209,7 @@ def _bucket_bars(results: list[FolderScores]):
 def _curves(histories: dict[str, list[dict]]):
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     for run, records in histories.items():
-        ax.plot([r["epoch"] for r in records], [r["miou"] for r in records], marker="o", ms=3, label=run)
+        ax.plot([r["epoch"] for r in records], [r["miou"] for r in records], marker="o", ms=3, label=plain(run))
     ax.set_xlabel("epoch")
     ax.set_ylabel("val mIoU")
     ax.legend(fontsize=7)

@@ -36,6 +36,7 @@ from trashseg.analysis.html import Cell, Page, thumbnail
 from trashseg.data.coco import CocoSplit
 from trashseg.data.images import read_image
 from trashseg.data.splits import image_groups, subset_coco
+from trashseg.draw import plain
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_write_json, make_folder
 from trashseg.progress import progress_bar
@@ -219,7 +220,7 @@ def _map_figure(xy: np.ndarray, labels: list[str], names: list[str], proposed: n
     labels_arr = np.asarray(labels)
     for k, name in enumerate(names):
         pts = xy[labels_arr == name]
-        axes[0, 0].scatter(pts[:, 0], pts[:, 1], s=6, alpha=0.5, color=colors(k), label=f"{name} ({len(pts)})")
+        axes[0, 0].scatter(pts[:, 0], pts[:, 1], s=6, alpha=0.5, color=colors(k), label=plain(f"{name} ({len(pts)})"))
     axes[0, 0].set_title("features: first two principal components", fontsize=10)
     axes[0, 0].legend(fontsize=8, markerscale=2)
     if proposed is not None:
@@ -228,8 +229,10 @@ def _map_figure(xy: np.ndarray, labels: list[str], names: list[str], proposed: n
         pool_pts = xy[labels_arr == pool]
         keep = np.ones(len(pool_pts), bool)
         keep[proposed] = False
-        ax.scatter(pool_pts[keep, 0], pool_pts[keep, 1], s=5, alpha=0.3, color="lightgrey", label=f"{pool}: rest")
-        ax.scatter(*xy[labels_arr == target].T, s=6, alpha=0.5, color=colors(len(names) - 1), label=target)
+        ax.scatter(
+            pool_pts[keep, 0], pool_pts[keep, 1], s=5, alpha=0.3, color="lightgrey", label=plain(f"{pool}: rest")
+        )
+        ax.scatter(*xy[labels_arr == target].T, s=6, alpha=0.5, color=colors(len(names) - 1), label=plain(target))
         ax.scatter(
             pool_pts[proposed, 0],
             pool_pts[proposed, 1],
@@ -238,7 +241,7 @@ def _map_figure(xy: np.ndarray, labels: list[str], names: list[str], proposed: n
             color="black",
             label=f"proposed val ({len(proposed)})",
         )
-        ax.set_title(f"proposed validation subset of {pool} (closest to {target})", fontsize=10)
+        ax.set_title(plain(f"proposed validation subset of {pool} (closest to {target})"), fontsize=10)
         ax.legend(fontsize=8, markerscale=2)
     fig.tight_layout()
     return fig
@@ -342,7 +345,7 @@ def _baseline_figure(distances: dict, nulls: dict[str, dict[str, np.ndarray]]):
         for k, (name, values) in enumerate(null.items()):
             ax.hist(values, bins=30, alpha=0.55, color=f"C{k}", label=name.replace("_", " "))
         ax.axvline(distances[pair]["distance"], color="black", linewidth=2, label="observed")
-        ax.set_title(pair, fontsize=10)
+        ax.set_title(plain(pair), fontsize=10)
         ax.set_xlabel("energy distance", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()

@@ -39,6 +39,7 @@ from trashseg.data.images import ImageError, check_pixels
 from trashseg.data.masks import annotation_rle
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_link, atomic_write_json
+from trashseg.paths import escape
 from trashseg.progress import progress_bar
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -71,6 +72,10 @@ class UnknownCategory(ConvertError):
 
 class MissingImageFile(ConvertError):
     """An image (or a mask's image) that is not on disk."""
+
+
+class OutsideImages(ConvertError):
+    """An export's file_name that leads outside the images folder: it is refused, never found and linked in."""
 
 
 Problems = list[tuple[type[ConvertError], str]]  # (kind, message naming the file and field)
@@ -422,9 +427,15 @@ def masks_to_coco(
 # --------------------------------------------------------------------------------- CVAT / Label Studio COCO
 
 
+def _tool_name(file_name: str) -> str:
+    """The file_name without Label Studio's stored-file prefix (``/data/upload/3/``): the only absolute-looking
+    names a tool writes that still name a file under the images folder."""
+    return _LS_UPLOAD.sub("", file_name.lstrip("/")) if file_name.startswith(("/data/", "data/")) else file_name
+
+
 def _name_candidates(file_name: str) -> list[str]:
     """Where a tool's file_name may be on disk, relative to an images folder, most literal first."""
-    stripped = _LS_UPLOAD.sub("", file_name.lstrip("/")) if file_name.startswith(("/data/", "data/")) else file_name
+    stripped = _tool_name(file_name)
     names = [file_name.lstrip("/"), stripped]
     for prefix in ("images/", "JPEGImages/"):
         if stripped.startswith(prefix):
@@ -434,12 +445,17 @@ def _name_candidates(file_name: str) -> list[str]:
     return list(dict.fromkeys(n for n in names if n))
 
 
-def _locate(file_name: str, roots: Iterable[Path]) -> Path | None:
+def _locate(file_name: str, roots: Iterable[Path], allow_links: bool) -> tuple[Path | None, str | None]:
+    """(the file, None), (None, None) when it is not found, or (None, why) when the name leads outside the images
+    folder: absolute (but for Label Studio's prefix), a ``..`` part, or a symbolic link out (see trashseg.paths)."""
+    if found := escape(Path(), _tool_name(file_name), allow_links=True):  # the name alone: absolute or ".."
+        return None, found[1]
     for root in roots:
         for name in _name_candidates(file_name):
-            if ".." not in Path(name).parts and (candidate := root / name).is_file():
-                return candidate
-    return None
+            if (candidate := root / name).is_file():
+                found = escape(root, name, allow_links)
+                return (None, found[1]) if found else (candidate, None)
+    return None, None
 
 
 def _category_map(categories: list[dict], classes: list[str], file: str) -> dict[int, int]:
@@ -496,9 +512,16 @@ def own_classes(export: Path) -> list[str]:
 
 
 def normalise_coco(
-    export: Path, classes: list[str], out: Path, *, images_dir: Path | None = None, max_pixels: int = MAX_PIXELS
+    export: Path,
+    classes: list[str],
+    out: Path,
+    *,
+    images_dir: Path | None = None,
+    max_pixels: int = MAX_PIXELS,
+    allow_links: bool = False,
 ) -> Conversion:
-    """A CVAT / Label Studio COCO export → a COCO file `out` that trashseg reads (see the module doc)."""
+    """A CVAT / Label Studio COCO export → a COCO file `out` that trashseg reads (see the module doc); a file_name
+    that leads outside the images folder is refused (`allow_links`: data.allow_external_links)."""
     data = read_json(export)
     file = str(export)
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "categories")):
@@ -518,7 +541,16 @@ def normalise_coco(
         if not isinstance(img, dict) or not isinstance(img.get("file_name"), str) or "id" not in img:
             problems.append((ConvertError, f"{where}: needs an 'id' and a 'file_name'"))
             continue
-        found = _locate(img["file_name"], roots)
+        found, outside = _locate(img["file_name"], roots, allow_links)
+        if outside is not None:
+            problems.append(
+                (
+                    OutsideImages,
+                    f"{where} (id {img['id']}): {outside}: refused (a file_name must be a path inside the "
+                    "images folder, without '..'; --set data.allow_external_links=true follows links out)",
+                )
+            )
+            continue
         if found is None:
             problems.append(
                 (

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from rich import get_console
+from rich.markup import escape
 from rich.table import Table
 
 from trashseg.draw import overlay_panel
@@ -139,7 +140,7 @@ class ValidationReport(pl.Callback):
         table.add_column("class")
         table.add_column("IoU", justify="right")
         for name, iou in zip(self.classes, scores.iou, strict=True):
-            table.add_row(name, "—" if iou != iou else f"{iou:.4f}")
+            table.add_row(escape(name), "—" if iou != iou else f"{iou:.4f}")  # a name is text, not markup
         get_console().print(table)  # rich's console, beside Lightning's progress bar
         record = {"epoch": epoch, "step": trainer.global_step, **scores.to_dict(self.classes)}
         self._append_history(record)

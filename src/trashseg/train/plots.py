@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # headless: training machines and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from trashseg.draw import label_cells  # noqa: E402
+from trashseg.draw import label_cells, plain  # noqa: E402
 from trashseg.fileio import atomic_write_with  # noqa: E402
 
 
@@ -26,9 +26,11 @@ def plot_confusion(hist: np.ndarray, classes: list[str], path: str | Path, title
     fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n), dpi=100)
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     label_cells(ax, norm, {(i, j): f"{norm[i, j]:.2f}" for i in range(n) for j in range(n) if norm[i, j] >= 0.01}, 7)
-    ax.set_xticks(range(n), classes, rotation=60, ha="right", fontsize=8)
+    ax.set_xticks(range(n), [plain(c) for c in classes], rotation=60, ha="right", fontsize=8)
     ax.set_yticks(
-        range(n), [f"{c} ({'—' if v != v else f'{v:.2f}'})" for c, v in zip(classes, iou, strict=True)], fontsize=8
+        range(n),
+        [f"{plain(c)} ({'—' if v != v else f'{v:.2f}'})" for c, v in zip(classes, iou, strict=True)],
+        fontsize=8,
     )
     ax.set_xlabel("predicted")
     ax.set_ylabel("ground truth (IoU)")
