@@ -45,7 +45,7 @@ def _comments(model: type[BaseModel]) -> dict[str, str]:
             continue
         text = trailing.get(node.lineno, "")
         if not text:
-            above = []
+            above: list[str] = []
             line = node.lineno - 2
             while line >= 0 and lines[line].strip().startswith("#"):
                 above.insert(0, lines[line].strip().lstrip("# ").strip())

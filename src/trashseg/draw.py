@@ -16,6 +16,7 @@ import cv2
 import matplotlib
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torchvision.utils import draw_segmentation_masks
 
 Color = tuple[int, int, int]
@@ -105,3 +106,12 @@ def label_cells(ax: Any, shade: np.ndarray, texts: dict[tuple[int, int], str], f
     for (i, j), text in texts.items():
         color = "white" if shade[i, j] > 0.5 else "black"
         ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, color=color)
+
+
+def figure(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Figure, Any]:
+    """A figure and its axes (``plt.subplots``' arguments), made without pyplot: pyplot's global state would open
+    windows on a desktop, and setting its backend to Agg switched a notebook's plots off. A bare Figure draws with
+    Agg when saved, needs no closing, and is safe in threads."""
+    size = {k: kwargs.pop(k) for k in ("figsize", "dpi") if k in kwargs}
+    fig = Figure(**size)
+    return fig, fig.subplots(nrows, ncols, **kwargs)

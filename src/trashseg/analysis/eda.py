@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import matplotlib.pyplot as plt
 import numpy as np
 from pycocotools import mask as mask_utils
 
@@ -22,7 +21,7 @@ from trashseg.data.coco import CocoSplit
 from trashseg.data.images import read_image
 from trashseg.data.masks import MaskCache, annotation_rle
 from trashseg.data.stats import ClassStats, class_stats
-from trashseg.draw import blend, class_colors, label_cells, plain
+from trashseg.draw import blend, class_colors, figure, label_cells, plain
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_write_json, make_folder
 from trashseg.progress import progress_bar
@@ -131,7 +130,7 @@ def summarize(split: CocoSplit, stats: ClassStats, objects: list[ObjectRow], bri
 def _bars(panels: list[tuple[list[str], list[float], str, bool, str]]):
     """Bar charts side by side: (classes, values, title, log scale, colour) per panel."""
     width = sum(max(3.5, 0.3 * len(p[0])) for p in panels)
-    fig, axes = plt.subplots(1, len(panels), figsize=(width, 3.4), squeeze=False)
+    fig, axes = figure(1, len(panels), figsize=(width, 3.4), squeeze=False)
     for ax, (classes, values, title, log, color) in zip(axes[0], panels, strict=True):
         ax.bar(range(len(classes)), values, color=color)
         ax.set_xticks(range(len(classes)), [plain(c) for c in classes], rotation=60, ha="right", fontsize=8)
@@ -143,7 +142,7 @@ def _bars(panels: list[tuple[list[str], list[float], str, bool, str]]):
 
 
 def _size_figure(objects: list[ObjectRow], classes: list[str]):
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.6))
+    fig, (left, right) = figure(1, 2, figsize=(12, 3.6))
     data = [[o.area for o in objects if o.cls == c] or [np.nan] for c in range(1, len(classes))]
     left.boxplot(data, showfliers=False)
     left.set_yscale("log")
@@ -163,7 +162,7 @@ def _cooccurrence_figure(matrix: np.ndarray, classes: list[str]):
     m = matrix[1:, 1:].astype(float)
     diag = np.diag(m).copy()
     share = np.divide(m, diag[:, None], out=np.zeros_like(m), where=diag[:, None] > 0)
-    fig, ax = plt.subplots(figsize=(1.5 + 0.5 * n, 1.0 + 0.45 * n))
+    fig, ax = figure(figsize=(1.5 + 0.5 * n, 1.0 + 0.45 * n))
     ax.imshow(share, cmap="Purples", vmin=0, vmax=1)
     label_cells(ax, share, {(i, j): f"{int(m[i, j])}" for i in range(n) for j in range(n) if i != j and m[i, j]}, 6)
     ax.set_xticks(range(n), [plain(c) for c in classes[1:]], rotation=60, ha="right", fontsize=8)
@@ -173,7 +172,7 @@ def _cooccurrence_figure(matrix: np.ndarray, classes: list[str]):
 
 
 def _images_figure(split: CocoSplit, objects: list[ObjectRow], brightness: np.ndarray):
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.2))
+    fig, (a, b) = figure(1, 2, figsize=(11, 3.2))
     per_image = np.bincount([o.image_index for o in objects], minlength=len(split.images))
     a.hist(per_image, bins=np.arange(per_image.max() + 2) - 0.5 if len(per_image) else 1, color="tab:green")
     a.set_title("objects per image", fontsize=10)

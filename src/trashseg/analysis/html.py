@@ -13,13 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # headless
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from trashseg.fileio import atomic_write_text  # noqa: E402
+from trashseg.fileio import atomic_write_text
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1300px;padding:0 1em;color:#222}
@@ -48,12 +44,11 @@ document.querySelectorAll("table.sortable th").forEach(function (th) {
 
 
 def figure_uri(fig: Any) -> str:
-    """A matplotlib figure as a PNG data URI; the figure is closed."""
+    """A matplotlib figure as a PNG data URI."""
     import io
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
-import matplotlib.pyplot as plt
 import numpy as np
 from pycocotools import mask as mask_utils
 
@@ -28,7 +27,7 @@ from trashseg.analysis.html import Cell, Page, thumbnail
 from trashseg.data.coco import CocoSplit
 from trashseg.data.images import read_image
 from trashseg.data.masks import MaskCache, annotation_rle
-from trashseg.draw import blend, class_colors, plain
+from trashseg.draw import blend, class_colors, figure, plain
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_write_json, atomic_write_text, make_folder
 from trashseg.infer.folder import PredictionFolder
@@ -171,7 +170,7 @@ def _grouped_bars(
     rotate: bool = False,
 ):
     """One bar group per tick, one bar per folder side by side: the class and size-bucket charts share it."""
-    fig, ax = plt.subplots(figsize=figsize)
+    fig, ax = figure(figsize=figsize)
     width = 0.8 / len(series)
     for k, (label, values) in enumerate(series):
         ax.bar(np.arange(len(ticks)) + (k - (len(series) - 1) / 2) * width, values, width, label=plain(label))
@@ -207,7 +206,7 @@ def _bucket_bars(results: list[FolderScores]):
 
 
 def _curves(histories: dict[str, list[dict]]):
-    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    fig, ax = figure(figsize=(6.5, 3.2))
     for run, records in histories.items():
         ax.plot([r["epoch"] for r in records], [r["miou"] for r in records], marker="o", ms=3, label=plain(run))
     ax.set_xlabel("epoch")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
 import torch
 from scipy.spatial.distance import cdist
@@ -36,7 +36,7 @@ from trashseg.analysis.html import Cell, Page, thumbnail
 from trashseg.data.coco import CocoSplit
 from trashseg.data.images import read_image
 from trashseg.data.splits import image_groups, subset_coco
-from trashseg.draw import plain
+from trashseg.draw import figure, plain
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_write_json, make_folder
 from trashseg.progress import progress_bar
@@ -213,10 +213,10 @@ def greedy_subset(d: np.ndarray, pool: np.ndarray, target: np.ndarray, groups: l
 
 # -- the command ---------------------------------------------------------------------------------------------------
 def _map_figure(xy: np.ndarray, labels: list[str], names: list[str], proposed: np.ndarray | None):
-    fig, axes = plt.subplots(
+    fig, axes = figure(
         1, 2 if proposed is not None else 1, figsize=(12 if proposed is not None else 6.5, 5), squeeze=False
     )
-    colors = plt.get_cmap("tab10")
+    colors = matplotlib.colormaps["tab10"]
     labels_arr = np.asarray(labels)
     for k, name in enumerate(names):
         pts = xy[labels_arr == name]
@@ -340,7 +340,7 @@ def write_shift(
 
 def _baseline_figure(distances: dict, nulls: dict[str, dict[str, np.ndarray]]):
     """Per pair, the shuffled splits' distances (histograms) and the observed one (a line): how far above chance."""
-    fig, axes = plt.subplots(1, len(nulls), figsize=(4.2 * len(nulls), 3.2), squeeze=False)
+    fig, axes = figure(1, len(nulls), figsize=(4.2 * len(nulls), 3.2), squeeze=False)
     for ax, (pair, null) in zip(axes[0], nulls.items(), strict=True):
         for k, (name, values) in enumerate(null.items()):
             ax.hist(values, bins=30, alpha=0.55, color=f"C{k}", label=name.replace("_", " "))

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # headless: training machines and CI have no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from trashseg.draw import label_cells, plain  # noqa: E402
-from trashseg.fileio import atomic_write_with  # noqa: E402
+from trashseg.draw import figure, label_cells, plain
+from trashseg.fileio import atomic_write_with
 
 
 def plot_confusion(hist: np.ndarray, classes: list[str], path: str | Path, title: str = "") -> None:
@@ -23,7 +19,7 @@ def plot_confusion(hist: np.ndarray, classes: list[str], path: str | Path, title
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = diag / (hist.sum(0) + hist.sum(1) - diag)
     n = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n), dpi=100)
+    fig, ax = figure(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n), dpi=100)
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     label_cells(ax, norm, {(i, j): f"{norm[i, j]:.2f}" for i in range(n) for j in range(n) if norm[i, j] >= 0.01}, 7)
     ax.set_xticks(range(n), [plain(c) for c in classes], rotation=60, ha="right", fontsize=8)
@@ -37,4 +33,3 @@ def plot_confusion(hist: np.ndarray, classes: list[str], path: str | Path, title
     ax.set_title(title or "confusion matrix (row-normalised)")
     fig.tight_layout()
     atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
