@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import cpu_model, update_section  # noqa: E402
+from _report import commit, cpu_model, update_section  # noqa: E402
 
 from trashseg.config import Config, InferConfig, ModelConfig, load_config  # noqa: E402
 from trashseg.data.coco import load_split  # noqa: E402
@@ -195,14 +195,18 @@ def main() -> None:
         budget[key] = run_ours(cfg, args, val_native) if row == "ours" else run_plain(row, cfg, args, val)
         budget[key]["date"] = time.strftime("%Y-%m-%d")
         budget[key]["cpu"] = cpu_model()  # the same recipe runs twice the epochs on some machines than on others
+        budget[key]["commit"] = commit()  # a recipe file changes between runs: its name alone does not say which
+        budget[key]["command"] = "python " + " ".join(sys.argv)
         atomic_write_json(results_path, results)  # every finished row survives a later crash
         print(key, json.dumps(budget[key])[:300])
     report(results, cfg.data.classes)
 
 
 def _on(row: dict) -> str:
-    """Where a row ran, for rows that recorded it (since 2026-11-29, noon)."""
-    return f", on {row['cpu']}" if "cpu" in row else ""
+    """Where and from what a row ran, for rows that recorded it (CPU since 2026-11-29, noon; commit and command
+    since 2026-12-02)."""
+    where = f", on {row['cpu']}" if "cpu" in row else ""
+    return where + (f", commit {row['commit']}: `{row['command']}`" if "commit" in row else "")
 
 
 def _fmt(v: float | None) -> str:
