@@ -116,14 +116,12 @@ def test_register_arch_makes_a_constructor_available_by_name(monkeypatch: pytest
 # --- weights ---------------------------------------------------------------------------------------------
 
 
-def test_library_weights_offline_say_how_to_proceed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_library_weights_offline_say_how_to_proceed(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # fail at once, no retries
-    try:
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache: nothing to find
+    with pytest.raises(TrashsegError) as err:
         create_model(ModelConfig(arch="Unet", encoder="resnet18", weights="imagenet"), 3)
-    except TrashsegError as exc:
-        message = str(exc)
-    else:
-        pytest.skip("resnet18 imagenet weights are in the local Hugging Face cache: nothing fails offline")
+    message = str(err.value)
     assert "resnet18" in message and "imagenet" in message
     assert "https://huggingface.co/smp-hub/resnet18.imagenet" in message
     assert "model.weights: /path/to/file" in message and "model.weights: null" in message

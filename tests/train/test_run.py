@@ -222,6 +222,12 @@ def test_ddp_two_cpu_processes_with_gloo(sample_data, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "world_size: 2" in (proc.stdout + proc.stderr) or "distributed_backend=gloo" in (proc.stdout + proc.stderr)
     assert (out / "checkpoints" / "last.ckpt").exists()
+    # one confusion matrix over the whole val split, summed across both ranks: every labelled val pixel counted once
+    cfg = load_config(RECIPE, [f"data.root={sample_data}", f"data.cache_dir={tmp_path / 'c'}", *QUICK])
+    val = build_data(cfg).val
+    labelled = sum(int((val[i]["mask"] != cfg.data.ignore_index).sum()) for i in range(len(val)))
+    last = json.loads((out / "history.jsonl").read_text().splitlines()[-1])
+    assert last["pixels"] == labelled, (last["pixels"], labelled)
 
 
 def test_a_schedule_fitted_to_the_time_limit_ends_when_the_budget_does(sample_data, tmp_path):

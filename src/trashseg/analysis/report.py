@@ -27,13 +27,12 @@ from trashseg.analysis.html import Cell, Page, thumbnail
 from trashseg.data.coco import CocoSplit
 from trashseg.data.images import read_image
 from trashseg.data.masks import MaskCache, annotation_rle
-from trashseg.draw import blend, class_colors, figure, plain
+from trashseg.draw import blend, class_colors, figure, plain, plot_confusion
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_write_json, atomic_write_text, make_folder
 from trashseg.infer.folder import PredictionFolder
 from trashseg.metrics import COMPETITION_SIZE, SegScores, confusion_matrix, resize_nearest, scores_from_confusion
 from trashseg.progress import progress_bar
-from trashseg.train.plots import plot_confusion
 
 WORST = 12
 THUMB = 240

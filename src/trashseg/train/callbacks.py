@@ -16,9 +16,8 @@ from rich import get_console
 from rich.markup import escape
 from rich.table import Table
 
-from trashseg.draw import overlay_panel
+from trashseg.draw import overlay_panel, plot_confusion
 from trashseg.fileio import atomic_write_json, atomic_write_text, atomic_write_with
-from trashseg.train.plots import plot_confusion
 
 if TYPE_CHECKING:
     from trashseg.train.module import SegmentationModule
@@ -142,7 +141,13 @@ class ValidationReport(pl.Callback):
         for name, iou in zip(self.classes, scores.iou, strict=True):
             table.add_row(escape(name), "—" if iou != iou else f"{iou:.4f}")  # a name is text, not markup
         get_console().print(table)  # rich's console, beside Lightning's progress bar
-        record = {"epoch": epoch, "step": trainer.global_step, **scores.to_dict(self.classes)}
+        # pixels: the labelled pixels the score counts, every rank's (the whole split, however many processes)
+        record = {
+            "epoch": epoch,
+            "step": trainer.global_step,
+            "pixels": int(hist.sum()),
+            **scores.to_dict(self.classes),
+        }
         self._append_history(record)
         if scores.miou == scores.miou and scores.miou > self.best:
             self.best = scores.miou
