@@ -1,8 +1,9 @@
-"""`trashseg doctor` and `--version`: what a bug report needs, without reaching outside this machine in tests."""
+"""`trashseg doctor`, `--version` and `-v`/`--quiet`: what a bug report needs (no test reaches outside this machine)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import socket
 
 from tests.helpers import run_cli
@@ -49,3 +50,18 @@ def test_doctor_cli_prints_json_with_the_fastest_precision(capsys):
     sections = json.loads(text)
     assert sections["trashseg"]["version"] == __version__
     assert sections["CPU"]["fastest precision"].split()[0] in ("fp32", "bf16")
+
+
+def test_verbosity_flags_set_what_the_log_shows(capsys):
+    saved = logging.getLogger("trashseg").level
+    log = logging.getLogger("trashseg.anything")
+    try:
+        for flags, shown, hidden in ((["-v"], "info line", "debug line"), (["-q"], "error line", "warning line")):
+            code, _ = run_cli([*flags, "configs"], capsys)
+            assert code == 0
+            for level in ("debug", "info", "warning", "error"):
+                getattr(log, level)(f"{level} line")
+            err = capsys.readouterr().err
+            assert shown in err and hidden not in err, (flags, err)
+    finally:
+        logging.getLogger("trashseg").setLevel(saved)  # the next tests log as by default

@@ -66,8 +66,15 @@ def _options(
     version: Annotated[
         bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log lines: -v what is being done, -vv debug.")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log errors only.")] = False,
 ) -> None:
     """Segment recycling waste: data checks, training, inference, ensembles, submission."""
+    from trashseg.progress import configure_logging
+
+    configure_logging(-1 if quiet else verbose)
 
 
 def _config(

@@ -6,15 +6,28 @@ that what a killed run left half-written is gone before "what is left" is decide
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from rich.console import Console
+from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+
+
+def configure_logging(verbosity: int) -> None:
+    """trashseg's log lines on stderr, beside the progress bars: -1 errors only (``--quiet``), 0 warnings (the
+    default), 1 info (``-v``: weights converted, copy-paste classes chosen...), 2 and more debug (``-vv``)."""
+    level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    logger = logging.getLogger("trashseg")
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):  # once per process, however often called
+        logger.addHandler(RichHandler(console=Console(stderr=True), show_path=False, markup=False))
+    logger.setLevel(level)
 
 
 def progress_bar() -> Progress:
