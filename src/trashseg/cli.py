@@ -632,14 +632,22 @@ def submit(
 @app.command()
 def export(
     run: Annotated[Path, typer.Argument(help="Run folder or checkpoint.")],
-    format: Annotated[str, typer.Option("--format", help="Only onnx for now.")] = "onnx",
-    out: Annotated[Path | None, typer.Option(help="Output file (default RUN/model.onnx).")] = None,
+    format: Annotated[
+        str, typer.Option("--format", help="onnx, or safetensors (the model file: model.safetensors + model.yaml).")
+    ] = "onnx",
+    out: Annotated[
+        Path | None, typer.Option(help="Output file (default RUN/model.onnx), or folder for safetensors (RUN).")
+    ] = None,
 ) -> None:
-    """Export to ONNX (uint8 NHWC in, logits out, dynamic batch/size) and report parity with PyTorch."""
-    from trashseg.infer.export import export_run
+    """Export to ONNX (uint8 NHWC in, logits out, dynamic batch/size) and report parity with PyTorch; or write the
+    model file of a run trained before runs wrote it."""
+    from trashseg.infer.export import export_pretrained, export_run
 
+    if format == "safetensors":
+        console.print(export_pretrained(run, out))
+        return
     if format != "onnx":
-        raise TrashsegError(f"--format {format!r}: only onnx is supported")
+        raise TrashsegError(f"--format {format!r}: choose onnx or safetensors")
     console.print(export_run(run, out))
 
 
@@ -668,13 +676,14 @@ def serve(
     /health and /ready for probes). The model loads once the server listens."""
     import uvicorn
 
-    from trashseg.models.segmenter import checkpoint_of, load_model
+    from trashseg.models.segmenter import checkpoint_of, has_model_file, load_model
     from trashseg.serve.app import create_app
 
     source = source or _demo_model()
     if not source.exists():  # a wrong path fails here, by name, rather than after the server started
         raise TrashsegError(f"{source}: no such run folder, checkpoint or ONNX file")
-    checkpoint_of(source)
+    if not (source.is_dir() and has_model_file(source)):
+        checkpoint_of(source)
     dev = _device(device)
     cfg = _config(config, set_)
     _infer_cfg(cfg, hflip, vflip, scales)

@@ -74,9 +74,9 @@ def imagenet_extractor(device: str) -> Extractor:
 def run_extractor(run: Path, device: str) -> Extractor:
     """A trained run's encoder (every feature map it hands the decoder, averaged), with the normalisation it was
     trained with."""
-    from trashseg.models.segmenter import Segmenter
+    from trashseg.models.segmenter import load_segmenter
 
-    model = Segmenter.load(run, device)
+    model = load_segmenter(run, device)
 
     def features(images: torch.Tensor) -> list[torch.Tensor]:
         return [f.float().mean(dim=(2, 3)) for f in model.net.get_submodule("encoder")(model.normalize(images))]

@@ -1,9 +1,15 @@
 """What a trained model is: the network, the input normalisation it was trained with, its class names, and the
 resolved config it was built from. Predict, serve and export need this alone, not the trainer (nor Lightning).
 
-``load_model(path)`` opens what those commands accept: a run folder (its best checkpoint, else its last), a
-``.ckpt``, or an exported ``.onnx`` (as ``OnnxSegmenter``, which is called and described the same way).
-Checkpoints are read as data, never run as code (``models.weights.load_torch_file``).
+``load_model(path)`` opens what those commands accept: a model folder (below), a run folder (its model file, else
+its best checkpoint, else its last), a ``.ckpt``, or an exported ``.onnx`` (as ``OnnxSegmenter``, which is called
+and described the same way). Checkpoints are read as data, never run as code (``models.weights.load_torch_file``).
+
+The model file is this layer's own format, smp's and Hugging Face's ``save_pretrained`` layout: ``model.safetensors``
+(the network's tensors under the network's own names) and ``model.yaml`` (the resolved config: architecture,
+encoder, classes, normalisation, logit bias, test-time recipe; no machine paths). Training writes it beside the
+checkpoints when it ends; a folder holding just those two files is a model to hand to someone. Inference prefers
+it to Lightning's checkpoint layout, so renaming an attribute of the training module cannot break a saved model.
 """
 
 from __future__ import annotations
@@ -15,15 +21,20 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import yaml
+from safetensors.torch import load_model as load_safetensors, save_model as save_safetensors
 from torch import nn
 
-from trashseg.config import Config, InferConfig, validate
+from trashseg import __version__
+from trashseg.config import Config, InferConfig, load_raw, validate
 from trashseg.errors import ModelNotFoundError, TrashsegError
+from trashseg.fileio import atomic_write_text, atomic_write_with
 from trashseg.models.factory import create_model
 from trashseg.models.onnx import OnnxSegmenter
 from trashseg.models.pretrained import fill_legacy_normalization, resolve_normalization
 from trashseg.models.weights import CHECKPOINT_PREFIX, LEGACY_CHECKPOINT_PREFIX, load_torch_file
 
+MODEL_WEIGHTS, MODEL_CARD = "model.safetensors", "model.yaml"
 # How a user who trusts a checkpoint holding other objects than tensors and plain values turns it into one that
 # loads safely: a trashseg checkpoint needs only its weights and its config.
 RESAVE_CHECKPOINT = (
@@ -115,6 +126,44 @@ class Segmenter(nn.Module):
         }
         return segmenter.eval().to(device)
 
+    def save_pretrained(self, folder: str | Path, val_miou: float | None = None) -> Path:
+        """Write the model file into `folder` (see the module doc): the weights first, the card last, so a card on
+        disk means a complete model. Paths of the machine it was trained on are left out of the card."""
+        folder = Path(folder)
+        config = self.config.model_copy(deep=True)
+        config.data.root, config.data.cache_dir, config.data.extra = None, None, []
+        atomic_write_with(folder / MODEL_WEIGHTS, lambda tmp: save_safetensors(self.net, tmp))
+        card = {"trashseg": __version__, "val_miou": val_miou, "config": config.model_dump(mode="json")}
+        atomic_write_text(folder / MODEL_CARD, yaml.safe_dump(card, sort_keys=False, allow_unicode=True))
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: torch.device | str = "cpu") -> Segmenter:
+        """The model a folder's ``model.yaml`` + ``model.safetensors`` describe, in eval mode on `device`."""
+        folder = Path(folder)
+        card_path, weights = folder / MODEL_CARD, folder / MODEL_WEIGHTS
+        card = load_raw(card_path)  # the one YAML loader: bounded, names the file in its errors
+        if not isinstance(card.get("config"), dict):
+            raise TrashsegError(f"{card_path}: not a trashseg model card (no config inside)")
+        config = validate(card["config"], f"{card_path}: config")
+        config.model.weights = None  # the file holds the trained weights; never fetch pretrained ones again
+        segmenter = cls.from_config(config)
+        if not weights.is_file():
+            raise ModelNotFoundError(f"{weights}: the weights of {card_path} are missing")
+        try:
+            load_safetensors(segmenter.net, str(weights), device="cpu")
+        except (RuntimeError, OSError, ValueError) as exc:  # missing or misshapen tensors, or not safetensors
+            raise TrashsegError(f"{weights}: does not fit {card_path}: {' '.join(str(exc).split())}") from None
+        val_miou = card.get("val_miou")
+        segmenter.info = {
+            "source": str(folder.resolve()),
+            "runtime": "torch",
+            "val_miou": val_miou if isinstance(val_miou, (int, float)) else None,
+            "arch": config.model.arch,
+            "encoder": config.model.encoder,
+        }
+        return segmenter.eval().to(device)
+
     @property
     def classes(self) -> list[str]:
         return self.config.data.classes
@@ -192,11 +241,21 @@ def _run_val_miou(ckpt: Path) -> float | None:
     return json.loads(path.read_text())["best"]["miou"] if path.exists() else None
 
 
-def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> Segmenter | OnnxSegmenter:
-    """A run folder, a checkpoint or an exported ONNX model, ready to predict on `device`."""
+def has_model_file(folder: Path) -> bool:
+    return (folder / MODEL_CARD).is_file()
+
+
+def load_segmenter(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> Segmenter:
+    """A model folder or a run folder (its model file first), or a checkpoint, as the PyTorch model."""
     path = Path(path)
-    if path.suffix == ".onnx":
-        return OnnxSegmenter(path, device)
     if not path.exists():
         raise ModelNotFoundError(f"{path}: no such run folder, checkpoint or ONNX file")
+    if path.is_dir() and has_model_file(path):
+        return Segmenter.from_pretrained(path, device)
     return Segmenter.load(path, device)
+
+
+def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> Segmenter | OnnxSegmenter:
+    """A model folder, a run folder, a checkpoint or an exported ONNX model, ready to predict on `device`."""
+    path = Path(path)
+    return OnnxSegmenter(path, device) if path.suffix == ".onnx" else load_segmenter(path, device)

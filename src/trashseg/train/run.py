@@ -33,6 +33,7 @@ from trashseg.data.stats import balanced_image_weights, class_stats
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_write_text, make_folder, remove_stale_temps
 from trashseg.models.pretrained import fill_legacy_normalization, resolve_normalization
+from trashseg.models.segmenter import MODEL_CARD, Segmenter
 from trashseg.models.weights import load_torch_file
 from trashseg.procs import die_with_parent
 from trashseg.train.callbacks import (
@@ -293,6 +294,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, extra_callb
     ckpt = prepare_run_dir(cfg, run_dir, resume)
     for folder in (run_dir, cache_folder(cfg.data)):  # what a killed launch of this job left
         remove_stale_temps(folder)
+    (run_dir / MODEL_CARD).unlink(missing_ok=True)  # a run in training has no model file: it is written at the end
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     data = build_data(cfg)
     train_loader, val_loader = build_loaders(cfg, data)
@@ -311,4 +313,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, extra_callb
     except NonFiniteLossError as exc:
         raise TrashsegError(f"{exc}. {_stopped(run_dir)}") from None
     metrics = run_dir / "metrics.json"
-    return json.loads(metrics.read_text())["best"] if metrics.exists() else {}
+    best = json.loads(metrics.read_text())["best"] if metrics.exists() else {}
+    if trainer.is_global_zero:  # the model file of the best checkpoint: what predict, serve and export read first
+        Segmenter.load(run_dir).save_pretrained(run_dir, best.get("miou"))
+    return best
