@@ -6,6 +6,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -29,6 +31,32 @@ def write_bomb(path: Path, w: int = 7000, h: int = 7000) -> Path:
     """A decompression bomb: a 1-bit PNG of w×h pixels (49 MP by default, over the 40 MP limit), ~6 kB on disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("1", (w, h)).save(path)
+    return path
+
+
+def write_two_faced_tiff(path: Path, w: int, h: int, said: int = 8) -> Path:
+    """A TIFF that Pillow reads as `said`×`said` and libtiff (OpenCV) decodes to w×h zeros, a few kB on disk.
+
+    Its ImageWidth and ImageLength are each given twice: first as SLONG8, a type libtiff reads and Pillow skips,
+    then as LONG. libtiff keeps the first of duplicate tags, Pillow the first it can read. All the deflated strips
+    of zeros share one copy of the bytes."""
+    rows = 64
+    strip = zlib.compress(bytes(w * rows), 9)
+    n = -(-h // rows)
+    tags = [(256, 17, 1, 0), (256, 4, 1, said), (257, 17, 1, 8), (257, 4, 1, said), (258, 3, 1, 8), (259, 3, 1, 8)]
+    tags += [(262, 3, 1, 1), (273, 4, n, 16), (277, 3, 1, 1), (278, 4, 1, rows), (279, 4, n, 16 + 4 * n)]
+    values = 8 + 2 + 12 * len(tags) + 4  # where the out-of-line values start; tags above give offsets from there
+    data = values + 16 + 8 * n
+    out = bytearray(b"II*\x00" + struct.pack("<IH", 8, len(tags)))
+    for tag, typ, count, value in tags:
+        if typ == 17 or count > 1:
+            value += values
+        field = struct.pack("<HH", value, 0) if typ == 3 else struct.pack("<I", value)  # a SHORT fills 2 of 4 bytes
+        out += struct.pack("<HHI", tag, typ, count) + field
+    out += struct.pack("<I", 0) + struct.pack("<qq", w, h)
+    out += struct.pack(f"<{n}I", *[data] * n) + struct.pack(f"<{n}I", *[len(strip)] * n) + strip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(out))
     return path
 
 

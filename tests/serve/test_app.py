@@ -16,7 +16,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 
-from tests.helpers import write_bomb
+from tests.helpers import write_bomb, write_two_faced_tiff
 from trashseg.config import InferConfig, ServeConfig
 from trashseg.infer.predictor import Predictor
 from trashseg.models.segmenter import load_model
@@ -263,6 +263,11 @@ def test_too_many_pixels_are_refused_before_decoding(client, model, sample_data,
         name, data = _upload(sample_data)
         out = ready(small).post("/predict", files={"file": (name, data, "image/jpeg")})
         assert out.status_code == 413 and "128×128 is 0.0 MP, over the limit of 0.0 MP" in out.json()["detail"]
+        tiff = write_two_faced_tiff(tmp_path / "two_faced.tif", 3000, 2000).read_bytes()  # header 8×8: 64 pixels
+        out = ready(small).post("/predict", files={"file": ("two_faced.tif", tiff, "image/tiff")})
+        assert out.status_code == 413 and "decodes to 3000×2000, 6.0 MP, over the limit" in out.json()["detail"]
+    out = client.post("/predict", files={"file": ("two_faced.tif", tiff, "image/tiff")})
+    assert out.status_code == 400 and "decodes to 3000×2000; its header says 8×8" in out.json()["detail"]
 
 
 def test_bodies_over_the_byte_limit_are_refused_declared_or_streamed():
