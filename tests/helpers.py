@@ -9,6 +9,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -58,6 +59,39 @@ def write_two_faced_tiff(path: Path, w: int, h: int, said: int = 8) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(bytes(out))
     return path
+
+
+def fill_disk(monkeypatch: pytest.MonkeyPatch, folder: Path, free: int, code: int = errno.ENOSPC) -> None:
+    """Files that trashseg's atomic writers open under `folder` (through ``os.fdopen``) share `free` bytes; the
+    write that passes them writes what fits and then fails as on a full disk (ENOSPC) or quota (EDQUOT)."""
+    real_fdopen, left = os.fdopen, [free]
+
+    class Filling:
+        def __init__(self, fh: Any):
+            self.fh = fh
+
+        def write(self, data: bytes | str) -> int:
+            if len(data) > left[0]:
+                self.fh.write(data[: left[0]])
+                left[0] = 0
+                raise OSError(code, os.strerror(code))
+            left[0] -= len(data)
+            return self.fh.write(data)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.fh, name)
+
+        def __enter__(self) -> Filling:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.fh.close()
+
+    def fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        fh = real_fdopen(fd, *args, **kwargs)
+        return Filling(fh) if Path(os.readlink(f"/proc/self/fd/{fd}")).is_relative_to(folder) else fh
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
 
 
 def make_coco(

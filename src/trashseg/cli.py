@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from trashseg.config import Config, load_config
-from trashseg.errors import TrashsegError, VideoError, user_message
+from trashseg.errors import TrashsegError, VideoError, disk_full, user_message
 
 if TYPE_CHECKING:  # the model layer (torch) loads only in the commands that need it
     from trashseg.models.segmenter import InferenceModel
@@ -1021,7 +1021,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes print one clear message (no traceback) and exit 2."""
     try:
         app(args=argv, prog_name="trashseg")
-    except TrashsegError as exc:
-        message = escape(user_message(exc))  # text, not markup: messages quote lists such as [bg, a]
+    except (TrashsegError, OSError) as exc:
+        error = exc if isinstance(exc, TrashsegError) else disk_full(exc, exc.filename)  # written outside fileio
+        if error is None:
+            raise
+        message = escape(user_message(error))  # text, not markup: messages quote lists such as [bg, a]
         Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
         sys.exit(2)
