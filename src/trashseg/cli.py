@@ -621,6 +621,10 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="Inferences at once (serve.workers).")] = None,
     queue: Annotated[int | None, typer.Option(help="Requests waiting; more get 503 (serve.queue).")] = None,
     timeout: Annotated[float | None, typer.Option(help="Seconds before 504 (serve.timeout).")] = None,
+    header_timeout: Annotated[
+        float | None, typer.Option(help="Seconds a client has to send its request line and headers.")
+    ] = None,
+    max_connections: Annotated[int | None, typer.Option(help="Open connections; more get 503.")] = None,
     device: Annotated[str | None, typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -631,6 +635,7 @@ def serve(
 
     from trashseg.models.segmenter import checkpoint_of, load_model
     from trashseg.serve.app import create_app
+    from trashseg.serve.limits import server_config
 
     source = source or _demo_model()
     if not source.exists():  # a wrong path fails here, by name, rather than after the server started
@@ -639,7 +644,8 @@ def serve(
     dev = _device(device)
     cfg = _config(config, set_)
     _infer_cfg(cfg, hflip, vflip, scales)
-    for key, value in (("workers", workers), ("queue", queue), ("timeout", timeout)):
+    options = {"header_timeout": header_timeout, "max_connections": max_connections}
+    for key, value in (("workers", workers), ("queue", queue), ("timeout", timeout), *options.items()):
         if value is not None:
             setattr(cfg.serve, key, value)
     failures: list[Exception] = []
@@ -656,7 +662,7 @@ def serve(
         max_pixels=cfg.data.max_pixels,
         on_load_failure=stop,
     )
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port))
+    server = uvicorn.Server(server_config(app, host, port, cfg.serve))
     console.print(f"trashseg serving {source} on http://{host}:{port}/  (API docs: /docs)")
     server.run()
     if failures:
