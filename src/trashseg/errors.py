@@ -42,8 +42,12 @@ def disk_full(exc: BaseException, path: str | os.PathLike | None) -> DiskFull | 
     """`exc` as the named error when it is ENOSPC or EDQUOT (writing `path`); None for any other error."""
     if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
         return None
-    why = "no space left on its disk" if exc.errno == errno.ENOSPC else "over your disk quota there"
-    where = f"{Path(path).parent} is full ({why}): cannot write {Path(path).name}" if path else f"disk full ({why})"
+    quota = exc.errno == errno.EDQUOT
+    if path:
+        why = "over your disk quota there" if quota else "no space left on its disk"
+        where = f"{Path(path).parent} is full ({why}): cannot write {Path(path).name}"
+    else:
+        where = f"an output's disk is {'over your quota' if quota else 'full'}"
     return DiskFull(
         f"{where}. Nothing half-written is left and the outputs finished before it are kept: free some space (or "
         "write to a folder on another disk) and rerun the same command to resume (train: with --resume)"
