@@ -132,7 +132,7 @@ def test_folder_of_only_bad_files_leaves_no_prediction_folder(trained_run, tmp_p
     bad = _bad_files(photos)
     code, text = cli(["predict", trained_run, "--images", photos, "--out", out, "--workers", "0"])
     flat = " ".join(text.split())
-    assert code == 2 and "3 of 3 image file(s)" in flat and "no image could be predicted" in flat, text
+    assert code == 2 and "4 of 4 image file(s)" in flat and "no image could be predicted" in flat, text
     assert all(name in flat for name in bad)
     assert not out.exists()  # corrupt.png passed its header, failed decoding: the folder made for it is gone
 
