@@ -6,7 +6,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import struct
+import zlib
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -30,6 +33,65 @@ def write_bomb(path: Path, w: int = 7000, h: int = 7000) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("1", (w, h)).save(path)
     return path
+
+
+def write_two_faced_tiff(path: Path, w: int, h: int, said: int = 8) -> Path:
+    """A TIFF that Pillow reads as `said`×`said` and libtiff (OpenCV) decodes to w×h zeros, a few kB on disk.
+
+    Its ImageWidth and ImageLength are each given twice: first as SLONG8, a type libtiff reads and Pillow skips,
+    then as LONG. libtiff keeps the first of duplicate tags, Pillow the first it can read. All the deflated strips
+    of zeros share one copy of the bytes."""
+    rows = 64
+    strip = zlib.compress(bytes(w * rows), 9)
+    n = -(-h // rows)
+    tags = [(256, 17, 1, 0), (256, 4, 1, said), (257, 17, 1, 8), (257, 4, 1, said), (258, 3, 1, 8), (259, 3, 1, 8)]
+    tags += [(262, 3, 1, 1), (273, 4, n, 16), (277, 3, 1, 1), (278, 4, 1, rows), (279, 4, n, 16 + 4 * n)]
+    values = 8 + 2 + 12 * len(tags) + 4  # where the out-of-line values start; tags above give offsets from there
+    data = values + 16 + 8 * n
+    out = bytearray(b"II*\x00" + struct.pack("<IH", 8, len(tags)))
+    for tag, typ, count, value in tags:
+        if typ == 17 or count > 1:
+            value += values
+        field = struct.pack("<HH", value, 0) if typ == 3 else struct.pack("<I", value)  # a SHORT fills 2 of 4 bytes
+        out += struct.pack("<HHI", tag, typ, count) + field
+    out += struct.pack("<I", 0) + struct.pack("<qq", w, h)
+    out += struct.pack(f"<{n}I", *[data] * n) + struct.pack(f"<{n}I", *[len(strip)] * n) + strip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(out))
+    return path
+
+
+def fill_disk(monkeypatch: pytest.MonkeyPatch, folder: Path, free: int, code: int = errno.ENOSPC) -> None:
+    """Files that trashseg's atomic writers open under `folder` (through ``os.fdopen``) share `free` bytes; the
+    write that passes them writes what fits and then fails as on a full disk (ENOSPC) or quota (EDQUOT)."""
+    real_fdopen, left = os.fdopen, [free]
+
+    class Filling:
+        def __init__(self, fh: Any):
+            self.fh = fh
+
+        def write(self, data: bytes | str) -> int:
+            if len(data) > left[0]:
+                self.fh.write(data[: left[0]])
+                left[0] = 0
+                raise OSError(code, os.strerror(code))
+            left[0] -= len(data)
+            return self.fh.write(data)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.fh, name)
+
+        def __enter__(self) -> Filling:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.fh.close()
+
+    def fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        fh = real_fdopen(fd, *args, **kwargs)
+        return Filling(fh) if Path(os.readlink(f"/proc/self/fd/{fd}")).is_relative_to(folder) else fh
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
 
 
 def make_coco(

@@ -1,5 +1,6 @@
 """Errors raised in DataLoader worker processes reach the user as their own message (issue 16.8)."""
 
+import errno
 import json
 
 import pytest
@@ -83,3 +84,26 @@ def test_commands_without_their_extra_exit_with_the_install_line(
     code, text = run_cli(["crf", pred, "--out", tmp_path / "crf"], capsys)
     assert code == 2 and 'pip install "trashseg[crf]"' in " ".join(text.split()), text
     assert not (tmp_path / "crf").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device", "/data/out/log.csv"), "/data/out is full (no space left"),
+        (OSError(errno.EDQUOT, "Disk quota exceeded"), "an output's disk is over your quota. Nothing half-written"),
+    ],
+)
+def test_a_full_disk_met_outside_trashseg_writers_is_named_by_the_cli(monkeypatch, capsys, error, shown):
+    """Issue 27.2: a library writing on its own (a logger, a download) meets ENOSPC: one named line, exit 2; any
+    other OSError stays a traceback, as a bug should."""
+    from trashseg import cli
+
+    def failing(**_):
+        raise error
+
+    monkeypatch.setattr(cli, "app", failing)
+    code, text = run_cli(["train"], capsys)
+    assert code == 2 and shown in " ".join(text.split()) and "rerun the same command to resume" in text, text
+    monkeypatch.setattr(cli, "app", lambda **_: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    with pytest.raises(OSError, match="I/O error"):
+        run_cli(["train"], capsys)

@@ -7,9 +7,19 @@ cheap (no torch) for the CLI and for tools that only read the version.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# OpenCV's decoders refuse images over OPENCV_IO_MAX_IMAGE_PIXELS before allocating them, but OpenCV reads the
+# variable once, when cv2 loads (a static of its imgcodecs library), and it holds for the whole process: so it is
+# set here, before any trashseg module imports cv2, and not from a config's data.max_pixels. The value is Pillow's
+# decompression-bomb error threshold (2 × PIL.Image.MAX_IMAGE_PIXELS), which trashseg.data.images enforces on every
+# header whatever data.max_pixels says: no image any config accepts is larger, while OpenCV's own default (2^30)
+# would let a small crafted file allocate 3 GB. A value already in the environment is kept.
+OPENCV_MAX_PIXELS = 2 * 89_478_485
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(OPENCV_MAX_PIXELS))
 
 _LAZY = {
     "load": "trashseg.api",

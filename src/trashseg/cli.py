@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from trashseg.config import Config, load_config
-from trashseg.errors import TrashsegError, VideoError, user_message
+from trashseg.errors import TrashsegError, VideoError, disk_full, user_message
 
 if TYPE_CHECKING:  # the model layer (torch) loads only in the commands that need it
     from trashseg.models.segmenter import InferenceModel
@@ -668,6 +668,10 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="Inferences at once (serve.workers).")] = None,
     queue: Annotated[int | None, typer.Option(help="Requests waiting; more get 503 (serve.queue).")] = None,
     timeout: Annotated[float | None, typer.Option(help="Seconds before 504 (serve.timeout).")] = None,
+    header_timeout: Annotated[
+        float | None, typer.Option(help="Seconds a client has to send its request line and headers.")
+    ] = None,
+    max_connections: Annotated[int | None, typer.Option(help="Open connections; more get 503.")] = None,
     device: Annotated[str | None, typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -678,6 +682,7 @@ def serve(
 
     from trashseg.models.segmenter import checkpoint_of, has_model_file, load_model
     from trashseg.serve.app import create_app
+    from trashseg.serve.limits import server_config
 
     source = source or _demo_model()
     if not source.exists():  # a wrong path fails here, by name, rather than after the server started
@@ -687,7 +692,8 @@ def serve(
     dev = _device(device)
     cfg = _config(config, set_)
     _infer_cfg(cfg, hflip, vflip, scales)
-    for key, value in (("workers", workers), ("queue", queue), ("timeout", timeout)):
+    options = {"header_timeout": header_timeout, "max_connections": max_connections}
+    for key, value in (("workers", workers), ("queue", queue), ("timeout", timeout), *options.items()):
         if value is not None:
             setattr(cfg.serve, key, value)
     failures: list[Exception] = []
@@ -704,7 +710,7 @@ def serve(
         max_pixels=cfg.data.max_pixels,
         on_load_failure=stop,
     )
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port))
+    server = uvicorn.Server(server_config(app, host, port, cfg.serve))
     console.print(f"trashseg serving {source} on http://{host}:{port}/  (API docs: /docs)")
     server.run()
     if failures:
@@ -1112,7 +1118,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes print one clear message (no traceback) and exit 2."""
     try:
         app(args=argv, prog_name="trashseg")
-    except TrashsegError as exc:
-        message = escape(user_message(exc))  # text, not markup: messages quote lists such as [bg, a]
+    except (TrashsegError, OSError) as exc:
+        error = exc if isinstance(exc, TrashsegError) else disk_full(exc, exc.filename)  # written outside fileio
+        if error is None:
+            raise
+        message = escape(user_message(error))  # text, not markup: messages quote lists such as [bg, a]
         Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -297,6 +297,8 @@ class ServeConfig(Section):
     queue: int = Field(8, ge=0)
     timeout: float = Field(60.0, gt=0)  # seconds, waiting included
     max_upload_mb: float = Field(32.0, gt=0)  # a 50-megapixel JPEG fits
+    header_timeout: float = Field(10.0, gt=0)  # seconds for a request line and headers; slower clients are dropped
+    max_connections: int = Field(64, ge=1)  # open connections; requests beyond get 503 from uvicorn
 
 
 class Config(Section):

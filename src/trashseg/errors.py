@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
+from pathlib import Path
 from types import ModuleType
 
 
@@ -28,6 +31,27 @@ class VideoError(TrashsegError):
 
 class UnreadableImages(TrashsegError):
     """Some images of a folder could not be used: each is listed; every other image was processed."""
+
+
+class DiskFull(TrashsegError):
+    """An output could not be written: no space left on its disk, or over the user's quota. Outputs are written
+    through a temporary and renamed (``trashseg.fileio``), so nothing half-written is left and a rerun resumes."""
+
+
+def disk_full(exc: BaseException, path: str | os.PathLike | None) -> DiskFull | None:
+    """`exc` as the named error when it is ENOSPC or EDQUOT (writing `path`); None for any other error."""
+    if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    quota = exc.errno == errno.EDQUOT
+    if path:
+        why = "over your disk quota there" if quota else "no space left on its disk"
+        where = f"{Path(path).parent} is full ({why}): cannot write {Path(path).name}"
+    else:
+        where = f"an output's disk is {'over your quota' if quota else 'full'}"
+    return DiskFull(
+        f"{where}. Nothing half-written is left and the outputs finished before it are kept: free some space (or "
+        "write to a folder on another disk) and rerun the same command to resume (train: with --resume)"
+    )
 
 
 def require_extra(module: str, extra: str, feature: str) -> ModuleType:

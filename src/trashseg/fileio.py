@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from trashseg.errors import TrashsegError
+from trashseg.errors import TrashsegError, disk_full
 from trashseg.procs import process_running
 
 
@@ -59,10 +59,24 @@ def _temp_beside(path: Path) -> tuple[int, Path]:
         fd, tmp = tempfile.mkstemp(
             prefix=f".{path.name}.", suffix=f".{os.getpid()}@{_HOST}.tmp{path.suffix}", dir=path.parent
         )
-    except OSError as exc:  # read-only folder or file system, disk full
-        raise TrashsegError(f"cannot write {path}: {exc.strerror}; choose a folder you can write to") from None
+    except OSError as exc:  # read-only folder or file system, disk full (no inode left)
+        raise disk_full(exc, path) or TrashsegError(
+            f"cannot write {path}: {exc.strerror}; choose a folder you can write to"
+        ) from None
     os.chmod(tmp, _MODE)
     return fd, Path(tmp)
+
+
+@contextmanager
+def _full_disk_named(path: str | os.PathLike) -> Iterator[None]:
+    """ENOSPC / EDQUOT while writing `path` (or syncing, or renaming it) → ``DiskFull`` naming its folder."""
+    try:
+        yield
+    except OSError as exc:
+        full = disk_full(exc, path)
+        if full is None:
+            raise
+        raise full from None
 
 
 def ensure_writable(path: str | os.PathLike) -> None:
@@ -96,7 +110,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", durable: bool = True, 
     """
     fd, tmp = _temp_beside(Path(path))
     try:
-        with os.fdopen(fd, mode, **kwargs) as fh:
+        with _full_disk_named(path), os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
             if durable:
                 fh.flush()
@@ -117,7 +131,8 @@ def atomic_link(src: str | os.PathLike, dst: str | os.PathLike) -> None:
         try:
             os.link(src, tmp)
         except OSError:
-            shutil.copyfile(src, tmp)
+            with _full_disk_named(dst):
+                shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
@@ -142,9 +157,10 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[str], None]) ->
     fd, tmp = _temp_beside(path)
     os.close(fd)
     try:
-        writer(str(tmp))
-        with open(tmp, "rb") as fh:  # durable like atomic_open: a rename of unsynced data can survive as 0 bytes
-            os.fsync(fh.fileno())
+        with _full_disk_named(path):
+            writer(str(tmp))
+            with open(tmp, "rb") as fh:  # durable like atomic_open: a rename of unsynced data can survive as 0 bytes
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,10 +1,11 @@
 """The decoded-image cache (issue 16.8: a cache folder that cannot be written is named, with how to move it)."""
 
+import numpy as np
 import pytest
 
-from tests.helpers import make_read_only, write_image
+from tests.helpers import fill_disk, make_read_only, write_image
 from trashseg.data.cache import ImageCache
-from trashseg.errors import TrashsegError
+from trashseg.errors import DiskFull, TrashsegError
 
 
 def test_read_only_cache_folder_is_named_with_the_settings_that_move_it(tmp_path, monkeypatch):
@@ -16,6 +17,20 @@ def test_read_only_cache_folder_is_named_with_the_settings_that_move_it(tmp_path
         r"set data.cache_dir or \$TRASHSEG_CACHE to a writable folder",
     ):
         cache.get(tmp_path / "a.png")
+
+
+def test_a_full_cache_disk_is_named_and_the_next_run_fills_the_entry(tmp_path, monkeypatch):
+    """Issue 27.2: the entry that does not fit is DiskFull naming the cache folder and how to move it; nothing torn
+    is left for a later run to load, and once there is room the same call stores it."""
+    write_image(image := tmp_path / "a.png")
+    cache = ImageCache(tmp_path / "cache")
+    fill_disk(monkeypatch, tmp_path / "cache", free=100)
+    with pytest.raises(DiskFull, match=r"cache/[0-9a-f]{2} is full \(no space left on its disk\).*data.cache_dir"):
+        cache.get(image)
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    monkeypatch.undo()
+    first = cache.get(image)
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 1 and np.array_equal(cache.get(image), first)
 
 
 def test_one_cache_layout_decided_from_the_config(tiny, tmp_path, monkeypatch):

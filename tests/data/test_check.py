@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from tests.helpers import CLASSES, make_coco, run_cli, write_bomb, write_image
+from tests.helpers import CLASSES, make_coco, run_cli, write_bomb, write_image, write_two_faced_tiff
 from trashseg.config import DataConfig
 from trashseg.data.check import check_dataset
 
@@ -147,6 +147,24 @@ def test_image_bombs_are_listed_and_the_report_written(tmp_path, capsys):
     assert not any(
         p.startswith("error") and "image_id=1" in p for p in _problems(tmp_path / "data", max_pixels=50_000_000)
     )
+
+
+def test_an_image_that_decodes_larger_than_its_header_is_too_many_pixels(tmp_path):
+    """Issue 27.1: Pillow reads 8×8 from the header, the decoder training uses gives 3000×2000: listed as too many
+    pixels (over the limit) or as a size mismatch (under it), not as a decoder error."""
+    images = [{"id": 1, "file_name": "two_faced.tif", "height": 8, "width": 8}]
+    write_two_faced_tiff(tmp_path / "two_faced.tif", 3000, 2000)
+    make_coco(tmp_path, images=images, annotations=[], write_images=False)
+
+    def errors(**data):
+        reports = check_dataset(DataConfig(root=tmp_path, classes=CLASSES, **data))
+        return [(p.code, str(p)) for r in reports for p in r.problems if p.severity == "error"]
+
+    [(code, message)] = errors(max_pixels=1_000_000)
+    assert code == "too_many_pixels", message
+    assert "two_faced.tif image_id=1: decodes to 3000×2000, 6.0 MP, over the limit of 1.0 MP" in message
+    [(code, message)] = errors()
+    assert code == "size_mismatch" and "decodes to 3000×2000; its header says 8×8" in message
 
 
 def test_rle_counts_that_do_not_add_up_are_listed(tmp_path):

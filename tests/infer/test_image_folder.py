@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from tests.helpers import write_two_faced_tiff
 from trashseg.infer.folder import PredictionFolder
 from trashseg.infer.image_folder import find_images
 
@@ -45,7 +46,9 @@ def _bad_files(root: Path) -> dict[str, str]:
     (root / "notes.jpg").write_text("shopping list: milk, eggs\n")
     _png_header_only(root / "huge.png", 20_000, 20_000)
     (root / "readme.txt").write_text("not an image suffix: never looked at")
+    write_two_faced_tiff(root / "two_faced.tif", 3000, 2000)  # Pillow's header: 8×8; OpenCV decodes 3000×2000
     return {
+        "two_faced.tif": "decodes to 3000×2000; its header says 8×8",
         "corrupt.png": "cannot be decoded",
         "notes.jpg": "cannot be decoded: not an image",
         "huge.png": "the limit here is 40000000 (data.max_pixels)",
@@ -61,7 +64,7 @@ def test_folder_of_photos_predicts_the_good_ones_and_names_the_bad(trained_run, 
     sizes, bad = _photos(photos), _bad_files(photos)
     code, text = cli(["predict", trained_run, "--images", photos, "--out", out, "--save-probs", "--workers", "0"])
     flat = " ".join(text.split())
-    assert code == 2 and "3 of 7 image file(s) could not be used and were skipped (the other 4 are predicted" in flat
+    assert code == 2 and "4 of 8 image file(s) could not be used and were skipped (the other 4 are predicted" in flat
     for name, reason in bad.items():
         assert any(name in line and reason in line for line in text.splitlines()), (name, text)
     folder = PredictionFolder(out)
@@ -129,7 +132,7 @@ def test_folder_of_only_bad_files_leaves_no_prediction_folder(trained_run, tmp_p
     bad = _bad_files(photos)
     code, text = cli(["predict", trained_run, "--images", photos, "--out", out, "--workers", "0"])
     flat = " ".join(text.split())
-    assert code == 2 and "3 of 3 image file(s)" in flat and "no image could be predicted" in flat, text
+    assert code == 2 and "4 of 4 image file(s)" in flat and "no image could be predicted" in flat, text
     assert all(name in flat for name in bad)
     assert not out.exists()  # corrupt.png passed its header, failed decoding: the folder made for it is gone
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import predict_val, run_cli, write_bomb, write_image
+from tests.helpers import fill_disk, predict_val, run_cli, write_bomb, write_image
 from trashseg.infer.export import export_run
 from trashseg.infer.folder import PredictionFolder
 from trashseg.models.onnx import OnnxSegmenter
@@ -72,6 +72,31 @@ def test_killed_predict_resumes_where_it_stopped(trained_run, sample_data, tmp_p
     assert code == 0 and "'predicted':5" in flat and "'skipped':3" in flat, text
     code, text = run_cli([*args, "--hflip"], capsys)  # another job into the same folder would mix outputs
     assert code == 2 and "made with tta=" in text and "Use another --out" in " ".join(text.split()), text
+
+
+def test_a_full_disk_stops_predict_with_a_named_error_and_a_rerun_resumes(
+    trained_run, sample_data, tmp_path, monkeypatch, capsys
+):
+    """Issue 27.2: no Errno 28 traceback: the folder that is full, that what was finished is kept, that a rerun
+    resumes; nothing half-written, and the rerun ends with the masks of a run that had room."""
+    ref, out = tmp_path / "ref", tmp_path / "pred"
+    args = ["predict", trained_run, "--data", sample_data, "--split", "test", "--workers", "0", "--save-probs"]
+    assert run_cli([*args, "--out", ref], capsys)[0] == 0
+    written = sum(p.stat().st_size for p in ref.rglob("*") if p.is_file())
+    fill_disk(monkeypatch, out, free=written // 2)
+    code, text = run_cli([*args, "--out", out], capsys)
+    flat = " ".join(text.split())
+    assert code == 2 and "Traceback" not in text and "Errno" not in text, text
+    assert f"error: {out}/" in flat and " is full (no space left on its disk): cannot write " in flat, text
+    assert "the outputs finished before it are kept" in flat and "rerun the same command to resume" in flat
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temporary, no half-written file
+    kept = len(list((out / "masks").rglob("*.png")))
+    assert 0 < kept < 8, kept
+    monkeypatch.undo()
+    code, text = run_cli([*args, "--out", out], capsys)
+    assert code == 0 and f"'skipped':{kept}" in "".join(text.split()), text
+    for mask in (ref / "masks").rglob("*.png"):
+        assert mask.read_bytes() == (out / mask.relative_to(ref)).read_bytes()
 
 
 def test_predict_objects_are_written_per_image_and_resume(trained_run, sample_data, tmp_path, cli):

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from trashseg.data.images import ImageTooLarge
+from trashseg.data.images import ImageSizeMismatch, ImageTooLarge
 from trashseg.errors import TrashsegError
 from trashseg.infer.folder import PredictionFolder
 from trashseg.infer.video import FrameStride, extract_frames
@@ -108,6 +108,35 @@ def test_frames_over_the_pixel_limit_are_refused_before_decoding(tmp_path):
     with pytest.raises(ImageTooLarge, match=r"clip.mp4: frames of 48×32 are over the limit"):
         extract_frames(video, tmp_path / "frames", FrameStride(), max_pixels=1000)
     assert not (tmp_path / "frames").exists()
+
+
+@pytest.mark.parametrize("scale", [2, 30])
+def test_a_frame_larger_than_its_stream_declares_is_refused_before_it_is_stored(tmp_path, monkeypatch, scale):
+    """Issue 27.1: OpenCV 5's FFmpeg backend scales every frame to the size it declared first (a crafted MJPEG AVI
+    whose later frames are larger came out at the declared size), so a backend that would not is simulated: from
+    frame 3 on, each frame comes out `scale` times larger in both directions than the stream says."""
+
+    opencv_capture = cv2.VideoCapture
+
+    class Growing:  # a wrapper, not a subclass: subclasses of cv2.VideoCapture crash the garbage collector
+        def __init__(self, path):
+            self.capture = opencv_capture(path)
+
+        def __getattr__(self, name):
+            return getattr(self.capture, name)
+
+        def retrieve(self):
+            ok, frame = self.capture.retrieve()
+            grown = self.capture.get(cv2.CAP_PROP_POS_FRAMES) > 3
+            return ok, cv2.resize(frame, None, fx=scale, fy=scale) if grown else frame
+
+    monkeypatch.setattr(cv2, "VideoCapture", Growing)
+    video = write_video(tmp_path / "clip.mp4")
+    error, said = (ImageSizeMismatch, "96×64") if scale == 2 else (ImageTooLarge, "1440×960, 1.4 MP, over the limit")
+    with pytest.raises(error, match=rf"clip.mp4 frame 3: decodes to {said}"):
+        extract_frames(video, tmp_path / "frames", FrameStride(), max_pixels=1_000_000)
+    stored = sorted(p.name for p in (tmp_path / "frames" / "clip").iterdir())
+    assert stored == ["000000.jpg", "000001.jpg", "000002.jpg"]
 
 
 def test_stride_options_are_only_for_videos(trained_run, tmp_path, cli):

@@ -16,7 +16,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 
-from tests.helpers import write_bomb
+from tests.helpers import write_bomb, write_two_faced_tiff
 from trashseg.config import InferConfig, ServeConfig
 from trashseg.infer.predictor import Predictor
 from trashseg.models.segmenter import load_model
@@ -263,6 +263,11 @@ def test_too_many_pixels_are_refused_before_decoding(client, model, sample_data,
         name, data = _upload(sample_data)
         out = ready(small).post("/predict", files={"file": (name, data, "image/jpeg")})
         assert out.status_code == 413 and "128×128 is 0.0 MP, over the limit of 0.0 MP" in out.json()["detail"]
+        tiff = write_two_faced_tiff(tmp_path / "two_faced.tif", 3000, 2000).read_bytes()  # header 8×8: 64 pixels
+        out = ready(small).post("/predict", files={"file": ("two_faced.tif", tiff, "image/tiff")})
+        assert out.status_code == 413 and "decodes to 3000×2000, 6.0 MP, over the limit" in out.json()["detail"]
+    out = client.post("/predict", files={"file": ("two_faced.tif", tiff, "image/tiff")})
+    assert out.status_code == 400 and "decodes to 3000×2000; its header says 8×8" in out.json()["detail"]
 
 
 def test_bodies_over_the_byte_limit_are_refused_declared_or_streamed():
@@ -373,3 +378,83 @@ def test_cli_serve_without_a_model_serves_the_demos_best_run(trained_run, tmp_pa
     assert code == 0 and "serving demo_out/runs/fpn on" in text, text
     code, text = cli(["serve", "missing_run"])
     assert code == 2 and "missing_run: no such run folder, checkpoint or ONNX file" in text
+
+
+def test_a_model_that_cannot_allocate_answers_a_named_503_and_the_next_request_is_served(caplog):
+    """Issue 27.3: ONNX Runtime's allocation failure at session.run was a 500 with a traceback in the log."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import RuntimeException
+
+    class Starved(SlowModel):
+        failures = 1
+
+        def __call__(self, images: torch.Tensor) -> torch.Tensor:
+            if self.failures:
+                self.failures -= 1
+                raise RuntimeException(
+                    "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running Conv "
+                    "node. Status Message: bfc_arena.cc:376 Failed to allocate memory for requested buffer of size "
+                    "13271040000"
+                )
+            self.gate.set()
+            return super().__call__(images)
+
+    with TestClient(create_app(Starved, infer=InferConfig())) as client:
+        ready(client)
+        out = client.post("/predict", files={"file": ("big.png", _png_bytes(), "image/png")})
+        assert out.status_code == 503 and out.headers["Retry-After"] == "5"
+        assert out.json()["detail"] == (
+            "big.png: the model could not allocate memory for this image; retry later, or send a smaller image"
+        )
+        assert "Traceback" not in caplog.text and "big.png: the model could not allocate memory" in caplog.text
+        out = client.post("/predict", files={"file": ("next.png", _png_bytes(), "image/png")})
+        assert out.status_code == 200 and out.json()["file"] == "next.png"
+
+
+def test_slow_headers_are_dropped_and_connections_beyond_the_limit_get_503():
+    """Issue 27.3, on a real loopback server: a client that sends half a header line and waits is disconnected
+    after serve.header_timeout; past serve.max_connections requests get 503; once the slow ones are dropped a
+    normal request is answered again."""
+    import socket
+
+    import uvicorn
+
+    from trashseg.serve.limits import server_config
+
+    limits = ServeConfig(header_timeout=1.0, max_connections=4)
+    server = uvicorn.Server(server_config(create_app(SlowModel, infer=InferConfig()), "127.0.0.1", 0, limits))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+
+        def connect() -> socket.socket:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            return sock
+
+        def get(path: str) -> bytes:
+            with connect() as sock:
+                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+                return b"".join(iter(lambda: sock.recv(65536), b""))
+
+        assert get("/health").startswith(b"HTTP/1.1 200")
+        slow = [connect() for _ in range(4)]
+        for sock in slow:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHos")  # half a header line, then nothing
+        time.sleep(0.2)
+        assert get("/health").startswith(b"HTTP/1.1 503")  # over the connection limit: refused, not queued
+        start = time.monotonic()
+        for sock in slow:
+            assert sock.recv(1) == b""  # closed by the server (the socket's own 10 s timeout would raise)
+        assert time.monotonic() - start < 5
+        for sock in slow:
+            sock.close()
+        time.sleep(0.2)
+        assert get("/health").startswith(b"HTTP/1.1 200")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert not thread.is_alive()

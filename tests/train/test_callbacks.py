@@ -50,3 +50,34 @@ def test_prediction_images_go_to_tensorboard_and_nowhere_without_it(tmp_path):
     trainer.loggers = [CSVLogger(tmp_path)]
     callback.on_validation_batch_end(trainer, lambda x: calls.append(x), None, batch, 0)
     assert calls == []  # no image logger: not even a forward pass
+
+
+def test_a_checkpoint_that_fills_the_disk_is_named_and_the_last_one_kept(tmp_path, monkeypatch):
+    """Issue 27.2: Lightning's checkpoint write failing half-way with ENOSPC is DiskFull naming the run folder; the
+    previous last.ckpt stays whole (train --resume starts from it) and the torn temporary is removed."""
+    import errno
+    import io
+    import os
+
+    import pytest
+    import torch
+    from lightning.fabric.plugins.io import torch_io
+
+    from trashseg.errors import DiskFull
+    from trashseg.train.callbacks import AtomicCheckpointIO
+
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"epoch": 1, "w": torch.ones(1000)}, last)
+
+    def filling_save(checkpoint, path):
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        with open(path, "wb") as fh:
+            fh.write(buffer.getvalue()[: buffer.tell() // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(torch_io, "_atomic_save", filling_save)
+    with pytest.raises(DiskFull, match=r"checkpoints is full \(no space left on its disk\): cannot write last.ckpt"):
+        AtomicCheckpointIO().save_checkpoint({"epoch": 2, "w": torch.ones(1000)}, last)
+    assert os.listdir(last.parent) == ["last.ckpt"]
+    assert torch.load(last, weights_only=True)["epoch"] == 1

@@ -51,10 +51,8 @@ def save_npy(path: Path, array: np.ndarray) -> None:
     try:
         with atomic_open(path, "wb", durable=False) as fh:
             np.save(fh, array)
-    except TrashsegError as exc:
-        raise TrashsegError(
-            f"{exc} (a cache entry: set data.cache_dir or $TRASHSEG_CACHE to a writable folder)"
-        ) from None
+    except TrashsegError as exc:  # its own class kept: a full disk stays DiskFull
+        raise type(exc)(f"{exc} (a cache entry: set data.cache_dir or $TRASHSEG_CACHE to a writable folder)") from None
 
 
 def presize(array: np.ndarray, size: int | tuple[int, int] | None, nearest: bool = False) -> np.ndarray:

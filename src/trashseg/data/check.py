@@ -12,7 +12,7 @@ from PIL import Image
 
 from trashseg.config import DataConfig
 from trashseg.data.coco import CocoSplit, Problem, parse_split
-from trashseg.data.images import ImageError, ImageTooLarge, check_pixels
+from trashseg.data.images import ImageError, ImageSizeMismatch, ImageTooLarge, check_pixels, read_image
 from trashseg.data.masks import annotation_rle
 from trashseg.errors import TrashsegError
 
@@ -53,12 +53,14 @@ def _image_problems(split: CocoSplit, image: dict) -> list[Problem]:
         return [Problem("error", "missing_image", "image file not found", **where)]
     try:
         check_pixels(path, str(path), split.max_pixels)
+        read_image(path, split.max_pixels)  # the decoder training uses: its size must be the header's, checked above
         with Image.open(path) as im:
             orientation = im.getexif().get(0x0112, 1)
             mode, (w, h) = im.mode, im.size
             im.load()  # full decode: catches truncated and corrupt files
     except ImageError as exc:
-        code = "too_many_pixels" if isinstance(exc, ImageTooLarge) else "unreadable_image"
+        codes = {ImageTooLarge: "too_many_pixels", ImageSizeMismatch: "size_mismatch"}
+        code = codes.get(type(exc), "unreadable_image")
         return [Problem("error", code, exc.detail, **where)]
     except Exception as exc:  # noqa: BLE001 - Pillow's plugins raise many types on hostile files; list, never crash
         return [Problem("error", "unreadable_image", f"cannot be decoded: {exc}", **where)]

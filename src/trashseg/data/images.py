@@ -10,11 +10,17 @@ overlay and CRF read those images the same way and masks line up.
 Size policy: every image is opened with Pillow first, which reads only the header, and refused when it declares
 more than ``data.max_pixels`` (a 100 kB PNG can declare 30000×30000). Formats Pillow cannot identify are refused
 too (OpenCV decodes a few more, such as Radiance HDR or OpenEXR, whose size we could not check before decoding).
+Decoders can disagree about a file's size (a TIFF whose ImageWidth is given twice, first in a type Pillow skips:
+Pillow reads 8×8, libtiff decodes 20000×20000), so the decoded array is checked too (`check_decoded`), before
+anything is converted or resized from it, and OpenCV's own decoder is capped (``OPENCV_IO_MAX_IMAGE_PIXELS``, set
+by ``trashseg/__init__.py``): it refuses to allocate more than any pixel limit could allow.
 """
 
 from __future__ import annotations
 
 import io
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -51,7 +57,12 @@ class ImageError(TrashsegError):
 
 
 class ImageTooLarge(ImageError):
-    """The header declares more pixels than the configured limit; nothing was decoded."""
+    """The header declares more pixels than the configured limit (nothing was decoded), or the pixel data holds
+    more than its header says and more than the limit (refused before anything is made from it)."""
+
+
+class ImageSizeMismatch(ImageError):
+    """The decoder gives another size than the header that the pixel limit was checked on: corrupt or crafted."""
 
 
 def _orientation(im: Image.Image) -> int:
@@ -107,10 +118,46 @@ def upright_size(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
     return (h, w) if orientation >= 5 else (w, h)  # 5-8 turn the image by a quarter
 
 
-def _decoded(img: np.ndarray | None, name: str, orientation: int) -> np.ndarray:
-    """OpenCV's BGR decode → RGB, turned upright by `orientation` (1: as stored)."""
+def check_decoded(image: np.ndarray, name: str, max_pixels: int, *expected: tuple[int, int]) -> None:
+    """Refuse a decoded array over `max_pixels`, or of a size none of `expected` (width, height) names, before
+    anything is converted, resized or allocated from it: the header's size, on which the limit was checked, is a
+    claim that another decoder may read differently."""
+    h, w = image.shape[:2]
+    said = " or ".join(f"{ew}×{eh}" for ew, eh in expected)
+    header = f"; its header says {said}" if said else ""
+    if w * h > max_pixels:
+        raise ImageTooLarge.named(
+            name,
+            f"decodes to {w}×{h}, {w * h / 1e6:.1f} MP, over the limit of {max_pixels / 1e6:.1f} MP "
+            f"(data.max_pixels){header}",
+        )
+    if expected and (w, h) not in expected:
+        raise ImageSizeMismatch.named(name, f"decodes to {w}×{h}{header} (corrupt or crafted)")
+
+
+def _opencv(decode: Callable[[], np.ndarray | None], name: str, header: tuple[int, int]) -> np.ndarray | None:
+    """Run an OpenCV decode; its refusals (over its own pixel cap, a broken file) become named errors."""
+    try:
+        return decode()
+    except cv2.error as exc:
+        if "CV_IO_MAX_IMAGE" in str(exc):  # validateInputImageSize: checked before OpenCV allocates the pixels
+            raise ImageTooLarge.named(
+                name,
+                f"its pixel data is larger than its header's {header[0]}×{header[1]} and over OpenCV's cap of "
+                f"{os.environ.get('OPENCV_IO_MAX_IMAGE_PIXELS', 'its default')} pixels "
+                "(OPENCV_IO_MAX_IMAGE_PIXELS); nothing was decoded (corrupt or crafted)",
+            ) from None
+        raise ImageError.named(name, f"cannot be decoded ({str(exc).strip().splitlines()[-1]})") from None
+
+
+def _decoded(
+    img: np.ndarray | None, name: str, orientation: int, header: tuple[int, int], max_pixels: int
+) -> np.ndarray:
+    """OpenCV's BGR decode, checked against the `header` (width, height) and the limit → RGB, turned upright by
+    `orientation` (1: as stored)."""
     if img is None:
         raise ImageError.named(name, "cannot be decoded (corrupt or not an image)")
+    check_decoded(img, name, max_pixels, header)
     rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     return np.array(Image.fromarray(rgb).transpose(_UPRIGHT[orientation])) if orientation != 1 else rgb  # writable
 
@@ -122,13 +169,15 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, exif: bool = Fals
     OpenCV's IMREAD_COLOR does all of these conversions in one decode, which is why it decodes rather than PIL.
     """
     path = Path(path)
-    orientation = _header(path, str(path), max_pixels, exif)[2]
-    return _decoded(cv2.imread(str(path), _FLAGS), str(path), orientation)
+    w, h, orientation = _header(path, str(path), max_pixels, exif)
+    img = _opencv(lambda: cv2.imread(str(path), _FLAGS), str(path), (w, h))
+    return _decoded(img, str(path), orientation, (w, h), max_pixels)
 
 
 def decode_image(data: bytes, name: str, max_pixels: int = MAX_PIXELS, exif: bool = False) -> np.ndarray:
     """``read_image`` for bytes already in memory (an upload): HxWx3 uint8 RGB, or an error naming `name`."""
     if not data:
         raise ImageError.named(name, "cannot be decoded (empty)")
-    orientation = _header(data, name, max_pixels, exif)[2]
-    return _decoded(cv2.imdecode(np.frombuffer(data, np.uint8), _FLAGS), name, orientation)
+    w, h, orientation = _header(data, name, max_pixels, exif)
+    img = _opencv(lambda: cv2.imdecode(np.frombuffer(data, np.uint8), _FLAGS), name, (w, h))
+    return _decoded(img, name, orientation, (w, h), max_pixels)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import cv2
 
-from trashseg.data.images import ImageTooLarge
+from trashseg.data.images import ImageTooLarge, check_decoded
 from trashseg.errors import TrashsegError, VideoError
 from trashseg.fileio import atomic_open
 from trashseg.progress import progress_bar
@@ -114,7 +114,7 @@ def extract_frames(video: Path, frames_root: Path, stride: FrameStride, max_pixe
             while (stride.limit is None or len(kept) < stride.limit) and capture.grab():
                 if index % stride.every == 0:  # grab only: a skipped frame, or one already on disk, is not converted
                     path = frames_root / frame_name(video, index)
-                    if not path.exists() and not _write_frame(capture, path):
+                    if not path.exists() and not _write_frame(capture, path, f"{video} frame {index}", max_pixels):
                         problem = f"frame {index} cannot be decoded"
                         break
                     kept.append(Frame(index, path, index / fps if fps > 0 else None))
@@ -128,11 +128,15 @@ def extract_frames(video: Path, frames_root: Path, stride: FrameStride, max_pixe
     return VideoFrames(kept, f"{video}: {problem} (truncated or corrupt)" if problem else None)
 
 
-def _write_frame(capture: cv2.VideoCapture, path: Path) -> bool:
-    """Decode the grabbed frame and store it; False when it cannot be decoded."""
+def _write_frame(capture: cv2.VideoCapture, path: Path, name: str, max_pixels: int) -> bool:
+    """Decode the grabbed frame and store it; False when it cannot be decoded. A frame whose size is not the
+    declared one that `open_video` checked (a stream may change size midway; either way round, for a rotation
+    tag) or is over the limit is refused before it is stored or predicted."""
     ok, frame = capture.retrieve()
     if not ok:
         return False
+    w, h = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    check_decoded(frame, name, max_pixels, (w, h), (h, w))
     with atomic_open(path, "wb") as fh:
         fh.write(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes())
     return True

@@ -194,6 +194,26 @@ def answer(
     }
 
 
+# What the runtimes say when an allocation fails: Python's MemoryError aside, ONNX Runtime raises its
+# RuntimeException ("Failed to allocate memory for requested buffer", "bad allocation") and torch a RuntimeError
+# ("DefaultCPUAllocator: can't allocate memory", "CUDA out of memory").
+_ALLOCATION_FAILED = ("failed to allocate memory", "bad allocation", "bad_alloc", "can't allocate", "out of memory")
+
+
+def model_failure(name: str, exc: Exception) -> HTTPException:
+    """The answer to an upload on which the model itself failed, logged in one line rather than a traceback: 503
+    when it could not allocate memory for this image (others, or a smaller image, may fit), 500 otherwise."""
+    if isinstance(exc, MemoryError) or any(s in str(exc).lower() for s in _ALLOCATION_FAILED):
+        log.error("%s: the model could not allocate memory: %s", name, exc)
+        return HTTPException(
+            503,
+            f"{name}: the model could not allocate memory for this image; retry later, or send a smaller image",
+            headers={"Retry-After": "5"},
+        )
+    log.error("%s: the model failed: %s: %s", name, type(exc).__name__, exc)
+    return HTTPException(500, f"{name}: the model failed on this image ({type(exc).__name__}); see the server's log")
+
+
 def create_app(
     load: Callable[[], InferenceModel],
     *,
@@ -281,5 +301,7 @@ def create_app(
             raise HTTPException(413, str(exc)) from None
         except TrashsegError as exc:
             raise HTTPException(400, str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - the model's own failure: named to the client, the next one served
+            raise model_failure(name, exc) from None
 
     return app
