@@ -121,3 +121,22 @@ def test_rle_counts_that_do_not_add_up_are_a_named_error_and_never_cached(tmp_pa
         ):
             cache.get(split.images[0])
         assert not list((tmp_path / "cache").rglob("*.npy"))
+
+
+def test_polygons_that_would_cost_more_than_their_image_are_dropped_unwalked(tmp_path):
+    """pycocotools walks a polygon's whole outline at 5× before it clips: a coordinate of 1e12 (or 10**30, past
+    its C int) would cost gigabytes or crash. Such parts are dropped and listed like any degenerate part."""
+    zigzag = [v for k in range(400) for v in (0 if k % 2 else 47, k % 32)]  # 400 edges across a 48 px image
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 1, "area": 1, "segmentation": [[0, 0, 1e12, 0, 0, 1e12]]},
+        {"id": 2, "image_id": 1, "category_id": 1, "area": 1, "segmentation": [[0, 0, 10**30, 0, 0, 5]]},
+        {"id": 3, "image_id": 1, "category_id": 1, "area": 1, "segmentation": [zigzag * 8]},
+        {"id": 4, "image_id": 1, "category_id": 2, "area": 1, "segmentation": [[-40, -20, 90, -20, 90, 60, -40, 60]]},
+    ]
+    split = _split(tmp_path, anns)
+    mask, problems = rasterize(split.anns_by_image[1], 32, 48, split.cat_to_class)
+    text = "\n".join(str(p) for p in problems)
+    assert "ann_id=1: polygon part 0 reaches more than an image size beyond the 48x32 image; dropped" in text
+    assert "ann_id=2: polygon part 0 reaches more than an image size beyond" in text
+    assert "ann_id=3: polygon part 0 has an outline longer than all the pixel edges of the 48x32 image" in text
+    assert (mask == 2).all()  # within an image size around it: clipped to the image, as before

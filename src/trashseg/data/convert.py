@@ -36,7 +36,7 @@ from pycocotools import mask as mask_utils
 from trashseg.config import MAX_PIXELS
 from trashseg.data.coco import read_json
 from trashseg.data.images import ImageError, check_pixels
-from trashseg.data.masks import annotation_rle
+from trashseg.data.masks import annotation_rle, rle_counts_problem
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_link, atomic_write_json
 from trashseg.paths import escape
@@ -452,8 +452,10 @@ def _locate(file_name: str, roots: Iterable[Path], allow_links: bool) -> tuple[P
         return None, found[1]
     for root in roots:
         for name in _name_candidates(file_name):
+            found = escape(root, name, allow_links)
+            if found and found[0] == "bad_file_name":  # is_file would raise on it
+                return None, found[1]
             if (candidate := root / name).is_file():
-                found = escape(root, name, allow_links)
                 return (None, found[1]) if found else (candidate, None)
     return None, None
 
@@ -490,8 +492,8 @@ def _segmentation(ann: dict, h: int, w: int) -> list | dict | None:
     if isinstance(seg, dict):
         counts = seg.get("counts")
         if isinstance(counts, list):  # uncompressed (CVAT's iscrowd masks): compress as pycocotools does
-            if list(seg.get("size") or []) != [h, w]:
-                return seg  # left for the loader's size check, which names it
+            if seg.get("size") != [h, w] or rle_counts_problem(seg, h, w):
+                return seg  # left for the loader's checks, which name it (pycocotools would raise on it)
             rle = mask_utils.frPyObjects(seg, h, w)
             return {"size": [h, w], "counts": rle["counts"].decode("ascii")}
         return seg
@@ -507,8 +509,9 @@ def own_classes(export: Path) -> list[str]:
     cats = data.get("categories") if isinstance(data, dict) else None
     if not isinstance(cats, list) or not cats:
         raise TrashsegError(f"{export}: no 'categories' list to take the classes from")
-    names = [c.get("name") for c in sorted(cats, key=lambda c: c.get("id", 0)) if isinstance(c, dict)]
-    return ["Background"] + [n for n in dict.fromkeys(names) if isinstance(n, str) and n.lower() != "background"]
+    usable = [c for c in cats if isinstance(c, dict) and type(c.get("id")) is int and isinstance(c.get("name"), str)]
+    names = [c["name"] for c in sorted(usable, key=lambda c: c["id"])]  # the others: named by _category_map
+    return ["Background"] + [n for n in dict.fromkeys(names) if n.lower() != "background"]
 
 
 def normalise_coco(
@@ -536,6 +539,7 @@ def normalise_coco(
     images: list[dict] = []
     links: list[tuple[Path, Path]] = []
     new_id: dict[int, int] = {}
+    listed: dict[Path, str] = {}  # each file once: two entries of one file would make one file_name twice
     for k, img in enumerate(data["images"]):
         where = f"{file}: images[{k}]"
         if not isinstance(img, dict) or not isinstance(img.get("file_name"), str) or "id" not in img:
@@ -559,6 +563,10 @@ def normalise_coco(
                     f"under {', '.join(str(r) for r in roots)}; give --images DIR",
                 )
             )
+            continue
+        entry = f"images[{k}] (id {img['id']})"
+        if (first := listed.setdefault(found.resolve(), entry)) != entry:
+            problems.append((ConvertError, f"{file}: {entry}: {found} is {first} too; list each image once"))
             continue
         try:
             width, height = check_pixels(found, str(found), max_pixels)
