@@ -23,7 +23,6 @@ from __future__ import annotations
 import filecmp
 import os
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -445,10 +444,10 @@ def _name_candidates(file_name: str) -> list[str]:
     return list(dict.fromkeys(n for n in names if n))
 
 
-def _locate(file_name: str, roots: Iterable[Path], allow_links: bool) -> tuple[Path | None, str | None]:
+def _locate(file_name: str, roots: list[Path], allow_links: bool) -> tuple[Path | None, str | None]:
     """(the file, None), (None, None) when it is not found, or (None, why) when the name leads outside the images
     folder: absolute (but for Label Studio's prefix), a ``..`` part, or a symbolic link out (see trashseg.paths)."""
-    if found := escape(Path(), _tool_name(file_name), allow_links=True):  # the name alone: absolute or ".."
+    if found := escape(roots[0], _tool_name(file_name), allow_links=True):  # the name as given: absolute, ".."
         return None, found[1]
     for root in roots:
         for name in _name_candidates(file_name):
