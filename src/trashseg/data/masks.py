@@ -7,6 +7,7 @@ fixed at the source) while the loader handles them as follows, so that training 
   edges of the image together: pycocotools walks the whole outline at 5× before it clips, so memory and time would
   follow the numbers in the file (a coordinate of 1e8 costs 7 GB), not the image;
 - coordinates outside the image are clipped to it (pycocotools does this while rasterising);
+- an image whose JSON size is over ``data.max_pixels`` is an error: its mask is never allocated;
 - an annotation that rasterises to zero pixels is skipped;
 - an RLE whose size differs from the image, or whose counts do not add up to height × width, is an error (it cannot
   be placed; pycocotools would fill a short one with uninitialised memory and crash on a long one).
@@ -164,6 +165,18 @@ def annotation_rle(ann: dict, h: int, w: int, file: str = "") -> tuple[dict | No
     return rle, problems
 
 
+def oversized(image: dict, file: str, max_pixels: int) -> Problem | None:
+    """An error when the JSON's size of an image is over the pixel limit: its mask, and the outlines of its
+    polygons, would be allocated at that size before any image file is read (eda and report read none)."""
+    h, w = image["height"], image["width"]
+    if h * w <= max_pixels:
+        return None
+    text = (
+        f"the JSON says {w}x{h}, over the limit of {max_pixels} pixels (data.max_pixels): no mask is drawn or checked"
+    )
+    return Problem("error", "too_many_pixels", text, file, image["id"])
+
+
 def rasterize(
     anns: list[dict], h: int, w: int, cat_to_class: dict[int, int], file: str = ""
 ) -> tuple[np.ndarray, list[Problem]]:
@@ -229,6 +242,8 @@ class MaskCache:
 
     def get(self, image: dict) -> np.ndarray:
         """The mask of one image, from the cache when present, else rasterised and stored."""
+        if problem := oversized(image, str(self.split.path), self.split.max_pixels):
+            raise TrashsegError(str(problem))
         path = self.path(image)
         mask = load_npy(path)
         if mask is not None:
