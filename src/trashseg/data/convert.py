@@ -528,6 +528,8 @@ def normalise_coco(
     file = str(export)
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "categories")):
         raise TrashsegError(f"{export}: not a COCO file (needs 'images' and 'categories' lists)")
+    if not isinstance(data.get("annotations", []), list):
+        raise TrashsegError(f"{export}: 'annotations' must be a list, not {type(data['annotations']).__name__}")
     cat_map = _category_map(data["categories"], classes, file)
     roots = (
         [images_dir]
