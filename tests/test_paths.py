@@ -23,3 +23,12 @@ def test_an_absolute_part_after_a_fixed_folder_is_refused(tmp_path):
     assert inside(tmp_path, "masks", "a/b.png") == tmp_path / "masks" / "a" / "b.png"
     with pytest.raises(TrashsegError, match="'/etc/x.png' is absolute"):
         inside(tmp_path, "masks", "/etc/x.png")
+
+
+def test_names_no_file_can_have_are_named_not_raised(tmp_path):
+    """A NUL byte or a name longer than the file system allows would raise ValueError / OSError from every
+    later stat; they are a listed problem instead, links allowed or not."""
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for bad in ("a\x00.jpg", "x" * 300 + ".jpg", "loop/a.jpg"):
+        for allow_links in (False, True):
+            assert escape(tmp_path, bad, allow_links)[0] == "bad_file_name", bad

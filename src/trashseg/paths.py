@@ -17,10 +17,19 @@ def escape(root: Path, name: str, allow_links: bool = False) -> tuple[str, str] 
     """How ``root / name`` leaves `root`, as (problem code, explanation), or None when it stays inside.
 
     ``outside_root``: the name is absolute or has a ``..`` part (even one that comes back: no file name needs it);
-    ``external_link``: a symbolic link on the way leads elsewhere (checked only when `allow_links` is false).
+    ``external_link``: a symbolic link on the way leads elsewhere (checked only when `allow_links` is false);
+    ``bad_file_name``: no file can have the name (a NUL character, too long, a loop of links).
     """
     if os.path.isabs(name) or ".." in Path(name).parts:
         return "outside_root", f"{name!r} is absolute or contains '..'"
+    if "\x00" in name:
+        return "bad_file_name", f"{name!r} holds a NUL character, which no file name can"
+    try:
+        os.stat(root / name)  # raises on what is no file name here: too long, a loop of links
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # a name a file could have: missing files are the callers' to name
+    except OSError as exc:
+        return "bad_file_name", f"{name[:80]!r} cannot be a file here: {exc.strerror}"
     if not allow_links:
         target = (root / name).resolve()
         if not target.is_relative_to(root.resolve()):

@@ -121,3 +121,38 @@ def test_rle_counts_that_do_not_add_up_are_a_named_error_and_never_cached(tmp_pa
         ):
             cache.get(split.images[0])
         assert not list((tmp_path / "cache").rglob("*.npy"))
+
+
+def test_polygons_that_would_cost_more_than_their_image_are_dropped_unwalked(tmp_path):
+    """pycocotools walks a polygon's whole outline at 5× before it clips: a coordinate of 1e12 (or 10**30, past
+    its C int) would cost gigabytes or crash. Such parts are dropped and listed like any degenerate part."""
+    zigzag = [v for k in range(400) for v in (0 if k % 2 else 47, k % 32)]  # 400 edges across a 48 px image
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 1, "area": 1, "segmentation": [[0, 0, 1e12, 0, 0, 1e12]]},
+        {"id": 2, "image_id": 1, "category_id": 1, "area": 1, "segmentation": [[0, 0, 10**30, 0, 0, 5]]},
+        {"id": 3, "image_id": 1, "category_id": 1, "area": 1, "segmentation": [zigzag * 8]},
+        {"id": 4, "image_id": 1, "category_id": 2, "area": 1, "segmentation": [[-40, -20, 90, -20, 90, 60, -40, 60]]},
+    ]
+    split = _split(tmp_path, anns)
+    mask, problems = rasterize(split.anns_by_image[1], 32, 48, split.cat_to_class)
+    text = "\n".join(str(p) for p in problems)
+    assert "ann_id=1: polygon part 0 reaches more than an image size beyond the 48x32 image; dropped" in text
+    assert "ann_id=2: polygon part 0 reaches more than an image size beyond" in text
+    assert "ann_id=3: polygon part 0 has an outline longer than all the pixel edges of the 48x32 image" in text
+    assert (mask == 2).all()  # within an image size around it: clipped to the image, as before
+
+
+def test_a_json_size_over_the_pixel_limit_is_named_before_any_mask_is_allocated(tmp_path):
+    """eda and report draw masks at the JSON's size without reading an image: 10^5 × 10^5 would ask for 10 GB."""
+    from trashseg.config import DataConfig
+    from trashseg.data.check import check_split
+
+    images = [{"id": 1, "file_name": "a.png", "height": 100_000, "width": 100_000}]
+    anns = [{"id": 3, "image_id": 1, "category_id": 1, "area": 16, "segmentation": [[4, 4, 8, 4, 8, 8, 4, 8]]}]
+    path = make_coco(tmp_path, annotations=anns, images=images, write_images=False)
+    split = load_split(path, tmp_path, CLASSES)
+    with pytest.raises(TrashsegError, match=r"image_id=1: the JSON says 100000x100000, over the limit of 40000000"):
+        MaskCache(split, tmp_path / "cache").get(split.images[0])
+    assert not (tmp_path / "cache").exists()
+    problems = check_split(path, DataConfig(root=tmp_path, classes=CLASSES), workers=1).problems
+    assert [p.code for p in problems if p.image_id == 1 and "JSON says" in p.message] == ["too_many_pixels"]

@@ -13,7 +13,7 @@ from PIL import Image
 from trashseg.config import DataConfig
 from trashseg.data.coco import CocoSplit, Problem, parse_split
 from trashseg.data.images import ImageError, ImageSizeMismatch, ImageTooLarge, check_pixels, read_image
-from trashseg.data.masks import annotation_rle
+from trashseg.data.masks import annotation_rle, oversized
 from trashseg.errors import TrashsegError
 
 SPLIT_FILES = ("train.json", "val.json", "test.json", "train_all.json")
@@ -123,6 +123,9 @@ def _annotation_problems(split: CocoSplit) -> list[Problem]:
         img = images.get(image_id)
         if img is None:
             continue  # already reported as a dangling reference
+        if problem := oversized(img, str(split.path), split.max_pixels):
+            out.append(problem)  # its polygons' outlines could be as long as its JSON size allows
+            continue
         for ann in anns:
             out += _geometry_problems(ann, str(split.path))
             out += annotation_rle(ann, img["height"], img["width"], str(split.path))[1]

@@ -23,7 +23,6 @@ from __future__ import annotations
 import filecmp
 import os
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from pycocotools import mask as mask_utils
 from trashseg.config import MAX_PIXELS
 from trashseg.data.coco import read_json
 from trashseg.data.images import ImageError, check_pixels
-from trashseg.data.masks import annotation_rle
+from trashseg.data.masks import annotation_rle, rle_counts_problem
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_link, atomic_write_json
 from trashseg.paths import escape
@@ -445,15 +444,17 @@ def _name_candidates(file_name: str) -> list[str]:
     return list(dict.fromkeys(n for n in names if n))
 
 
-def _locate(file_name: str, roots: Iterable[Path], allow_links: bool) -> tuple[Path | None, str | None]:
+def _locate(file_name: str, roots: list[Path], allow_links: bool) -> tuple[Path | None, str | None]:
     """(the file, None), (None, None) when it is not found, or (None, why) when the name leads outside the images
     folder: absolute (but for Label Studio's prefix), a ``..`` part, or a symbolic link out (see trashseg.paths)."""
-    if found := escape(Path(), _tool_name(file_name), allow_links=True):  # the name alone: absolute or ".."
+    if found := escape(roots[0], _tool_name(file_name), allow_links=True):  # the name as given: absolute, ".."
         return None, found[1]
     for root in roots:
         for name in _name_candidates(file_name):
+            found = escape(root, name, allow_links)
+            if found and found[0] == "bad_file_name":  # is_file would raise on it
+                return None, found[1]
             if (candidate := root / name).is_file():
-                found = escape(root, name, allow_links)
                 return (None, found[1]) if found else (candidate, None)
     return None, None
 
@@ -490,8 +491,8 @@ def _segmentation(ann: dict, h: int, w: int) -> list | dict | None:
     if isinstance(seg, dict):
         counts = seg.get("counts")
         if isinstance(counts, list):  # uncompressed (CVAT's iscrowd masks): compress as pycocotools does
-            if list(seg.get("size") or []) != [h, w]:
-                return seg  # left for the loader's size check, which names it
+            if seg.get("size") != [h, w] or rle_counts_problem(seg, h, w):
+                return seg  # left for the loader's checks, which name it (pycocotools would raise on it)
             rle = mask_utils.frPyObjects(seg, h, w)
             return {"size": [h, w], "counts": rle["counts"].decode("ascii")}
         return seg
@@ -507,8 +508,9 @@ def own_classes(export: Path) -> list[str]:
     cats = data.get("categories") if isinstance(data, dict) else None
     if not isinstance(cats, list) or not cats:
         raise TrashsegError(f"{export}: no 'categories' list to take the classes from")
-    names = [c.get("name") for c in sorted(cats, key=lambda c: c.get("id", 0)) if isinstance(c, dict)]
-    return ["Background"] + [n for n in dict.fromkeys(names) if isinstance(n, str) and n.lower() != "background"]
+    usable = [c for c in cats if isinstance(c, dict) and type(c.get("id")) is int and isinstance(c.get("name"), str)]
+    names = [c["name"] for c in sorted(usable, key=lambda c: c["id"])]  # the others: named by _category_map
+    return ["Background"] + [n for n in dict.fromkeys(names) if n.lower() != "background"]
 
 
 def normalise_coco(
@@ -526,6 +528,8 @@ def normalise_coco(
     file = str(export)
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "categories")):
         raise TrashsegError(f"{export}: not a COCO file (needs 'images' and 'categories' lists)")
+    if not isinstance(data.get("annotations", []), list):
+        raise TrashsegError(f"{export}: 'annotations' must be a list, not {type(data['annotations']).__name__}")
     cat_map = _category_map(data["categories"], classes, file)
     roots = (
         [images_dir]
@@ -536,6 +540,7 @@ def normalise_coco(
     images: list[dict] = []
     links: list[tuple[Path, Path]] = []
     new_id: dict[int, int] = {}
+    listed: dict[Path, str] = {}  # each file once: two entries of one file would make one file_name twice
     for k, img in enumerate(data["images"]):
         where = f"{file}: images[{k}]"
         if not isinstance(img, dict) or not isinstance(img.get("file_name"), str) or "id" not in img:
@@ -559,6 +564,10 @@ def normalise_coco(
                     f"under {', '.join(str(r) for r in roots)}; give --images DIR",
                 )
             )
+            continue
+        entry = f"images[{k}] (id {img['id']})"
+        if (first := listed.setdefault(found.resolve(), entry)) != entry:
+            problems.append((ConvertError, f"{file}: {entry}: {found} is {first} too; list each image once"))
             continue
         try:
             width, height = check_pixels(found, str(found), max_pixels)

@@ -3,7 +3,11 @@
 Policy for degenerate annotations: ``trashseg data check`` reports them as errors (the data is wrong and should be
 fixed at the source) while the loader handles them as follows, so that training still runs:
 - a polygon part with fewer than 3 points, or with NaN/inf coordinates, is dropped (the other parts stay);
+- so is one that reaches more than an image size beyond the image, or whose outline is longer than all the pixel
+  edges of the image together: pycocotools walks the whole outline at 5× before it clips, so memory and time would
+  follow the numbers in the file (a coordinate of 1e8 costs 7 GB), not the image;
 - coordinates outside the image are clipped to it (pycocotools does this while rasterising);
+- an image whose JSON size is over ``data.max_pixels`` is an error: its mask is never allocated;
 - an annotation that rasterises to zero pixels is skipped;
 - an RLE whose size differs from the image, or whose counts do not add up to height × width, is an error (it cannot
   be placed; pycocotools would fill a short one with uninitialised memory and crash on a long one).
@@ -42,7 +46,7 @@ def _polygon_parts(ann: dict, h: int, w: int, file: str, image_id: int) -> tuple
                 Problem("error", "degenerate", f"polygon part {k} is not a list of numbers; dropped", **where)
             )
             continue
-        if any(math.isnan(v) or math.isinf(v) for v in part):
+        if any(isinstance(v, float) and not math.isfinite(v) for v in part):
             problems.append(
                 Problem("error", "degenerate", f"polygon part {k} has NaN/inf coordinates; dropped", **where)
             )
@@ -58,6 +62,9 @@ def _polygon_parts(ann: dict, h: int, w: int, file: str, image_id: int) -> tuple
             )
             continue
         xs, ys = part[0::2], part[1::2]
+        if why := _unbounded(xs, ys, h, w):
+            problems.append(Problem("error", "degenerate", f"polygon part {k} {why}; dropped", **where))
+            continue
         if min(xs) < -0.5 or min(ys) < -0.5 or max(xs) > w + 0.5 or max(ys) > h + 0.5:
             problems.append(
                 Problem(
@@ -66,6 +73,17 @@ def _polygon_parts(ann: dict, h: int, w: int, file: str, image_id: int) -> tuple
             )
         parts.append(part)
     return parts, problems
+
+
+def _unbounded(xs: list, ys: list, h: int, w: int) -> str | None:
+    """Why rasterising a polygon part would cost more than its image (see the module doc), or None."""
+    if min(xs) < -w or max(xs) > 2 * w or min(ys) < -h or max(ys) > 2 * h:
+        return f"reaches more than an image size beyond the {w}x{h} image"
+    dx = np.abs(np.diff(np.asarray([*xs, xs[0]], np.float64)))
+    dy = np.abs(np.diff(np.asarray([*ys, ys[0]], np.float64)))
+    if float(np.maximum(dx, dy).sum()) > 2 * (h + 1) * (w + 1):
+        return f"has an outline longer than all the pixel edges of the {w}x{h} image"
+    return None
 
 
 def _string_counts(counts: str | bytes) -> list[int] | None:
@@ -90,7 +108,7 @@ def _string_counts(counts: str | bytes) -> list[int] | None:
     return out
 
 
-def _rle_counts_problem(seg: dict, h: int, w: int) -> str | None:
+def rle_counts_problem(seg: dict, h: int, w: int) -> str | None:
     """Why an RLE's counts cannot describe an h×w mask, or None when they add up exactly."""
     counts = seg.get("counts")
     if isinstance(counts, (str, bytes)):
@@ -115,7 +133,7 @@ def annotation_rle(ann: dict, h: int, w: int, file: str = "") -> tuple[dict | No
     seg = ann["segmentation"]
     if isinstance(seg, dict):
         size = seg.get("size")
-        if list(size or []) != [h, w]:
+        if not isinstance(size, list) or [(type(v), v) for v in size] != [(int, h), (int, w)]:  # not 8.0, True
             return None, [
                 Problem(
                     "error",
@@ -126,7 +144,7 @@ def annotation_rle(ann: dict, h: int, w: int, file: str = "") -> tuple[dict | No
                     ann["id"],
                 )
             ]
-        if reason := _rle_counts_problem(seg, h, w):
+        if reason := rle_counts_problem(seg, h, w):
             return None, [Problem("error", "rle_counts", reason, file, image_id, ann["id"])]
         counts = seg.get("counts")
         rle = mask_utils.frPyObjects(seg, h, w) if isinstance(counts, list) else dict(seg)
@@ -145,6 +163,18 @@ def annotation_rle(ann: dict, h: int, w: int, file: str = "") -> tuple[dict | No
             Problem("error", "zero_area", "annotation covers no pixel; skipped", file, image_id, ann["id"])
         ]
     return rle, problems
+
+
+def oversized(image: dict, file: str, max_pixels: int) -> Problem | None:
+    """An error when the JSON's size of an image is over the pixel limit: its mask, and the outlines of its
+    polygons, would be allocated at that size before any image file is read (eda and report read none)."""
+    h, w = image["height"], image["width"]
+    if h * w <= max_pixels:
+        return None
+    text = (
+        f"the JSON says {w}x{h}, over the limit of {max_pixels} pixels (data.max_pixels): no mask is drawn or checked"
+    )
+    return Problem("error", "too_many_pixels", text, file, image["id"])
 
 
 def rasterize(
@@ -212,6 +242,8 @@ class MaskCache:
 
     def get(self, image: dict) -> np.ndarray:
         """The mask of one image, from the cache when present, else rasterised and stored."""
+        if problem := oversized(image, str(self.split.path), self.split.max_pixels):
+            raise TrashsegError(str(problem))
         path = self.path(image)
         mask = load_npy(path)
         if mask is not None:
