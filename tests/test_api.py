@@ -86,10 +86,13 @@ def test_tta_and_scales_are_the_predictors(model: trashseg.Model) -> None:
     image = _photo()
     cfg = InferConfig(hflip=True, vflip=True, scales=[0.75, 1.0])
     expected = Predictor(model.network, model.network.image_size, cfg).predict([image])[0]
-    got = model.predict(image, tta="flip", scales=(0.75, 1.0), probs=True).probs
+    got = model.predict(image, tta="hvflip", scales=(0.75, 1.0), probs=True).probs
     np.testing.assert_allclose(got, expected, atol=1e-6)
-    with pytest.raises(trashseg.TrashsegError, match="tta='rotate': choose one of none, hflip, vflip, flip"):
+    with pytest.raises(trashseg.TrashsegError, match=r"tta='rotate': unknown; one of none, hflip, vflip, hvflip"):
         model.predict(image, tta="rotate")
+    with pytest.warns(FutureWarning, match="'flip' is the horizontal flip"):  # the old spelling: now hflip
+        old = model.predict(image, tta="flip", probs=True).probs
+    np.testing.assert_allclose(old, model.predict(image, tta="hflip", probs=True).probs, atol=1e-6)
 
 
 def test_missing_model_and_unreadable_images_are_named(model: trashseg.Model, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ datasets, whose annotations describe the stored pixels), so the mask lines up wi
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from trashseg.config import MAX_PIXELS, InferConfig
+from trashseg.config import MAX_PIXELS, TTA_FLIPS, InferConfig, tta_word
 from trashseg.data.images import ImageError, check_pixels
 from trashseg.errors import TrashsegError
 from trashseg.infer.objects import SegmentObject, find_objects
@@ -30,8 +31,6 @@ from trashseg.infer.predictor import Predictor
 from trashseg.models.segmenter import InferenceModel, load_model
 
 Photo = str | os.PathLike | Image.Image | np.ndarray
-# tta= names → (hflip, vflip); scales are their own argument, as on the command line
-TTA = {"none": (False, False), "hflip": (True, False), "vflip": (False, True), "flip": (True, True)}
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,8 @@ class Model:
     ) -> Result | list[Result]:
         """Segment one photo, or a list of them (→ a list of results, predicted `infer.batch_size` at a time).
 
-        `tta`: "none", "hflip", "vflip" or "flip" (both); `scales`: multiples of the training size, averaged
+        `tta`: "none", "hflip", "vflip" or "hvflip" (both): the words of ``config.TTA_FLIPS``, which the web service
+        and ``predict --tta`` read the same way; `scales`: multiples of the training size, averaged
         (e.g. ``(0.75, 1.0, 1.25)``); either left out keeps the model's ``infer`` settings. `probs` keeps the class
         probabilities on the result; `min_area` (pixels) leaves smaller objects out of ``result.objects``.
         """
@@ -105,9 +105,17 @@ class Model:
     def _settings(self, tta: str | None, scales: Sequence[float] | None) -> InferConfig:
         changes: dict[str, Any] = {}
         if tta is not None:
-            if tta not in TTA:
-                raise TrashsegError(f"tta={tta!r}: choose one of {', '.join(TTA)}")
-            changes["hflip"], changes["vflip"] = TTA[tta]
+            if tta == "flip":
+                warnings.warn(
+                    "tta='flip' is the horizontal flip, as in the web service and mmseg (before trashseg 0.2 the "
+                    "API read it as both flips: say 'hvflip' for that, 'hflip' to silence this)",
+                    FutureWarning,
+                    stacklevel=3,
+                )
+            try:
+                changes["hflip"], changes["vflip"] = TTA_FLIPS[tta_word(tta)]
+            except ValueError as exc:
+                raise TrashsegError(str(exc)) from None
         if scales is not None:
             changes["scales"] = list(scales)
         return InferConfig.model_validate({**self.infer.model_dump(), **changes}) if changes else self.infer

@@ -51,6 +51,14 @@ SplitOpt = Annotated[
     str, typer.Option(help="train / val / test, or a COCO file under the dataset root (.json may be left out).")
 ]
 FolderSplitOpt = Annotated[str | None, typer.Option(help="Default: the split the folder was predicted on.")]
+TtaOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tta",
+        help="TTA flips by name, as the Python API and the web service read them: none, hflip, vflip, hvflip "
+        "(flip = hflip); --hflip / --vflip change it.",
+    ),
+]
 
 
 def _print_version(value: bool) -> None:
@@ -315,6 +323,19 @@ def train(
 PredOut = Annotated[Path, typer.Option(help="Prediction folder to write (resumes if it exists).")]
 
 
+def _flips(tta: str | None, hflip: bool | None, vflip: bool | None) -> tuple[bool | None, bool | None]:
+    """--tta's flips, changed by --hflip / --vflip where they are given."""
+    from trashseg.config import TTA_FLIPS, tta_word
+
+    if tta is None:
+        return hflip, vflip
+    try:
+        h, v = TTA_FLIPS[tta_word(tta)]
+    except ValueError as exc:
+        raise TrashsegError(f"--{exc}") from None
+    return (h if hflip is None else hflip), (v if vflip is None else vflip)
+
+
 def _infer_cfg(
     cfg: Config, hflip: bool | None, vflip: bool | None, scales: str | None, model: InferenceModel | None = None
 ) -> None:
@@ -354,6 +375,7 @@ def predict(
     ] = False,
     hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip")] = None,
     vflip: Annotated[bool | None, typer.Option("--vflip/--no-vflip")] = None,
+    tta: TtaOpt = None,
     scales: Annotated[str | None, typer.Option(help="TTA scales, e.g. 0.75,1.0,1.25,1.5")] = None,
     crf: Annotated[bool, typer.Option(help="Refine with dense CRF (crf.* keys).")] = False,
     objects: Annotated[
@@ -407,7 +429,7 @@ def predict(
     dev = _device(device)
     model = load_model(source, dev)
     cfg = _config(config, set_, data, model.classes)
-    _infer_cfg(cfg, hflip, vflip, scales, model)
+    _infer_cfg(cfg, *_flips(tta, hflip, vflip), scales, model)
     options: dict[str, Any] = {  # the same for a split and for photos
         "save_probs": save_probs,
         "refine": DenseCRF(cfg.crf) if crf else None,
@@ -664,6 +686,7 @@ def serve(
     port: int = 8000,
     hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip")] = None,
     vflip: Annotated[bool | None, typer.Option("--vflip/--no-vflip")] = None,
+    tta: TtaOpt = None,
     scales: Annotated[str | None, typer.Option(help="TTA scales, e.g. 0.75,1.0,1.25,1.5")] = None,
     workers: Annotated[int | None, typer.Option(help="Inferences at once (serve.workers).")] = None,
     queue: Annotated[int | None, typer.Option(help="Requests waiting; more get 503 (serve.queue).")] = None,
@@ -691,7 +714,7 @@ def serve(
         checkpoint_of(source)
     dev = _device(device)
     cfg = _config(config, set_)
-    _infer_cfg(cfg, hflip, vflip, scales)
+    _infer_cfg(cfg, *_flips(tta, hflip, vflip), scales)
     options = {"header_timeout": header_timeout, "max_connections": max_connections}
     for key, value in (("workers", workers), ("queue", queue), ("timeout", timeout), *options.items()):
         if value is not None:

@@ -273,24 +273,42 @@ class CRFConfig(Section):
     workers: int = Field(2, ge=1)
 
 
-# Named TTA flip sets a request to `trashseg serve` may ask for: (hflip, vflip)
+# The TTA words every door understands (the Python API's ``tta=``, ``predict``/``serve --tta``, the web service's
+# ``?tta=``) and the flips each adds: (hflip, vflip). One table, so the same word means the same views everywhere.
 TTA_FLIPS: dict[str, tuple[bool, bool]] = {
     "none": (False, False),
-    "flip": (True, False),
+    "hflip": (True, False),
     "vflip": (False, True),
     "hvflip": (True, True),
 }
+# Older spellings: "flip" is the horizontal flip, as mmseg's ``flip=True`` and as the web service always read it
+# (the Python API read it as both flips before 0.2: that is "hvflip").
+TTA_ALIASES = {"flip": "hflip"}
+
+
+def tta_word(word: str) -> str:
+    """The TTA word `word` means (an alias resolved); ValueError listing the words for any other."""
+    word = TTA_ALIASES.get(word, word)
+    if word not in TTA_FLIPS:
+        aliases = ", ".join(f"{a} = {w}" for a, w in TTA_ALIASES.items())
+        raise ValueError(f"tta={word!r}: unknown; one of {', '.join(TTA_FLIPS)} ({aliases})")
+    return word
+
+
+def tta_of(cfg: InferConfig) -> str:
+    """The TTA word of an infer section's flips."""
+    return next(word for word, flips in TTA_FLIPS.items() if flips == (cfg.hflip, cfg.vflip))
 
 
 class ServeConfig(Section):
     """Limits of `trashseg serve`, so that no request, and no crowd of them, can take the server's memory or time.
 
-    A request may choose its TTA (``?tta=flip&scales=1,1.25``) within `tta`, `max_scales` and `max_scale`; the
+    A request may choose its TTA (``?tta=hflip&scales=1,1.25``) within `tta`, `max_scales` and `max_scale`; the
     server's own infer section is the default and always allowed. At most `workers` inferences run at once and
     `queue` wait; more get 503. A request unanswered after `timeout` seconds gets 504.
     """
 
-    tta: list[Literal["none", "flip", "vflip", "hvflip"]] = ["none", "flip"]  # copied per instance by pydantic
+    tta: list[str] = ["none", "hflip"]  # TTA words (TTA_FLIPS); copied per instance by pydantic
     max_scales: int = Field(2, ge=1)  # how many TTA scales one request may ask for
     max_scale: float = Field(1.5, gt=0)  # the largest of them (cost grows with its square)
     workers: int = Field(1, ge=1)  # torch already spreads one image over every core
@@ -299,6 +317,11 @@ class ServeConfig(Section):
     max_upload_mb: float = Field(32.0, gt=0)  # a 50-megapixel JPEG fits
     header_timeout: float = Field(10.0, gt=0)  # seconds for a request line and headers; slower clients are dropped
     max_connections: int = Field(64, ge=1)  # open connections; requests beyond get 503 from uvicorn
+
+    @field_validator("tta")
+    @classmethod
+    def _tta_words(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(tta_word(word) for word in v))
 
 
 class Config(Section):

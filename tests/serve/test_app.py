@@ -93,7 +93,7 @@ def test_page_and_info(client):
     info = client.get("/info").json()
     assert info["classes"][0] == "Background" and len(info["classes"]) == 11 and info["tta"]["hflip"] is True
     assert len(info["colors"]) == 11 and info["colors"][0] == "#000000"
-    assert info["tta"]["name"] == "flip" and info["limits"]["tta"] == ["flip", "none"]
+    assert info["tta"]["name"] == "hflip" and info["limits"]["tta"] == ["hflip", "none"]
 
 
 def test_the_models_own_infer_section_is_the_default_and_what_the_server_states_wins():
@@ -150,7 +150,7 @@ def test_predict_returns_shares_overlay_and_mask_of_the_uploaded_image(client, s
     body = out.json()
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     assert (body["height"], body["width"]) == image.shape[:2] and body["file"] == name
-    assert body["tta"] == {"name": "flip", "scales": [1.0]}
+    assert body["tta"] == {"name": "hflip", "scales": [1.0]}
     mask = cv2.imdecode(np.frombuffer(base64.b64decode(body["mask_png"]), np.uint8), cv2.IMREAD_UNCHANGED)
     assert mask.shape == image.shape[:2]
     shares = {c["name"]: c for c in body["classes"]}
@@ -226,7 +226,7 @@ def test_the_servers_own_tta_is_always_allowed(model, sample_data):
     with TestClient(create_app(lambda: model, infer=InferConfig(vflip=True, scales=[1.0, 1.25]), serve=limits)) as c:
         out = ready(c).post("/predict?tta=vflip&scales=1,1.25", files={"file": (name, data, "image/jpeg")})
         assert out.status_code == 200 and out.json()["tta"] == {"name": "vflip", "scales": [1.0, 1.25]}
-        assert c.post("/predict?tta=flip", files={"file": (name, data, "image/jpeg")}).status_code == 400
+        assert c.post("/predict?tta=flip", files={"file": (name, data, "image/jpeg")}).status_code == 400  # = hflip
 
 
 def test_bad_uploads_get_a_named_error(client):

@@ -92,12 +92,12 @@ def test_upload_shows_overlay_and_legend_and_the_controls_work(browser, server, 
 
     browser.set_window_size(1100, 900)
     browser.get(server)
-    WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "tta").get_attribute("value") == "flip")
+    WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "tta").get_attribute("value") == "hflip")
     browser.execute_script("document.getElementById('file').hidden = false;")
     browser.find_element(By.ID, "file").send_keys(str(photo))
     WebDriverWait(browser, 120).until(lambda b: not b.find_element(By.ID, "status").text.startswith("segmenting"))
     status = browser.find_element(By.ID, "status").text
-    assert status.startswith("bottles.jpg: 480×360, TTA flip"), status
+    assert status.startswith("bottles.jpg: 480×360, TTA hflip"), status
     size = browser.execute_script("const c = document.getElementById('overlay'); return [c.width, c.height];")
     assert size == [480, 360]
     rows = browser.find_elements(By.CSS_SELECTOR, "#legend tr")

@@ -26,7 +26,7 @@ import torch
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from trashseg.config import MAX_PIXELS, TTA_FLIPS, InferConfig, ServeConfig
+from trashseg.config import MAX_PIXELS, TTA_ALIASES, TTA_FLIPS, InferConfig, ServeConfig, tta_of, tta_word
 from trashseg.data.images import ImageTooLarge, decode_image
 from trashseg.draw import class_colors, overlay_panel
 from trashseg.errors import TrashsegError
@@ -64,8 +64,7 @@ def class_shares(mask: np.ndarray, classes: list[str]) -> list[dict[str, Any]]:
     )
 
 
-def tta_name(cfg: InferConfig) -> str:
-    return next(name for name, flips in TTA_FLIPS.items() if flips == (cfg.hflip, cfg.vflip))
+ALIASES = ", ".join(f"{alias} = {word}" for alias, word in TTA_ALIASES.items())
 
 
 def request_tta(default: InferConfig, limits: ServeConfig, tta: str | None, scales: str | None) -> InferConfig:
@@ -73,13 +72,15 @@ def request_tta(default: InferConfig, limits: ServeConfig, tta: str | None, scal
     server's own settings, always allowed, when it asks for nothing."""
     update: dict[str, Any] = {}
     if tta is not None:
-        if tta not in TTA_FLIPS:
-            raise HTTPException(400, f"tta={tta!r}: unknown; one of {', '.join(TTA_FLIPS)}")
-        if tta != tta_name(default) and tta not in limits.tta:
+        try:
+            tta = tta_word(tta)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        if tta != tta_of(default) and tta not in limits.tta:
             raise HTTPException(
                 400,
                 f"tta={tta}: not allowed on this server (allowed: "
-                f"{', '.join(sorted({*limits.tta, tta_name(default)}))}; serve.tta)",
+                f"{', '.join(sorted({*limits.tta, tta_of(default)}))}; serve.tta)",
             )
         update["hflip"], update["vflip"] = TTA_FLIPS[tta]
     if scales is not None:
@@ -142,10 +143,10 @@ def model_info(model: InferenceModel, infer: InferConfig, limits: ServeConfig, d
             "vflip": infer.vflip,
             "scales": infer.scales,
             "mode": infer.mode,
-            "name": tta_name(infer),
+            "name": tta_of(infer),
         },
         "limits": {
-            "tta": sorted({*limits.tta, tta_name(infer)}),
+            "tta": sorted({*limits.tta, tta_of(infer)}),
             "max_scales": limits.max_scales,
             "max_scale": limits.max_scale,
             "max_upload_mb": limits.max_upload_mb,
@@ -186,7 +187,7 @@ def answer(
         "file": name,
         "height": int(mask.shape[0]),
         "width": int(mask.shape[1]),
-        "tta": {"name": tta_name(cfg), "scales": cfg.scales},
+        "tta": {"name": tta_of(cfg), "scales": cfg.scales},
         "classes": class_shares(mask, model.classes),
         "objects": [obj.to_dict() for obj in objects],
         "overlay_png": base64.b64encode(_png(overlay_panel(image, mask, model.classes))).decode(),
@@ -268,7 +269,7 @@ def create_app(
             pattern="^(json|overlay|mask)$",
             description="json (shares + PNGs in base64), overlay or mask (a PNG)",
         ),
-        tta: str | None = Query(None, description=f"flips: {' | '.join(TTA_FLIPS)} (within serve.tta)"),
+        tta: str | None = Query(None, description=f"flips: {' | '.join(TTA_FLIPS)} (within serve.tta); {ALIASES}"),
         scales: str | None = Query(
             None, description="TTA scales, e.g. 1,1.25 (within serve.max_scales and serve.max_scale)"
         ),
