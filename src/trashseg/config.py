@@ -497,8 +497,9 @@ def validate(raw: dict, source: str = "config") -> Config:
     return validate_as(Config, raw, source)
 
 
-def validate_as(kind: type[SectionT], raw: Any, source: str) -> SectionT:
-    """``raw`` as a ``kind`` (the whole config or one section), or an error naming ``source`` and each wrong key."""
+def validate_as(kind: type[SectionT], raw: Any, source: str, what: str = "config") -> SectionT:
+    """``raw`` as a ``kind`` (the whole config, one section, or another file's model), or an error naming
+    ``source`` and each wrong key."""
     try:
         return kind.model_validate(raw)
     except ValidationError as exc:
@@ -507,7 +508,7 @@ def validate_as(kind: type[SectionT], raw: Any, source: str) -> SectionT:
             key = ".".join(str(p) for p in err["loc"]) or "(root)"
             msg = "unknown key (check its spelling)" if err["type"] == "extra_forbidden" else err["msg"]
             lines.append(f"  {key}: {msg}")
-        raise TrashsegError(f"{source}: invalid config\n" + "\n".join(lines)) from None
+        raise TrashsegError(f"{source}: invalid {what}\n" + "\n".join(lines)) from None
 
 
 def recipe_names() -> list[str]:
