@@ -38,7 +38,7 @@ from pycocotools import mask as mask_utils
 from pydantic import BaseModel, ConfigDict, RootModel, StrictInt, StringConstraints
 
 from trashseg.config import DataConfig, InferConfig, validate_as
-from trashseg.data.coco import CocoSplit, read_json
+from trashseg.data.coco import CocoSplit, parse_split, read_json
 from trashseg.data.convert import edge_polygons
 from trashseg.data.images import read_image
 from trashseg.data.masks import MaskCache, annotation_rle
@@ -463,7 +463,7 @@ def _trained_on(checkpoint: str, data_root: Path) -> set[str] | None:
     for root in roots:
         path = Path(root) / data.train
         if path.is_file():
-            return {img["file_name"] for img in read_json(path).get("images", [])}
+            return {img["file_name"] for img in parse_split(path, root, data.classes).images}  # checked as any split
     return None
 
 
