@@ -1,4 +1,8 @@
+import time
+import tracemalloc
+
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.helpers import run_cli
 from trashseg.config import RECYCLING_CLASSES, InferConfig, dump_config, load_config
@@ -173,3 +177,118 @@ def test_stated_infer_settings_win_and_the_models_own_fill_the_rest():
     assert load_config(None, []).infer.over(own).model_dump() == own.model_dump()  # nothing stated: the run's own
     merged = load_config(None, ["infer.scales=[1.0]", "infer.hflip=false"]).infer.over(own)
     assert (merged.hflip, merged.scales, merged.batch_size) == (False, [1.0], 4)
+
+
+def _laughs(levels: int) -> str:
+    """The "billion laughs" document in a recipe: each level ten aliases of the one before, 10^levels strings."""
+    lines = [
+        "model:",
+        "  params:",
+        "    l0: &l0 {a: lol, b: lol, c: lol, d: lol, e: lol, f: lol, g: lol, h: lol, i: lol, j: lol}",
+    ]
+    keys = "abcdefghij"
+    lines += [f"    l{i}: &l{i} {{{', '.join(f'{k}: *l{i - 1}' for k in keys)}}}" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("levels", [7, 9])
+def test_aliases_that_expand_exponentially_are_refused_in_bounded_memory_and_time(tmp_path, levels):
+    """The merge walks each alias again: 6 levels took 3 s and 106 MB, each level 10x more (so 7: ~1 GB; 9: out of
+    memory); through a run's config.yaml this reached audit, kfold, predict and --resume. Refused while counting,
+    before anything is built."""
+    recipe = tmp_path / "config.yaml"
+    recipe.write_text(_laughs(levels))
+    assert len(recipe.read_bytes()) < 1000
+    tracemalloc.start()
+    start = time.process_time()
+    try:
+        with pytest.raises(TrashsegError, match=r"config\.yaml: invalid YAML: more than 100000 values \(aliases"):
+            load_config(recipe)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20 and time.process_time() - start < 5, (peak, time.process_time() - start)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("&a [*a]\n", r"nested deeper than 32 levels \(aliases expanded\) \(line 1, column 1\)"),
+        ("model:\n  params: " + "[" * 5000 + "]" * 5000 + "\n", r"nested deeper than 32 levels \(line 2"),
+        ("name: *secret\n", r"found undefined alias \(line 1, column 7\)$"),
+    ],
+)
+def test_self_referencing_deep_or_broken_yaml_is_named_without_its_text(tmp_path, text, error):
+    """A self-containing alias, or nesting past Python's recursion limit, was a RecursionError traceback."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(text)
+    with pytest.raises(TrashsegError, match=rf"r\.yaml: invalid YAML: {error}"):
+        load_config(recipe)
+
+
+def test_aliases_within_the_bounds_still_work(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("data:\n  classes: &cls [bg, can]\nserve:\n  tta: [none]\nname: n\nmodel:\n  params: {c: *cls}\n")
+    assert load_config(recipe).model.params == {"c": ["bg", "can"]}
+
+
+def test_base_reads_only_yaml_files_and_never_prints_their_text(tmp_path):
+    """``_base_: [/etc/shadow]`` used to return the file's lines as "unknown key" errors; a link named .yaml is
+    judged by what it leads to."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("sesame:$6$hash:19000:0:99999:7:::\n")
+    (tmp_path / "link.yaml").symlink_to(secret)
+    (tmp_path / "big.yaml").write_text("name: x\n" + "#" * (1 << 20))
+    (tmp_path / "broken.yaml").write_text("name: 'sesame:$6$hash\n")
+    for base, error in [
+        (secret, "a config must be a YAML file"),
+        ("link.yaml", "a config must be a YAML file"),
+        ("big.yaml", "a config is at most 1048576 bytes"),
+        ("broken.yaml", "invalid YAML: while scanning a quoted scalar; found unexpected end of stream"),
+        (5, "_base_ must be a file name or a list of file names"),
+    ]:
+        (tmp_path / "r.yaml").write_text(f"_base_: [{base}]\n" if base != 5 else "_base_: 5\n")
+        with pytest.raises(TrashsegError, match=error) as caught:
+            load_config(tmp_path / "r.yaml")
+        assert "$6$" not in str(caught.value) and "sesame" not in str(caught.value), caught.value
+
+
+def test_a_diamond_of_bases_reads_a_bounded_number_of_files(tmp_path):
+    """Each file naming the one before twice read 2^20 files."""
+    (tmp_path / "d0.yaml").write_text("name: x\n")
+    for i in range(1, 20):
+        (tmp_path / f"d{i}.yaml").write_text(f"_base_: [d{i - 1}.yaml, d{i - 1}.yaml]\n")
+    assert load_config(tmp_path / "d3.yaml").name == "x"
+    with pytest.raises(TrashsegError, match=r"d19\.yaml: inherits from more than 16 files"):
+        load_config(tmp_path / "d19.yaml")
+
+
+def test_set_keys_and_values_are_bounded_in_depth():
+    with pytest.raises(TrashsegError, match=r"--set 'x(\.x)+': nested deeper than 32 levels"):
+        load_config(None, ["x" + ".x" * 40 + "=1"])
+    with pytest.raises(TrashsegError, match=r"--set model\.params\.p: .* is not a plain YAML value \(nested deeper"):
+        load_config(None, ["model.params.p=" + "[" * 40 + "]" * 40])
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=200)
+_YAMLISH = st.lists(st.sampled_from(["a", ":", " ", "\n", "- ", "[", "]", "{", "}", "&x ", "*x", "!!", "'", "_base_"]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(_TEXT, _YAMLISH.map("".join)), raw=st.binary(max_size=64))
+def test_fuzzed_recipes_load_or_give_a_named_error(tmp_path, text, raw):
+    for content in (text.encode("utf-8"), raw):
+        (tmp_path / "r.yaml").write_bytes(content)
+        try:
+            load_config(tmp_path / "r.yaml")
+        except TrashsegError as exc:
+            assert "r.yaml" in str(exc)
+
+
+@settings(max_examples=150, deadline=None)
+@given(key=st.one_of(_TEXT, st.sampled_from(["name", "data.classes", "model.params.x", "train"])), value=_TEXT)
+def test_fuzzed_set_overrides_apply_or_give_a_named_error(key, value):
+    try:
+        load_config(None, [f"{key}={value}"])
+    except TrashsegError as exc:
+        assert str(exc).startswith(("--set", "defaults: invalid config")), exc

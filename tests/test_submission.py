@@ -1,5 +1,8 @@
+import tracemalloc
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.helpers import CLASSES, make_coco, run_cli
 from trashseg.data.coco import load_split
@@ -79,3 +82,45 @@ def test_latin1_file_is_a_named_problem_not_a_traceback(tmp_path, split, capsys)
     )
     assert code == 1 and f"{path}: not UTF-8 text (byte 0xe9 is invalid there); save the CSV as UTF-8" in out, out
     assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("quoted", [False, True])
+def test_a_row_longer_than_any_real_one_is_named_in_bounded_memory(tmp_path, quoted):
+    """A 100 MB line was read whole and split (3.9 GB); a quoted field may span lines, so rows are bounded, not
+    lines. 8 MB here: reading stops at the 1 MiB limit."""
+    path = tmp_path / "sub.csv"
+    with path.open("w") as fh:
+        fh.write('image_id,PredictionString\na.png,"' if quoted else "image_id,PredictionString\na.png,")
+        for _ in range(64):
+            fh.write(("1 " * 1023 + "1\n") * 64 if quoted else "1 " * 65536)  # 128 kB
+        fh.write('"\n' if quoted else "\n")
+    tracemalloc.start()
+    try:
+        with pytest.raises(TrashsegError, match=r"sub\.csv:2: row longer than 1048576 characters .* at most 262144"):
+            read_submission(path, 4)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, peak
+
+
+def test_a_class_id_beyond_64_bits_is_named(tmp_path):
+    path = tmp_path / "sub.csv"
+    path.write_text("image_id,PredictionString\na.png," + "1 " * 65535 + "1" + "0" * 22 + "\n")
+    with pytest.raises(TrashsegError, match=r"sub\.csv:2 image_id=a\.png: a class id beyond 64 bits; .*\[0, 3\]"):
+        read_submission(path, 4)
+
+
+_ROW = st.lists(st.sampled_from(["0", "3", "-1", "9" * 25, "x", " ", ",", '"', "\n", "\r", "é", "a.png"]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(_ROW.map("".join), st.binary(max_size=200).map(lambda b: b.decode("latin-1"))), raw=st.binary())
+def test_fuzzed_submissions_read_or_give_a_named_error(tmp_path, body, raw):
+    path = tmp_path / "sub.csv"
+    for content in (("image_id,PredictionString\n" + body).encode("utf-8"), raw):
+        path.write_bytes(content)
+        try:
+            read_submission(path, 4)
+        except TrashsegError as exc:
+            assert str(exc).startswith(str(path)), exc

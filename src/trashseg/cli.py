@@ -457,11 +457,11 @@ def _folder_split(pred: Path, config: Path | None, set_: list[str] | None, data:
     from trashseg.infer.folder import PredictionFolder
 
     meta = PredictionFolder(pred).meta()
-    recorded = Path(meta.get("split") or "test.json")
-    recorded_root = Path(meta["data_root"]) if meta.get("data_root") else None
+    recorded = Path(meta.split or "test.json")
+    recorded_root = Path(meta.data_root) if meta.data_root else None
     if recorded_root and recorded.is_relative_to(recorded_root):
         recorded = recorded.relative_to(recorded_root)  # so that --data can point at a moved copy
-    cfg = _config(config, set_, data or recorded_root, meta["classes"])
+    cfg = _config(config, set_, data or recorded_root, meta.classes)
     return cfg, _load(cfg, split or str(recorded))
 
 

@@ -11,6 +11,7 @@ name the dotted key, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import copy
+import re
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -360,31 +361,130 @@ def _deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-def _read_yaml(path: Path) -> dict:
+# A config is data from anyone (a run folder's config.yaml travels with the run): what one may cost is bounded. The
+# largest shipped recipe is 4 kB, 3 levels deep and inherits from 2 files.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_DEPTH = 32  # levels of nesting, aliases expanded
+MAX_YAML_NODES = 100_000  # values, aliases expanded: a 630-byte "billion laughs" document expands to 10^9
+MAX_YAML_FILES = 16  # files read for one recipe, its _base_ files and theirs (a diamond of bases reads one twice)
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses, before constructing anything, a document nested deeper than `max_depth` or
+    whose aliases expand to more than MAX_YAML_NODES values. PyYAML has no such limits: its composer recurses once
+    per level (a RecursionError at ~1000), and an alias is one shared node that the merge and pydantic walk again
+    at every use, so ten aliases of ten aliases... cost exponential memory."""
+
+    def __init__(self, stream: str, max_depth: int) -> None:
+        super().__init__(stream)
+        self.max_depth, self.depth = max_depth, 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > self.max_depth:
+                raise yaml.MarkedYAMLError(
+                    problem=f"nested deeper than {self.max_depth} levels", problem_mark=self.peek_event().start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_document(self, node: Any) -> Any:
+        self._expanded(node, 1, {})
+        return super().construct_document(node)
+
+    def _expanded(self, node: Any, depth: int, seen: dict[int, tuple[int, int]]) -> tuple[int, int]:
+        """(values, levels) under `node` with every alias expanded, each shared node counted once per use but walked
+        once; an alias that contains itself is caught by the depth bound."""
+        if id(node) in seen:
+            size, height = seen[id(node)]
+        else:
+            if depth > self.max_depth:
+                raise yaml.MarkedYAMLError(
+                    problem=f"nested deeper than {self.max_depth} levels (aliases expanded)",
+                    problem_mark=node.start_mark,
+                )
+            children = node.value if isinstance(node, yaml.SequenceNode) else []
+            if isinstance(node, yaml.MappingNode):
+                children = [child for pair in node.value for child in pair]
+            size, height = 1, 1
+            for child in children:
+                child_size, child_height = self._expanded(child, depth + 1, seen)
+                size, height = size + child_size, max(height, child_height + 1)
+                if size > MAX_YAML_NODES:
+                    raise yaml.MarkedYAMLError(
+                        problem=f"more than {MAX_YAML_NODES} values (aliases expanded)", problem_mark=node.start_mark
+                    )
+            seen[id(node)] = size, height
+        if depth - 1 + height > self.max_depth:
+            raise yaml.MarkedYAMLError(
+                problem=f"nested deeper than {self.max_depth} levels (aliases expanded)", problem_mark=node.start_mark
+            )
+        return size, height
+
+
+def load_yaml(text: str, source: str, max_depth: int = MAX_YAML_DEPTH) -> Any:
+    """Plain YAML data (a ``!!python/...`` tag is refused, never constructed) within the bounds above: the one
+    loader every YAML of trashseg goes through. The error names `source`, the line and the problem, never the
+    text: a file named by ``_base_`` may not be a config at all."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        loader = _BoundedLoader(text, max_depth)  # its reader refuses control characters at once
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = "; ".join(text for text in (exc.context, exc.problem) if text)
+        problem = re.sub(r" ?'(?!<|tag:)[^']*'", "", problem)  # quoted text is the file's: an alias, a character
+        raise TrashsegError(f"{source}: invalid YAML: {problem}{where}") from None
+    except yaml.YAMLError:  # the reader's
+        raise TrashsegError(f"{source}: invalid YAML: not text (it holds a control character)") from None
+
+
+def _read_yaml(path: Path) -> dict:
+    if path.suffix.lower() not in YAML_SUFFIXES:
+        raise TrashsegError(f"{path}: a config must be a YAML file ({' or '.join(YAML_SUFFIXES)})")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_YAML_BYTES + 1)
     except FileNotFoundError:
         raise TrashsegError(f"config file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise TrashsegError(f"{path}: invalid YAML: {exc}") from None
+    except OSError as exc:
+        raise TrashsegError(f"{path}: cannot read the config ({exc.strerror})") from None
+    if len(raw) > MAX_YAML_BYTES:
+        raise TrashsegError(f"{path}: a config is at most {MAX_YAML_BYTES} bytes; this file is larger")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        byte = exc.object[exc.start]
-        raise TrashsegError(f"{path}: not UTF-8 text (byte {byte:#04x} at offset {exc.start})") from None
+        raise TrashsegError(f"{path}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start})") from None
+    data = load_yaml(text, str(path)) or {}
     if not isinstance(data, dict):
         raise TrashsegError(f"{path}: a config must be a mapping of keys, got {type(data).__name__}")
     return data
 
 
-def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
-    """Read a recipe and everything it inherits from, merged, without validating."""
-    path = Path(path).resolve()
+def load_raw(path: str | Path, _seen: tuple[Path, ...] = (), _budget: list[int] | None = None) -> dict:
+    """Read a recipe and everything it inherits from, merged, without validating. ``_base_`` names YAML files only,
+    and at most MAX_YAML_FILES are read in all."""
+    path = Path(path).resolve()  # a link is judged by what it leads to: x.yaml -> /etc/shadow is not YAML
     if path in _seen:
         raise TrashsegError(f"{path}: circular _base_ inheritance")
+    budget = [MAX_YAML_FILES] if _budget is None else _budget
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise TrashsegError(f"{_seen[0]}: inherits from more than {MAX_YAML_FILES} files (_base_)")
     data = _read_yaml(path)
     bases = data.pop("_base_", [])
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise TrashsegError(f"{path}: _base_ must be a file name or a list of file names")
     merged: dict = {}
-    for base in [bases] if isinstance(bases, str) else bases:
-        merged = _deep_merge(merged, load_raw(path.parent / base, (*_seen, path)))
+    for base in bases:
+        merged = _deep_merge(merged, load_raw(path.parent / base, (*_seen, path), budget))
     return _deep_merge(merged, data)
 
 
@@ -397,23 +497,24 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             raise TrashsegError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.epochs=10")
         node = raw
         parts = key.strip().split(".")
+        if len(parts) >= MAX_YAML_DEPTH:
+            raise TrashsegError(f"--set {key[:200]!r}: nested deeper than {MAX_YAML_DEPTH} levels")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise TrashsegError(f"--set {item!r}: {part!r} is not a section")
-        node[parts[-1]] = _override_value(key.strip(), value)
+        node[parts[-1]] = _override_value(key.strip(), value, len(parts))
     return raw
 
 
-def _override_value(key: str, value: str) -> Any:
-    """A --set value as plain YAML (safe_load: a ``!!python/...`` tag is refused, never constructed)."""
+def _override_value(key: str, value: str, depth: int) -> Any:
+    """A --set value as plain YAML, through the loader every YAML goes through; it sits `depth` levels down."""
     try:
-        return yaml.safe_load(value)
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        return load_yaml(value, f"--set {key}", MAX_YAML_DEPTH - depth)
+    except TrashsegError as exc:
         raise TrashsegError(
-            f"--set {key}: {value!r} is not a plain YAML value ({problem}); give a number, a "
-            f"string, a list like [a,b] or null, e.g. --set {key}=\"'text'\""
+            f"--set {key}: {value[:200]!r} is not a plain YAML value ({str(exc).partition('invalid YAML: ')[2]}); "
+            f"give a number, a string, a list like [a,b] or null, e.g. --set {key}=\"'text'\""
         ) from None
 
 
@@ -421,8 +522,9 @@ def validate(raw: dict, source: str = "config") -> Config:
     return validate_as(Config, raw, source)
 
 
-def validate_as(kind: type[SectionT], raw: Any, source: str) -> SectionT:
-    """``raw`` as a ``kind`` (the whole config or one section), or an error naming ``source`` and each wrong key."""
+def validate_as(kind: type[SectionT], raw: Any, source: str, what: str = "config") -> SectionT:
+    """``raw`` as a ``kind`` (the whole config, one section, or another file's model), or an error naming
+    ``source`` and each wrong key."""
     try:
         return kind.model_validate(raw)
     except ValidationError as exc:
@@ -431,7 +533,7 @@ def validate_as(kind: type[SectionT], raw: Any, source: str) -> SectionT:
             key = ".".join(str(p) for p in err["loc"]) or "(root)"
             msg = "unknown key (check its spelling)" if err["type"] == "extra_forbidden" else err["msg"]
             lines.append(f"  {key}: {msg}")
-        raise TrashsegError(f"{source}: invalid config\n" + "\n".join(lines)) from None
+        raise TrashsegError(f"{source}: invalid {what}\n" + "\n".join(lines)) from None
 
 
 def recipe_names() -> list[str]:

@@ -166,6 +166,29 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[str], None]) ->
         tmp.unlink(missing_ok=True)
 
 
+def read_json_bounded(path: Path, max_bytes: int, what: str) -> Any:
+    """A JSON file that someone may have sent (a prediction folder's meta.json, an audit's issues.json): read at
+    most `max_bytes` (json.loads holds several times a file's size), and every way it can fail is a named error
+    but a missing file (FileNotFoundError: the caller says what its absence means)."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise TrashsegError(f"{path}: cannot be read ({exc.strerror})") from None
+    if len(raw) > max_bytes:
+        raise TrashsegError(f"{path}: larger than {max_bytes} bytes: not {what}")
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise TrashsegError(f"{path}: not UTF-8 text (offset {exc.start}): not {what}") from None
+    except ValueError as exc:
+        raise TrashsegError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:  # json recurses once per level of nesting
+        raise TrashsegError(f"{path}: nested too deep: not {what}") from None
+
+
 def jsonable(obj: Any) -> Any:
     """`obj` as it will read back from JSON (tuples → lists, Paths → str, numpy → Python), for comparisons."""
     return json.loads(json.dumps(obj, default=_json_default))

@@ -30,16 +30,16 @@ def confident_labels(probs: np.ndarray, threshold: float, ignore_index: int = IG
 def write_pseudo(pred: str | Path, out: str | Path, threshold: float) -> dict:
     folder, out = PredictionFolder(pred), Path(out)
     meta = folder.meta()
-    if not meta.get("has_probs"):
+    if not meta.has_probs:
         raise TrashsegError(f"{folder.root}: pseudo-labels need probabilities; predict with --save-probs")
     if not 0 < threshold <= 1:
         raise TrashsegError(f"--threshold {threshold}: must be in (0, 1]")
-    if not meta.get("split") or not meta.get("data_root"):
+    if not meta.split or not meta.data_root:
         raise TrashsegError(
             f"{folder.meta_path}: does not say which dataset split it predicted ('split', "
             "'data_root'); make it with trashseg predict / ensemble"
         )
-    split_path = Path(meta["split"])
+    split_path = Path(meta.split)
     try:
         images = json.loads(split_path.read_text(encoding="utf-8"))["images"]
     except (OSError, ValueError, KeyError) as exc:
@@ -68,8 +68,8 @@ def write_pseudo(pred: str | Path, out: str | Path, threshold: float) -> dict:
     atomic_write_json(
         out / MANIFEST,
         {
-            "classes": meta["classes"],
-            "root": meta["data_root"],
+            "classes": meta.classes,
+            "root": meta.data_root,
             "source": str(pred),
             "threshold": threshold,
             "images": images,

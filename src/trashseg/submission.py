@@ -6,6 +6,7 @@ import csv
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from trashseg.metrics import COMPETITION_SIZE, resize_nearest
 
 HEADER = ["image_id", "PredictionString"]
 csv.field_size_limit(sys.maxsize)  # a PredictionString is ~150 kB, above csv's default field limit
+# A row is read at most this far: the largest real one is 4 × 65536 characters (three-digit ids and their spaces)
+# plus its image_id, and reading a 100 MB line whole needed 3.9 GB.
+MAX_ROW_CHARS = 1 << 20
 
 
 def encode_mask(mask: np.ndarray) -> str:
@@ -40,14 +44,44 @@ def iter_rows(path: str | Path) -> Iterator[tuple[int, str, str]]:
     if not path.is_file():
         raise TrashsegError(f"{path}: submission file not found")
     with open(path, newline="", encoding="utf-8") as fh:
-        reader = _utf8_rows(path, fh)
+        lines = _BoundedLines(path, fh)
+        reader = _utf8_rows(path, lines)
         header = next(reader, None)
         if header != HEADER:
-            raise TrashsegError(f"{path}: header must be {','.join(HEADER)}, got {','.join(header or ['(empty)'])}")
+            header_text = ",".join(header or ["(empty)"])
+            raise TrashsegError(f"{path}: header must be {','.join(HEADER)}, got {header_text[:200]}")
+        lines.next_row()
         for line, row in enumerate(reader, start=2):
             if len(row) != 2:
                 raise TrashsegError(f"{path}:{line}: expected 2 columns, got {len(row)}")
             yield line, row[0], row[1]
+            lines.next_row()
+
+
+class _BoundedLines:
+    """The file's lines for csv.reader, at most MAX_ROW_CHARS per CSV row (a quoted field may span lines): csv has
+    only a process-wide field limit, checked after it has read a line whole."""
+
+    def __init__(self, path: Path, fh: TextIO) -> None:
+        self.path, self.fh, self.row, self.chars = path, fh, 1, 0
+
+    def __iter__(self) -> _BoundedLines:
+        return self
+
+    def __next__(self) -> str:
+        text = self.fh.readline(MAX_ROW_CHARS + 1 - self.chars)
+        if not text:
+            raise StopIteration
+        self.chars += len(text)
+        if self.chars > MAX_ROW_CHARS:
+            raise TrashsegError(
+                f"{self.path}:{self.row}: row longer than {MAX_ROW_CHARS} characters (a 256×256 PredictionString "
+                f"has at most {4 * COMPETITION_SIZE**2}): not a submission row"
+            )
+        return text
+
+    def next_row(self) -> None:
+        self.row, self.chars = self.row + 1, 0
 
 
 def _utf8_rows(path: Path, fh: Iterable[str]) -> Iterator[list[str]]:
@@ -67,6 +101,8 @@ def decode_row(path: Path, line: int, image_id: str, text: str, num_classes: int
         values = np.array(text.split(), dtype=np.int64)
     except ValueError:
         raise TrashsegError(f"{where}: PredictionString holds non-integer values") from None
+    except OverflowError:
+        raise TrashsegError(f"{where}: a class id beyond 64 bits; class ids lie in [0, {num_classes - 1}]") from None
     if values.size != COMPETITION_SIZE**2:
         raise TrashsegError(f"{where}: {values.size} values, expected {COMPETITION_SIZE**2} (256×256)")
     if values.min() < 0 or values.max() >= num_classes:

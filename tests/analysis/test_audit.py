@@ -8,9 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from trashseg.analysis.audit import AuditSettings, Issue, audit_image, confident_classes, flagged_coco
+from trashseg.analysis.audit import (
+    AuditSettings,
+    Issue,
+    audit_image,
+    confident_classes,
+    flagged_coco,
+    read_issues,
+)
 from trashseg.data.masks import rasterize
+from trashseg.errors import TrashsegError
 
 NAMES = ["Background", "Paper", "Metal"]
 CATS = {1: 1, 2: 2}  # category id → class index
@@ -140,3 +149,41 @@ def test_flagged_items_export_as_a_coco_subset_with_the_verdict(tmp_path: Path) 
     proposed = by_kind["unlabelled"]
     assert proposed["id"] == 3 and proposed["category_id"] == 1 and proposed["bbox"] == [30, 0, 10, 8]
     assert proposed["segmentation"] and all(len(p) >= 6 for p in proposed["segmentation"])
+
+
+@pytest.mark.parametrize(
+    ("records", "error"),
+    [
+        ({"image_id": 1}, r"\(root\): Input should be a valid list"),
+        ([{"image_id": [1]}], r"0\.image_id: Input should be a valid integer"),
+        ([{"image_id": 1}, {"image_id": 2, "score": "high"}], r"1\.score: Input should be a valid number"),
+        ([{"image_id": 1, "kind": "x" * 2000}], r"0\.kind: String should have at most 1000 characters"),
+    ],
+)
+def test_an_issues_json_that_is_not_an_audits_is_named_by_file_and_field(tmp_path: Path, records, error) -> None:
+    """A list image id was a TypeError (unhashable), a text score a ValueError in the export's format string."""
+    path = tmp_path / "issues.json"
+    path.write_text(json.dumps(records))
+    with pytest.raises(TrashsegError, match=rf"issues\.json: invalid issues\.json of `trashseg audit`\n  {error}"):
+        read_issues(path)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    records=st.lists(
+        st.dictionaries(
+            st.sampled_from(["image_id", "kind", "labelled", "suggested", "score", "bbox"]),
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10) | st.lists(st.integers()),
+        ),
+        max_size=4,
+    ),
+    raw=st.binary(max_size=60),
+)
+def test_fuzzed_issues_read_or_give_a_named_error(tmp_path: Path, records, raw) -> None:
+    path = tmp_path / "issues.json"
+    for content in (json.dumps(records).encode("utf-8"), raw):
+        path.write_bytes(content)
+        try:
+            read_issues(path)
+        except TrashsegError as exc:
+            assert str(exc).startswith(str(path)), exc

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings, strategies as st
 from pycocotools import mask as mask_utils
 
 from trashseg.config import RECYCLING_CLASSES, DataConfig
@@ -25,9 +26,12 @@ from trashseg.data.convert import (
     UnknownCategory,
     masks_to_coco,
     normalise_coco,
+    read_class_list,
+    read_labelmap,
     region_polygons,
 )
 from trashseg.data.masks import mask_cache
+from trashseg.errors import TrashsegError
 
 CLASSES = list(RECYCLING_CLASSES)
 
@@ -344,3 +348,45 @@ def test_file_names_that_lead_outside_the_images_folder_are_refused(tiny: Path, 
     )  # a link the user means is followed, as in data check
     assert code == 0, text
     assert [img["file_name"] for img in json.loads(out.read_text())["images"]][1] == "images/link.png"
+
+
+@pytest.mark.parametrize(
+    ("labelmap", "error"),
+    [
+        (
+            "background:0,0,0::\n" + "".join(f"c{i}:{i // 256},{i % 256},7::\n" for i in range(300)),
+            r"labelmap\.txt: 301 classes; masks hold at most 255 \(class ids are 8-bit, 255 = ignore\)",
+        ),
+        ("background:0,0,0::\ncaf\u00e9:1,2,3::\n", r"labelmap\.txt: not UTF-8 text \(byte 0xe9 at offset 22\)"),
+        ("paper:" + "9" * 5000 + ",0,0::\n", r"labelmap\.txt:1: expected 'name:r,g,b::', got 'paper:9{94}\.\.\.'"),
+    ],
+)
+def test_colour_maps_that_cannot_be_class_ids_are_named(tmp_path: Path, cli, labelmap: str, error: str) -> None:
+    """More than 255 labels overflowed the 8-bit class ids, and a Latin-1 map was a UnicodeDecodeError: both
+    tracebacks from ``convert masks --colours``."""
+    masks, images = tmp_path / "masks", tmp_path / "images"
+    mask = np.zeros((8, 8, 3), np.uint8)
+    mask[2:4, 2:4] = (7, 299 % 256, 1)  # BGR of c299's colour
+    masks.mkdir(), images.mkdir()
+    cv2.imwrite(str(masks / "a.png"), mask), cv2.imwrite(str(images / "a.jpg"), mask)
+    (tmp_path / "labelmap.txt").write_bytes(labelmap.encode("latin-1"))
+    args = ["convert", "masks", masks, "--images", images, "--colours", tmp_path / "labelmap.txt", "--own-classes"]
+    code, text = cli([*args, "--out", tmp_path / "data" / "train.json"])
+    assert code == 2 and re.search(error, " ".join(text.split())) and "Traceback" not in text, text
+    assert not (tmp_path / "data").exists()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    text=st.lists(st.sampled_from(["background", "a", ":", ",", "0", "255", "256", "-1", "\n", "#", " ", "\u00e9"])),
+    raw=st.binary(max_size=100),
+)
+def test_fuzzed_colour_maps_and_class_lists_read_or_give_a_named_error(tmp_path: Path, text: list[str], raw: bytes):
+    path = tmp_path / "labelmap.txt"
+    for content in ("".join(text).encode("utf-8"), raw):
+        path.write_bytes(content)
+        for read in (read_labelmap, read_class_list):
+            try:
+                read(path)
+            except TrashsegError as exc:
+                assert str(exc).startswith(str(path)), exc

@@ -56,7 +56,7 @@ def test_all_folds_then_kfold_votes_every_fold_model(data: Path, tmp_path: Path,
     meta = json.loads((pred / "meta.json").read_text())
     assert meta["mode"] == "soft"
     assert meta["members"] == [str((pred / "folds" / f"fold{k}").resolve()) for k in (0, 1)]
-    sources = [PredictionFolder(Path(m)).meta()["source"] for m in meta["members"]]
+    sources = [PredictionFolder(Path(m)).meta().source for m in meta["members"]]
     assert sources == [str((runs / f"fold{k}" / "checkpoints" / "best.ckpt").resolve()) for k in (0, 1)]
 
 

@@ -31,7 +31,7 @@ def test_soft_vote_is_the_weighted_mean(tmp_path):
     np.testing.assert_allclose(e.probs("x.jpg")[:, 0, :], [[0.3, 0.1], [0.7, 0.45], [0, 0.45]], atol=1e-3)
     ensemble_folders([a, b], tmp_path / "w", "soft", weights=[3, 1])
     assert PredictionFolder(tmp_path / "w").mask("x.jpg").tolist() == [[1, 1]]
-    assert PredictionFolder(tmp_path / "e").meta()["split"] == "/d/s.json"  # pseudo-labels need to know
+    assert PredictionFolder(tmp_path / "e").meta().split == "/d/s.json"  # pseudo-labels need to know
 
 
 def test_hard_vote_majority_and_tie_to_best_member(tmp_path):
@@ -53,7 +53,7 @@ def test_hard_vote_majority_and_tie_to_best_member(tmp_path):
 def test_members_with_other_classes_or_shapes_are_refused(tmp_path):
     a = _member(tmp_path / "a", {"x.jpg": _probs([0.5, 0.5, 0])})
     c = _member(tmp_path / "c", {"x.jpg": _probs([0.5, 0.5])}, classes=("bg", "a"))
-    with pytest.raises(TrashsegError, match="predicts 2 classes.*3.*share one class list"):
+    with pytest.raises(TrashsegError, match="predicted with 2 classes.*3.*share one class list"):
         ensemble_folders([a, c], tmp_path / "e", "soft")
     d = _member(tmp_path / "d", {"x.jpg": np.full((3, 2, 2), 1 / 3, np.float32)})
     with pytest.raises(TrashsegError, match=r"image x.jpg: probability shapes differ"):

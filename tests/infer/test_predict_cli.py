@@ -23,7 +23,7 @@ def test_predict_writes_folder_and_evaluate_scores_it(trained_run, sample_data, 
     assert code == 0, text
     folder = PredictionFolder(out)
     meta = folder.meta()
-    assert meta["tta"] == {"hflip": True, "vflip": False, "scales": [0.75, 1.0], "mode": "resize"}
+    assert meta.tta == {"hflip": True, "vflip": False, "scales": [0.75, 1.0], "mode": "resize"}
     names = [i["file_name"] for i in json.loads((sample_data / "val.json").read_text())["images"]]
     probs = folder.probs(names[0])
     assert probs.shape == (11, 128, 128) and probs.dtype == np.float32
@@ -107,7 +107,7 @@ def test_predict_objects_are_written_per_image_and_resume(trained_run, sample_da
     code, text = cli(args)
     assert code == 0, text
     folder = PredictionFolder(out)
-    assert folder.meta()["objects"] == {"min_area": 5, "connectivity": 8}
+    assert folder.meta().objects == {"min_area": 5, "connectivity": 8}
     names = [i["file_name"] for i in json.loads((sample_data / "val.json").read_text())["images"]]
     total = 0
     for name in names:
@@ -182,7 +182,7 @@ def test_predict_uses_the_runs_own_infer_section_unless_told_otherwise(trained_r
         out = tmp_path / f"pred{len(options)}{hflip}"
         code, text = run_cli(predict_val(own, sample_data, out, *options), capsys)
         assert code == 0, text
-        tta = PredictionFolder(out).meta()["tta"]
+        tta = PredictionFolder(out).meta().tta
         assert tta == {"hflip": hflip, "vflip": False, "scales": scales, "mode": "resize"}
     export_run(own, tmp_path / "own.onnx")
     assert OnnxSegmenter(tmp_path / "own.onnx").infer.scales == [1.0, 0.75]

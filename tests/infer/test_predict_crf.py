@@ -18,7 +18,7 @@ def test_predict_crf_gives_the_masks_of_crf_on_the_saved_probabilities(trained_r
     code, text = run_cli([*predict_val(trained_run, sample_data, tmp_path / "inside", "--crf"), *settings], capsys)
     assert code == 0, text
     inside, after, plain = (PredictionFolder(tmp_path / n) for n in ("inside", "after", "plain"))
-    assert inside.meta()["crf"]["iterations"] == 2  # the refinement is part of the job, so a resume keeps it
+    assert inside.meta().crf["iterations"] == 2  # the refinement is part of the job, so a resume keeps it
     assert inside.names() == after.names() == plain.names()
     agree = [np.mean(inside.mask(n) == after.mask(n)) for n in inside.names()]
     assert min(agree) > 0.99, agree  # the saved probabilities are float16: a few pixels may round the other way

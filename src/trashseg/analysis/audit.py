@@ -30,20 +30,21 @@ import html
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
+from pydantic import BaseModel, ConfigDict, RootModel, StrictInt, StringConstraints
 
-from trashseg.config import DataConfig, InferConfig
-from trashseg.data.coco import CocoSplit, read_json
+from trashseg.config import DataConfig, InferConfig, validate_as
+from trashseg.data.coco import CocoSplit, parse_split, read_json
 from trashseg.data.convert import edge_polygons
 from trashseg.data.images import read_image
 from trashseg.data.masks import MaskCache, annotation_rle
 from trashseg.draw import Color, blend, class_colors
 from trashseg.errors import TrashsegError
-from trashseg.fileio import atomic_write_json, atomic_write_text
+from trashseg.fileio import atomic_write_json, atomic_write_text, read_json_bounded
 from trashseg.infer.folder import PredictionFolder
 from trashseg.progress import progress_bar
 
@@ -104,6 +105,36 @@ class Issue:
         if self.annotation_id is None:
             out["region"] = rle
         return out
+
+
+MAX_ISSUES_BYTES = 256 << 20  # an audit of 100k suspects with their masks is ~100 MB; json.loads holds ~10x
+Text = Annotated[str, StringConstraints(max_length=1000)]
+
+
+class IssueRecord(BaseModel):
+    """A record of issues.json as it is read back (``convert export --flagged``): the fields readers use, checked.
+    A hand-made list of ``{"image_id": ...}`` records is enough to choose images."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
+
+    image_id: StrictInt
+    kind: Text | None = None
+    labelled: Text | None = None
+    suggested: Text | None = None
+    score: float = 0.0
+
+
+class IssueList(RootModel[list[IssueRecord]]):
+    pass
+
+
+def read_issues(path: Path) -> list[IssueRecord]:
+    """An audit's issues.json, bounded and validated: a named error names the file and each wrong field."""
+    try:
+        data = read_json_bounded(path, MAX_ISSUES_BYTES, "the issues.json of `trashseg audit`")
+    except FileNotFoundError:
+        raise TrashsegError(f"{path}: not found (it is the issues.json of `trashseg audit`)") from None
+    return validate_as(IssueList, data, str(path), what="issues.json of `trashseg audit`").root
 
 
 # ----------------------------------------------------------------------------------------- pixel level (cleanlab)
@@ -334,16 +365,14 @@ def _probs_for(folder: PredictionFolder, name: str, shape: tuple[int, int]) -> n
 def _audited_images(folder: PredictionFolder, split: CocoSplit) -> tuple[list[dict], list[str]]:
     """Images of the split with probabilities; a warning says how many have none."""
     meta = folder.meta()
-    if not meta.get("has_probs"):
+    if not meta.has_probs:
         raise TrashsegError(
             f"{folder.root}: no saved probabilities; predict with --save-probs (or give the run "
             "folder to `trashseg audit`, which predicts them)"
         )
-    if meta["classes"] != split.classes:
-        raise TrashsegError(
-            f"{folder.root}: predicted with classes {meta['classes']} but the dataset config has "
-            f"{split.classes}; give the matching class list (-c / --set data.classes=...)"
-        )
+    meta.check_classes(
+        split.classes, folder.root, "the dataset config", "; give the matching class list (-c / --set data.classes=...)"
+    )
     if not split.has_annotations:
         raise TrashsegError(f"{split.path}: no annotations to audit")
     predicted = set(folder.names())
@@ -418,10 +447,7 @@ def run_audit(
 def _sources(folder: PredictionFolder) -> list[tuple[str | None, set[str]]]:
     """(checkpoint, file names it predicted) for every model behind a prediction folder, through ensembles,
     k-fold and out-of-fold folders (their meta lists member folders)."""
-    meta = folder.meta()
-    if meta.get("members"):
-        return [s for member in meta["members"] for s in _sources(PredictionFolder(member))]
-    return [(meta.get("source"), set(folder.names()))]
+    return [(meta.source, set(model.names())) for model, meta in folder.models()]
 
 
 def _trained_on(checkpoint: str, data_root: Path) -> set[str] | None:
@@ -437,7 +463,7 @@ def _trained_on(checkpoint: str, data_root: Path) -> set[str] | None:
     for root in roots:
         path = Path(root) / data.train
         if path.is_file():
-            return {img["file_name"] for img in read_json(path).get("images", [])}
+            return {img["file_name"] for img in parse_split(path, root, data.classes).images}  # checked as any split
     return None
 
 

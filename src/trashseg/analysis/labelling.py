@@ -16,7 +16,6 @@ verdicts for its image as ``data.audit``).
 
 from __future__ import annotations
 
-import json
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -26,6 +25,7 @@ from urllib.parse import quote
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from trashseg.analysis.audit import IssueRecord, read_issues
 from trashseg.data.coco import CocoSplit
 from trashseg.data.convert import coco_categories, edge_polygons, mask_annotations
 from trashseg.data.masks import annotation_rle
@@ -39,26 +39,16 @@ LOCAL_FILES = "/data/local-files/?d="  # Label Studio's URL for files under LABE
 _NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")  # not in XML 1.0's Char
 
 
-def read_flagged(issues: Path) -> dict[int, list[dict]]:
+def read_flagged(issues: Path) -> dict[int, list[IssueRecord]]:
     """``trashseg audit``'s issues.json as image id → its issues (best first)."""
-    try:
-        records = json.loads(issues.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TrashsegError(f"{issues}: not found (it is the issues.json of `trashseg audit`)") from None
-    except json.JSONDecodeError as exc:
-        raise TrashsegError(f"{issues}: not valid JSON ({exc})") from None
-    if not isinstance(records, list) or not all(isinstance(r, dict) and "image_id" in r for r in records):
-        raise TrashsegError(
-            f"{issues}: expected a list of issues with 'image_id' (the issues.json of `trashseg audit`)"
-        )
-    out: dict[int, list[dict]] = {}
-    for record in records:
-        out.setdefault(record["image_id"], []).append(record)
+    out: dict[int, list[IssueRecord]] = {}
+    for record in read_issues(issues):
+        out.setdefault(record.image_id, []).append(record)
     return out
 
 
 def _chosen_images(
-    split: CocoSplit, pred: PredictionFolder | None, flagged: dict[int, list[dict]] | None
+    split: CocoSplit, pred: PredictionFolder | None, flagged: dict[int, list[IssueRecord]] | None
 ) -> list[dict]:
     images = split.images
     if flagged is not None:
@@ -175,16 +165,16 @@ def label_studio_tasks(
     pred: PredictionFolder | None,
     *,
     truth: bool = True,
-    flagged: dict[int, list[dict]] | None = None,
+    flagged: dict[int, list[IssueRecord]] | None = None,
     image_url: str = LOCAL_FILES,
 ) -> tuple[list[dict], dict]:
     """Tasks for Label Studio's JSON import, and counts (images, regions, regions whose hole was filled)."""
     if pred is None and not (truth and split.has_annotations):
         raise TrashsegError(f"{split.path}: no annotations and no prediction folder: nothing to export")
     tasks, counts = [], {"images": 0, "predicted_regions": 0, "annotated_regions": 0, "holes_filled": 0}
-    meta = pred.meta() if pred is not None else {}
-    model = model_id(meta.get("source", str(pred.root))) if pred is not None else None
-    with_probs = bool(meta.get("has_probs"))
+    meta = pred.meta() if pred is not None else None
+    model = model_id(meta.source or str(pred.root)) if meta is not None and pred is not None else None
+    with_probs = meta is not None and meta.has_probs
     images = _chosen_images(split, pred, flagged)
     with progress_bar() as bar:
         step = bar.add_task("export: Label Studio", total=len(images), rate="-")
@@ -199,8 +189,7 @@ def label_studio_tasks(
             }
             if flagged is not None:
                 task["data"]["audit"] = "; ".join(
-                    f"{i.get('kind')}: {i.get('labelled')} → {i.get('suggested')} ({i.get('score', 0):.2f})"
-                    for i in flagged[image["id"]]
+                    f"{i.kind}: {i.labelled} → {i.suggested} ({i.score:.2f})" for i in flagged[image["id"]]
                 )
             if pred is not None:
                 anns, scores = _predicted_annotations(pred, image, 1, with_probs)
@@ -232,13 +221,13 @@ def label_studio_tasks(
 
 
 def cvat_coco(
-    split: CocoSplit, pred: PredictionFolder | None, *, flagged: dict[int, list[dict]] | None = None
+    split: CocoSplit, pred: PredictionFolder | None, *, flagged: dict[int, list[IssueRecord]] | None = None
 ) -> tuple[dict, dict]:
     """A COCO 1.0 file for CVAT: the predicted regions (with a prediction folder) or the split's annotations."""
     if pred is None and not split.has_annotations:
         raise TrashsegError(f"{split.path}: no annotations and no prediction folder: nothing to export")
     images = _chosen_images(split, pred, flagged)
-    with_probs = pred is not None and bool(pred.meta().get("has_probs"))
+    with_probs = pred is not None and pred.meta().has_probs
     anns: list[dict] = []
     with progress_bar() as bar:
         step = bar.add_task("export: CVAT COCO", total=len(images), rate="-")
@@ -252,7 +241,7 @@ def cvat_coco(
                 anns += _truth_annotations(split, image)
             bar.update(step, advance=1)
     what = (
-        f"predictions of {model_id(pred.meta().get('source', str(pred.root)))}"
+        f"predictions of {model_id(pred.meta().source or str(pred.root))}"
         if pred is not None
         else f"annotations of {split.path.name}"
     )

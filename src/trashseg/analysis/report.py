@@ -135,7 +135,7 @@ def source_runs(folder: PredictionFolder, seen: set[Path] | None = None) -> list
     ensemble's or CRF's source folders followed back (each once)."""
     seen = set() if seen is None else seen
     meta = folder.meta()
-    sources = [Path(p) for p in meta.get("members", [])] or ([Path(meta["source"])] if meta.get("source") else [])
+    sources = [Path(p) for p in meta.members] or ([Path(meta.source)] if meta.source else [])
     runs = []
     for src in sources:
         if src in seen:

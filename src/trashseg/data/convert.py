@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from trashseg.config import MAX_PIXELS
+from trashseg.config import IGNORE_INDEX, MAX_PIXELS
 from trashseg.data.coco import read_json
 from trashseg.data.images import ImageError, check_pixels
 from trashseg.data.masks import annotation_rle, rle_counts_problem
@@ -167,26 +167,50 @@ def coco_categories(classes: list[str]) -> list[dict]:
 # ------------------------------------------------------------------------------------------------ class lists
 
 
+MAX_LIST_BYTES = 1 << 20  # a class list or colour map names at most 255 classes: more bytes than this are no such file
+
+
+def _read_lines(path: Path, what: str) -> list[str]:
+    """The lines of a class list or colour map: at most MAX_LIST_BYTES of UTF-8 text, or a named error."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_LIST_BYTES + 1)
+    except FileNotFoundError:
+        raise TrashsegError(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise TrashsegError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    if len(raw) > MAX_LIST_BYTES:
+        raise TrashsegError(f"{path}: a {what} is at most {MAX_LIST_BYTES} bytes; this file is larger")
+    try:
+        return raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise TrashsegError(
+            f"{path}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); save the {what} as UTF-8"
+        ) from None
+
+
+def _check_class_count(count: int, file: str) -> None:
+    """Class ids are stored as uint8 with 255 meaning "ignore" (as ``data.classes`` allows)."""
+    if count > IGNORE_INDEX:
+        raise TrashsegError(
+            f"{file}: {count} classes; masks hold at most {IGNORE_INDEX} (class ids are 8-bit, {IGNORE_INDEX} = ignore)"
+        )
+
+
 def read_class_list(path: Path) -> list[str]:
     """A class list file: one name per line, index 0 (the first) the background; blank and ``#`` lines skipped."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise TrashsegError(f"{path}: class list not found") from None
+    lines = _read_lines(path, "class list")
     names = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if len(names) < 2 or len(set(names)) != len(names):
         raise TrashsegError(f"{path}: a class list needs at least 2 distinct names, one per line (background first)")
+    _check_class_count(len(names), str(path))
     return names
 
 
 def read_labelmap(path: Path) -> dict[tuple[int, int, int], str]:
     """CVAT's labelmap.txt (``name:r,g,b:parts:actions`` per line) as colour → label name."""
     colours: dict[tuple[int, int, int], str] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise TrashsegError(f"{path}: colour map not found") from None
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(_read_lines(path, "colour map"), start=1):
         if not line.strip() or line.startswith("#"):
             continue
         name, _, rest = line.partition(":")
@@ -195,10 +219,12 @@ def read_labelmap(path: Path) -> dict[tuple[int, int, int], str]:
         except ValueError:
             rgb = ()
         if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
-            raise TrashsegError(f"{path}:{number}: expected 'name:r,g,b::', got {line!r}")
+            shown = line if len(line) <= 100 else line[:100] + "..."
+            raise TrashsegError(f"{path}:{number}: expected 'name:r,g,b::', got {shown!r}")
         colours[rgb] = name.strip()
     if not colours:
         raise TrashsegError(f"{path}: no 'name:r,g,b::' line")
+    _check_class_count(len({n.lower() for n in colours.values()} | {"background"}), str(path))
     return colours
 
 
@@ -380,6 +406,7 @@ def masks_to_coco(
     mask_files = sorted(p for p in masks_dir.rglob("*.png") if not p.name.startswith("."))
     if not mask_files:
         raise TrashsegError(f"{masks_dir}: no .png masks found")
+    _check_class_count(len(classes), "the class list")
     lut = colour_classes(colours, classes, str(masks_dir)) if colours else None
     dataset, problems = out.parent, Problems()
     images: list[dict] = []

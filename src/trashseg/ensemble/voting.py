@@ -14,7 +14,7 @@ from typing import cast
 import numpy as np
 
 from trashseg.errors import TrashsegError
-from trashseg.infer.folder import PredictionFolder
+from trashseg.infer.folder import PredictionFolder, PredictionMeta
 from trashseg.progress import for_each_pending
 from trashseg.submission import decode_row, iter_rows, write_submission
 
@@ -42,8 +42,8 @@ def normalised_weights(weights: list[float] | None, n: int) -> np.ndarray:
     return w / total
 
 
-def best_member(metas: list[dict]) -> int:
-    scores = [m.get("val_miou") for m in metas]
+def best_member(metas: list[PredictionMeta]) -> int:
+    scores = [m.val_miou for m in metas]
     known = [(s, -i) for i, s in enumerate(scores) if s is not None]
     return -max(known)[1] if known else 0
 
@@ -55,21 +55,17 @@ def open_members(paths: list[Path]) -> tuple[list[PredictionFolder], list[str]]:
     folders = [PredictionFolder(p) for p in paths]
     classes = folders[0].classes
     for f in folders[1:]:
-        if f.classes != classes:
-            raise TrashsegError(
-                f"{f.root} predicts {len(f.classes)} classes {f.classes}, {folders[0].root} predicts "
-                f"{len(classes)} {classes}: members must share one class list"
-            )
+        f.meta().check_classes(classes, f.root, str(folders[0].root), ": members must share one class list")
     return folders, classes
 
 
-def _check_same_split(folders: list[PredictionFolder], metas: list[dict]) -> None:
+def _check_same_split(folders: list[PredictionFolder], metas: list[PredictionMeta]) -> None:
     """Members predicted on different splits (or datasets) can share file names: voting them would mix images."""
     first = folders[0].split_key()
     for folder, meta in zip(folders[1:], metas[1:], strict=True):
         if folder.split_key() != first:
             raise TrashsegError(
-                f"{folder.root} was predicted on split {meta.get('split')} of {meta.get('data_root')}, "
+                f"{folder.root} was predicted on split {meta.split} of {meta.data_root}, "
                 f"{folders[0].root} on {first[0]} of {first[1]} (from their meta.json): members must "
                 "predict the same split; predict them again on one split"
             )
@@ -130,8 +126,8 @@ def ensemble_folders(
     folders, classes = open_members(paths)
     metas = [f.meta() for f in folders]
     _check_same_split(folders, metas)
-    if mode == "soft" and not all(m.get("has_probs") for m in metas):
-        lacking = [str(f.root) for f, m in zip(folders, metas, strict=True) if not m.get("has_probs")]
+    if mode == "soft" and not all(m.has_probs for m in metas):
+        lacking = [str(f.root) for f, m in zip(folders, metas, strict=True) if not m.has_probs]
         raise TrashsegError(f"soft voting needs probabilities; predict these with --save-probs: {lacking}")
     w = normalised_weights(weights, len(folders))
     best = best_member(metas)
@@ -140,8 +136,8 @@ def ensemble_folders(
     meta = {
         "classes": classes,
         "source": "ensemble",
-        "split": metas[0].get("split"),
-        "data_root": metas[0].get("data_root"),
+        "split": metas[0].split,
+        "data_root": metas[0].data_root,
         "mode": mode,
         "members": resolved,
         "weights": w.tolist(),
@@ -149,7 +145,7 @@ def ensemble_folders(
         "has_probs": save_probs,
         "val_miou": None,
     }
-    save_probs = result.init(meta)["has_probs"]
+    save_probs = result.init(meta).has_probs
     names = _member_names(folders)
 
     def vote(name: str) -> np.ndarray:

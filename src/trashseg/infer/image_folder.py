@@ -112,11 +112,14 @@ def _check_same_job(out: Path, video: dict | None) -> None:
     file or stride: masks of frames no longer listed would stay), nor photos beside a video's frames."""
     folder = PredictionFolder(out)
     listed = out / IMAGE_LIST
-    if folder.meta_path.exists() and folder.meta().get("split") != str(listed.resolve()):
+    if folder.meta_path.exists() and folder.meta().split != str(listed.resolve()):
         raise TrashsegError(
-            f"{out} already holds predictions of {folder.meta().get('split')}; use another --out for a folder of images"
+            f"{out} already holds predictions of {folder.meta().split}; use another --out for a folder of images"
         )
-    old = read_json(listed).get("info", {}).get("video") if listed.exists() else video
+    old = video
+    if listed.exists():  # the list of an earlier run: its info says which video, if any, and how
+        listed_video = folder.image_list().info.video
+        old = listed_video.model_dump() if listed_video else None
     if old != video:
         raise TrashsegError(
             f"{out} already holds predictions of {_job(old)}, not of {_job(video)}; use another "

@@ -102,7 +102,7 @@ def predict_split(
             "has_probs": save_probs,
         }
     )
-    save_probs = meta["has_probs"]  # a resumed folder with probabilities keeps writing them
+    save_probs = meta.has_probs  # a resumed folder with probabilities keeps writing them
     predictor = Predictor(model, model.image_size, cfg, device=device)
     unreadable: dict[str, str] = {}
 

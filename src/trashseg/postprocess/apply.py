@@ -21,16 +21,16 @@ def crf_folder(
     require_crf()
     src, dst = PredictionFolder(pred), PredictionFolder(out)
     meta = src.meta()
-    if not meta.get("has_probs"):
+    if not meta.has_probs:
         raise TrashsegError(f"{pred}: CRF needs probabilities; predict with --save-probs")
-    recorded = Path(meta.get("split") or "")
+    recorded = Path(meta.split or "")
     if recorded.name and recorded.name != split.path.name:  # by name: the dataset may have moved since
         raise TrashsegError(
             f"{pred} was predicted on {recorded}, not {split.path}: give that split (--split {recorded.name})"
         )
     save_probs = dst.init(
-        {**meta, "source": str(Path(pred).resolve()), "crf": cfg.model_dump(), "has_probs": save_probs}
-    )["has_probs"]
+        {**meta.record(), "source": str(Path(pred).resolve()), "crf": cfg.model_dump(), "has_probs": save_probs}
+    ).has_probs
 
     def refined(todo: list[dict]) -> Iterator[np.ndarray]:
         return dense_crf_many(((split.load_image(img), src.probs(img["file_name"])) for img in todo), cfg)
