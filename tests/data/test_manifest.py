@@ -21,7 +21,7 @@ def test_classes_round_trip_and_a_missing_manifest_is_none(tmp_path):
         ("[a, b]", "needs 'classes: \\[Background, ...\\]'"),
         ("classes: [only]", "classes"),
         ("classes: [a, {b: c}]", "classes"),
-        ("classes: [a\n", "not a YAML mapping"),
+        ("classes: [a\n", "invalid YAML"),
     ],
 )
 def test_a_bad_manifest_is_named(tmp_path, text, message):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from trashseg.config import DataConfig, validate_as
+from trashseg.config import DataConfig, load_yaml, validate_as
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_write_text
 
@@ -28,9 +28,10 @@ def read_classes(root: Path) -> list[str] | None:
     if len(raw) > MAX_BYTES:
         raise TrashsegError(f"{path}: over {MAX_BYTES} bytes; a dataset manifest holds only its class list")
     try:
-        data = yaml.safe_load(raw.decode("utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise TrashsegError(f"{path}: not a YAML mapping ({type(exc).__name__})") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TrashsegError(f"{path}: not UTF-8 text") from None
+    data = load_yaml(text, str(path))  # the one bounded YAML loader
     if not isinstance(data, dict) or "classes" not in data:
         raise TrashsegError(f"{path}: needs 'classes: [Background, ...]' (the dataset's class list, background first)")
     return validate_as(DataConfig, {"classes": data["classes"]}, str(path)).classes
