@@ -390,6 +390,70 @@ def predict(
     console.print(f"{out}: {stats}", soft_wrap=True)
 
 
+@app.command()
+def stream(
+    source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file or exported .onnx model.")],
+    frames: Annotated[
+        str,
+        typer.Argument(
+            help="A camera index (0), an rtsp:// or http(s):// stream, a video file, or a folder watched for new "
+            "images.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path | None, typer.Option(help="Write the JSON lines to this file (default: stdout).")] = None,
+    every_frame: Annotated[
+        bool, typer.Option(help="A video file: predict every frame, as fast as the model goes (none dropped).")
+    ] = False,
+    min_area: Annotated[int, typer.Option(min=0, help="Leave out objects smaller than this (pixels).")] = 0,
+    max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after predicting N frames.")] = None,
+    save_every: Annotated[
+        int | None, typer.Option(min=1, help="Write the mask and overlay of every Nth predicted frame (--save-dir).")
+    ] = None,
+    save_dir: Annotated[Path | None, typer.Option(help="Folder for --save-every: masks/ and overlays/.")] = None,
+    retries: Annotated[int, typer.Option(min=0, help="Reconnection attempts of a lost live stream.")] = 10,
+    hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip")] = None,
+    vflip: Annotated[bool | None, typer.Option("--vflip/--no-vflip")] = None,
+    scales: Annotated[str | None, typer.Option(help="TTA scales, e.g. 0.75,1.0,1.25,1.5")] = None,
+    device: Annotated[str | None, typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Predict a live stream frame by frame: one JSON line per frame (index, capture time, latency, objects);
+    stale frames are dropped when the model falls behind. Ctrl-C ends it with a summary on stderr."""
+    import json
+
+    from trashseg.infer.stream import Retry, Stream, open_source, stopped_by_signals
+    from trashseg.models.segmenter import load_model
+
+    dev = _device(device)
+    model = load_model(source, dev)
+    cfg = _config(config, set_, None, model.classes)
+    _infer_cfg(cfg, hflip, vflip, scales, model)
+    run = Stream(
+        model,
+        open_source(frames, cfg.data.max_pixels, every_frame),
+        infer=cfg.infer,
+        device=dev,
+        every_frame=every_frame,
+        min_area=min_area,
+        max_frames=max_frames,
+        save_every=save_every,
+        save_dir=save_dir,
+        retry=Retry(attempts=retries),
+    )
+    sink = out.open("w", encoding="utf-8") if out is not None else sys.stdout
+    try:
+        with stopped_by_signals(run.stop):
+            for result in run:
+                sink.write(json.dumps(result.to_dict()) + "\n")
+                sink.flush()  # a line per frame as it comes: whoever reads the stream acts on it now
+    finally:
+        if out is not None:
+            sink.close()
+        Console(stderr=True).print(str(run.summary()), highlight=False, soft_wrap=True)
+
+
 def _folder_split(pred: Path, config: Path | None, set_: list[str] | None, data: Path | None, split: str | None):
     """Config and split for a step that reads a prediction folder: its meta.json knows the dataset root, the
     split and the classes it was predicted with, so only what differs needs giving."""
