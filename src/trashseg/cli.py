@@ -341,6 +341,10 @@ def predict(
     max_frames: Annotated[
         int | None, typer.Option(min=1, help="With a video: predict at most N frames (the first ones kept by --every).")
     ] = None,
+    max_disk: Annotated[
+        float | None,
+        typer.Option(min=0, help="With a video: GB of kept frames on disk at most (default 2; 0: no limit)."),
+    ] = None,
     workers: int = 2,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -378,9 +382,12 @@ def predict(
         "workers": workers,
     }
     if images is not None:
-        stats = predict_images(model, images, out, cfg=cfg, stride=stride, **options)
-        shown = {k: v for k, v in stats.items() if k not in ("unreadable", "video_problem")}
+        budget = {} if max_disk is None else {"max_disk_gb": max_disk}
+        stats = predict_images(model, images, out, cfg=cfg, stride=stride, **budget, **options)
+        shown = {k: v for k, v in stats.items() if k not in ("unreadable", "video_problem", "video_stopped")}
         console.print(f"{out}: {shown}", soft_wrap=True)  # one line, whatever the terminal's width: scripts grep it
+        if "video_stopped" in stats:
+            console.print(f"[yellow]note:[/yellow] {escape(stats['video_stopped'])}", highlight=False)
         if stats["unreadable"]:
             raise unreadable_error(stats, out)
         if "video_problem" in stats:
