@@ -42,7 +42,8 @@ from trashseg.paths import escape
 SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def _visible(path: Path, root: Path) -> bool:
+def visible(path: Path, root: Path) -> bool:
+    """No hidden part under `root`: hidden files are a writer's temporaries or a tool's own, never photos."""
     return not any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
@@ -67,7 +68,7 @@ def find_images(spec: str | Path, exclude: Path | None = None) -> tuple[Path, li
         for p in candidates
         if p.suffix.lower() in SUFFIXES
         and p.is_file()
-        and _visible(p, root)
+        and visible(p, root)
         and not (skip and p.resolve().is_relative_to(skip))
     )
     if not files:

@@ -34,7 +34,7 @@ from trashseg.data.images import ImageError, read_image
 from trashseg.draw import overlay_panel
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_open
-from trashseg.infer.image_folder import SUFFIXES, _visible
+from trashseg.infer.image_folder import SUFFIXES, visible
 from trashseg.infer.objects import SegmentObject, find_objects
 from trashseg.infer.predictor import Predictor
 from trashseg.models.segmenter import InferenceModel
@@ -155,7 +155,7 @@ class FolderSource:
     def _listing(self) -> dict[Path, tuple[int, int]]:
         found = {}
         for path in self.folder.rglob("*"):
-            if path.suffix.lower() in SUFFIXES and _visible(path, self.folder):
+            if path.suffix.lower() in SUFFIXES and visible(path, self.folder):
                 try:
                     st = path.stat()
                 except OSError:  # gone since it was listed
