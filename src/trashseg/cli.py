@@ -353,7 +353,7 @@ def predict(
     objects/, meta.json (and images.json, the photos' list, for --images)."""
     from trashseg.infer.image_folder import find_images, predict_images, unreadable_error
     from trashseg.infer.predict import predict_split
-    from trashseg.infer.video import FrameStride, check_video, is_video
+    from trashseg.infer.video import MAX_DISK_GB, FrameStride, check_video, is_video
     from trashseg.models.segmenter import load_model
     from trashseg.postprocess.crf import DenseCRF
 
@@ -382,8 +382,8 @@ def predict(
         "workers": workers,
     }
     if images is not None:
-        budget = {} if max_disk is None else {"max_disk_gb": max_disk}
-        stats = predict_images(model, images, out, cfg=cfg, stride=stride, **budget, **options)
+        budget = MAX_DISK_GB if max_disk is None else max_disk
+        stats = predict_images(model, images, out, cfg=cfg, stride=stride, max_disk_gb=budget, **options)
         shown = {k: v for k, v in stats.items() if k not in ("unreadable", "video_problem", "video_stopped")}
         console.print(f"{out}: {shown}", soft_wrap=True)  # one line, whatever the terminal's width: scripts grep it
         if "video_stopped" in stats:
