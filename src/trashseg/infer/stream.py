@@ -79,7 +79,8 @@ class CaptureSource:
     """A camera index, a URL or a video file, through OpenCV. `pace`: a file is read at its own frame rate."""
 
     def __init__(self, spec: str | int, max_pixels: int, pace: bool = False):
-        self.spec, self.max_pixels, self.name = spec, max_pixels, str(spec)
+        self.spec, self.max_pixels = spec, max_pixels
+        self.name = re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", str(spec))  # a URL's password stays out of logs
         self.live = isinstance(spec, int) or bool(re.match(r"^[a-z][a-z0-9+.-]*://", str(spec), re.I))
         self.pace = pace and not self.live
         self.realtime = self.live or pace
@@ -328,7 +329,7 @@ class Stream:
         self.drop = source.realtime and not every_frame
         self.min_area, self.max_frames = min_area, max_frames
         self.save_every, self.save_dir = save_every, save_dir
-        self._queue: queue.Queue[Captured] = queue.Queue(maxsize=1 if self.drop else 2)
+        self._queue: queue.Queue[Captured] = queue.Queue(maxsize=1)
         self._stop, self._reader_done = threading.Event(), threading.Event()
         self._failure: BaseException | None = None
         self._read = self._dropped = self._predicted = self._reconnects = 0
@@ -402,6 +403,7 @@ class Stream:
                         self._dropped += 1
                     except queue.Empty:  # the model took it meanwhile
                         pass
+        self._dropped += 1  # stopped before it found room: read, never predicted
 
     def _reconnect(self) -> bool:
         """Reopen a lost live source with backoff; False when stopped or out of attempts (``_failure`` says why)."""
