@@ -174,7 +174,7 @@ def test_a_stream_that_goes_away_and_comes_back_is_reconnected(trained_run, capl
         CaptureSource(url, 10**6),
         infer=InferConfig(),
         every_frame=True,
-        retry=Retry(attempts=6, first=0.2, longest=0.5),
+        retry=Retry(attempts=6, first=0.2, longest=1.0),
     )
     indices = []
     with pytest.raises(StreamError, match="not back after 6 reconnection attempts"):
