@@ -430,9 +430,12 @@ def stream(
     stale frames are dropped when the model falls behind. Ctrl-C ends it with a summary on stderr."""
     import json
 
+    from trashseg.fileio import ensure_writable
     from trashseg.infer.stream import Retry, Stream, open_source, stopped_by_signals
     from trashseg.models.segmenter import load_model
 
+    if out is not None:
+        ensure_writable(out)  # a path that cannot be written is named before the model loads
     dev = _device(device)
     model = load_model(source, dev)
     cfg = _config(config, set_, None, model.classes)

@@ -248,6 +248,8 @@ def test_sources_that_cannot_be_opened_are_named(trained_run, tmp_path, cli):
     code, text = cli(["stream", trained_run, "http://127.0.0.1:9/none.mjpg", "--retries", "0"])
     assert code == 2 and "none.mjpg: cannot be opened" in text, text
     video = write_video(tmp_path / "clip.mp4")
+    code, text = cli(["stream", trained_run, video, "--out", tmp_path])  # a folder given for the JSON lines
+    assert code == 2 and "it is a folder; give a file path" in text, text
     with pytest.raises(StreamError, match=r"clip.mp4: frames of 48×32 are over the limit"):
         CaptureSource(str(video), max_pixels=1000).open()
     with pytest.raises(StreamError) as raised:
