@@ -402,6 +402,10 @@ def predict(
     max_frames: Annotated[
         int | None, typer.Option(min=1, help="With a video: predict at most N frames (the first ones kept by --every).")
     ] = None,
+    max_disk: Annotated[
+        float | None,
+        typer.Option(min=0, help="With a video: GB of kept frames on disk at most (default 2; 0: no limit)."),
+    ] = None,
     workers: int = 2,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -410,7 +414,7 @@ def predict(
     objects/, meta.json (and images.json, the photos' list, for --images)."""
     from trashseg.infer.image_folder import find_images, predict_images, unreadable_error
     from trashseg.infer.predict import predict_split
-    from trashseg.infer.video import FrameStride, check_video, is_video
+    from trashseg.infer.video import MAX_DISK_GB, FrameStride, check_video, is_video
     from trashseg.models.segmenter import load_model
     from trashseg.postprocess.crf import DenseCRF
 
@@ -439,9 +443,12 @@ def predict(
         "workers": workers,
     }
     if images is not None:
-        stats = predict_images(model, images, out, cfg=cfg, stride=stride, **options)
-        shown = {k: v for k, v in stats.items() if k not in ("unreadable", "video_problem")}
+        budget = MAX_DISK_GB if max_disk is None else max_disk
+        stats = predict_images(model, images, out, cfg=cfg, stride=stride, max_disk_gb=budget, **options)
+        shown = {k: v for k, v in stats.items() if k not in ("unreadable", "video_problem", "video_stopped")}
         console.print(f"{out}: {shown}", soft_wrap=True)  # one line, whatever the terminal's width: scripts grep it
+        if "video_stopped" in stats:
+            console.print(f"[yellow]note:[/yellow] {escape(stats['video_stopped'])}", highlight=False)
         if stats["unreadable"]:
             raise unreadable_error(stats, out)
         if "video_problem" in stats:
@@ -449,6 +456,73 @@ def predict(
         return
     stats = predict_split(model, _load(cfg, split), out, cfg=cfg.infer, **options)
     console.print(f"{out}: {stats}", soft_wrap=True)
+
+
+@app.command()
+def stream(
+    source: Annotated[Path, typer.Argument(help="Run folder, .ckpt file or exported .onnx model.")],
+    frames: Annotated[
+        str,
+        typer.Argument(
+            help="A camera index (0), an rtsp:// or http(s):// stream, a video file, or a folder watched for new "
+            "images.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path | None, typer.Option(help="Write the JSON lines to this file (default: stdout).")] = None,
+    every_frame: Annotated[
+        bool, typer.Option(help="A video file: predict every frame, as fast as the model goes (none dropped).")
+    ] = False,
+    min_area: Annotated[int, typer.Option(min=0, help="Leave out objects smaller than this (pixels).")] = 0,
+    max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after predicting N frames.")] = None,
+    save_every: Annotated[
+        int | None, typer.Option(min=1, help="Write the mask and overlay of every Nth predicted frame (--save-dir).")
+    ] = None,
+    save_dir: Annotated[Path | None, typer.Option(help="Folder for --save-every: masks/ and overlays/.")] = None,
+    retries: Annotated[int, typer.Option(min=0, help="Reconnection attempts of a lost live stream.")] = 10,
+    hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip")] = None,
+    vflip: Annotated[bool | None, typer.Option("--vflip/--no-vflip")] = None,
+    scales: Annotated[str | None, typer.Option(help="TTA scales, e.g. 0.75,1.0,1.25,1.5")] = None,
+    device: Annotated[str | None, typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Predict a live stream frame by frame: one JSON line per frame (index, capture time, latency, objects);
+    stale frames are dropped when the model falls behind. Ctrl-C ends it with a summary on stderr."""
+    import json
+
+    from trashseg.fileio import ensure_writable
+    from trashseg.infer.stream import Retry, Stream, open_source, stopped_by_signals
+    from trashseg.models.segmenter import load_model
+
+    if out is not None:
+        ensure_writable(out)  # a path that cannot be written is named before the model loads
+    dev = _device(device)
+    model = load_model(source, dev)
+    cfg = _config(config, set_, None, model.classes)
+    _infer_cfg(cfg, hflip, vflip, scales, model)
+    run = Stream(
+        model,
+        open_source(frames, cfg.data.max_pixels, every_frame),
+        infer=cfg.infer,
+        device=dev,
+        every_frame=every_frame,
+        min_area=min_area,
+        max_frames=max_frames,
+        save_every=save_every,
+        save_dir=save_dir,
+        retry=Retry(attempts=retries),
+    )
+    sink = out.open("w", encoding="utf-8") if out is not None else sys.stdout
+    try:
+        with stopped_by_signals(run.stop):
+            for result in run:
+                sink.write(json.dumps(result.to_dict()) + "\n")
+                sink.flush()  # a line per frame as it comes: whoever reads the stream acts on it now
+    finally:
+        if out is not None:
+            sink.close()
+        Console(stderr=True).print(str(run.summary()), highlight=False, soft_wrap=True)
 
 
 def _folder_split(pred: Path, config: Path | None, set_: list[str] | None, data: Path | None, split: str | None):

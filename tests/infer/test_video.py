@@ -10,7 +10,7 @@ import pytest
 from trashseg.data.images import ImageSizeMismatch, ImageTooLarge
 from trashseg.errors import TrashsegError
 from trashseg.infer.folder import PredictionFolder
-from trashseg.infer.video import FrameStride, extract_frames
+from trashseg.infer.video import FrameReader, FrameStride
 
 
 def write_video(path: Path, frames: int = 12, w: int = 48, h: int = 32, fourcc: str = "mp4v") -> Path:
@@ -106,7 +106,7 @@ def test_a_video_that_breaks_off_keeps_the_frames_before_and_says_so(trained_run
 def test_frames_over_the_pixel_limit_are_refused_before_decoding(tmp_path):
     video = write_video(tmp_path / "clip.mp4")
     with pytest.raises(ImageTooLarge, match=r"clip.mp4: frames of 48×32 are over the limit"):
-        extract_frames(video, tmp_path / "frames", FrameStride(), max_pixels=1000)
+        list(FrameReader(video, tmp_path / "frames", FrameStride(), max_pixels=1000))
     assert not (tmp_path / "frames").exists()
 
 
@@ -134,7 +134,7 @@ def test_a_frame_larger_than_its_stream_declares_is_refused_before_it_is_stored(
     video = write_video(tmp_path / "clip.mp4")
     error, said = (ImageSizeMismatch, "96×64") if scale == 2 else (ImageTooLarge, "1440×960, 1.4 MP, over the limit")
     with pytest.raises(error, match=rf"clip.mp4 frame 3: decodes to {said}"):
-        extract_frames(video, tmp_path / "frames", FrameStride(), max_pixels=1_000_000)
+        list(FrameReader(video, tmp_path / "frames", FrameStride(), max_pixels=1_000_000))
     stored = sorted(p.name for p in (tmp_path / "frames" / "clip").iterdir())
     assert stored == ["000000.jpg", "000001.jpg", "000002.jpg"]
 
@@ -147,3 +147,44 @@ def test_stride_options_are_only_for_videos(trained_run, tmp_path, cli):
     assert code == 2 and "--every and --max-frames are for a video file" in text, text
     with pytest.raises(TrashsegError, match="at least 1"):
         FrameStride(every=0)
+
+
+def test_the_first_masks_come_out_while_the_video_still_decodes(trained_run, tmp_path, cli, monkeypatch):
+    """Frames are predicted as they are decoded: when the first mask is written, the decoder is at most a chunk
+    and the read-ahead bound into an 80-frame video, not at its end."""
+    from trashseg.infer import folder as folder_mod
+    from trashseg.infer.video import READ_AHEAD
+
+    video, out = write_video(tmp_path / "clip.mp4", frames=80), tmp_path / "pred"
+    on_disk_at_each_mask: list[int] = []
+    real_write = folder_mod.PredictionFolder.write
+
+    def write(self, *args, **kwargs):
+        on_disk_at_each_mask.append(len(list((out / "frames" / "clip").glob("*.jpg"))))
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(folder_mod.PredictionFolder, "write", write)
+    code, text = cli(["predict", trained_run, "--images", video, "--out", out, "--workers", "0", "--no-hflip"])
+    assert code == 0 and len(on_disk_at_each_mask) == 80, text
+    assert on_disk_at_each_mask[0] <= 8 + READ_AHEAD + 2 < 80, on_disk_at_each_mask
+    listed = json.loads((out / "images.json").read_text())["images"]
+    assert [i["frame_index"] for i in listed] == list(range(80))
+
+
+def test_a_video_stops_at_its_disk_budget_says_how_to_go_on_and_goes_on(trained_run, tmp_path, cli):
+    video, out = write_video(tmp_path / "clip.mp4", frames=20), tmp_path / "pred"
+    first = cv2.VideoCapture(str(video)).read()[1]
+    size = len(cv2.imencode(".jpg", first, [cv2.IMWRITE_JPEG_QUALITY, 95])[1])
+    args = ["predict", trained_run, "--images", video, "--out", out, "--workers", "0"]
+    code, text = cli([*args, "--max-disk", str(5.5 * size / 1e9)])  # about 5 frames
+    flat = " ".join(text.split())
+    assert code == 0 and "note: " in flat and "clip.mp4: stopped before frame" in flat, text
+    assert "budget of a video's frames (--max-disk); rerun with a larger --max-disk (0: no limit) to go on" in flat
+    kept = PredictionFolder(out).names()
+    assert 3 <= len(kept) <= 7 and kept == [f"clip/{i:06d}.jpg" for i in range(len(kept))]
+    on_disk = sum(p.stat().st_size for p in (out / "frames").rglob("*.jpg"))
+    assert on_disk <= 5.5 * size
+    code, text = cli([*args, "--max-disk", "0"])
+    flat = "".join(text.split())
+    assert code == 0 and f"'predicted':{20 - len(kept)},'skipped':{len(kept)}" in flat and "note:" not in text, text
+    assert len(PredictionFolder(out).names()) == 20

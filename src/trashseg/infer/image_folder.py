@@ -6,13 +6,15 @@ without annotations (file names relative to the folder or the pattern's fixed pa
 Raw photos are read upright by their EXIF orientation (``info.orientation: exif`` in the list; a dataset's pixels
 are used as stored, see ``trashseg.data.images``). A file that cannot be used (not an image, corrupt, over
 ``data.max_pixels``) never stops the folder: it is left out, and named at the end (``UnreadableImages``).
-A video file's kept frames become such photos first (``trashseg.infer.video``).
+A video file's kept frames become such photos as they are decoded (``trashseg.infer.video``).
 """
 
 from __future__ import annotations
 
 import glob
 import shutil
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +25,25 @@ from trashseg.errors import NoImagesFound, TrashsegError, UnreadableImages
 from trashseg.fileio import atomic_write_json, remove_stale_temps
 from trashseg.infer.folder import IMAGE_LIST, PredictionFolder
 from trashseg.infer.predict import Refiner, predict_split
-from trashseg.infer.video import FRAMES, VIDEO_SUFFIXES, FrameStride, extract_frames, is_video
+from trashseg.infer.video import (
+    FRAMES,
+    MAX_DISK_GB,
+    READ_AHEAD,
+    VIDEO_SUFFIXES,
+    Frame,
+    FrameReader,
+    FrameStride,
+    is_video,
+    read_ahead,
+)
 from trashseg.models.segmenter import InferenceModel
 from trashseg.paths import escape
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def _visible(path: Path, root: Path) -> bool:
+def visible(path: Path, root: Path) -> bool:
+    """No hidden part under `root`: hidden files are a writer's temporaries or a tool's own, never photos."""
     return not any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
@@ -55,7 +68,7 @@ def find_images(spec: str | Path, exclude: Path | None = None) -> tuple[Path, li
         for p in candidates
         if p.suffix.lower() in SUFFIXES
         and p.is_file()
-        and _visible(p, root)
+        and visible(p, root)
         and not (skip and p.resolve().is_relative_to(skip))
     )
     if not files:
@@ -157,74 +170,123 @@ def predict_images(
     device: str = "cpu",
     workers: int = 2,
     stride: FrameStride | None = None,
+    max_disk_gb: float = MAX_DISK_GB,
 ) -> dict:
-    """Predict every usable image of `spec` (a folder or pattern of photos, or a video's frames kept by `stride`)
-    into the prediction folder `out` (resumable, like a split; the options are ``predict_split``'s). Returns
-    predict's counts, ``unreadable`` ({file_name: reason}) for the files left out (see `unreadable_error`) and,
-    for a video that breaks off before its end, ``video_problem`` (its frames up to there are predicted)."""
+    """Predict every usable image of `spec` (a folder or pattern of photos, or a video's frames kept by `stride`,
+    at most `max_disk_gb` of them on disk: 0 for no limit) into the prediction folder `out` (resumable, like a
+    split; the options are ``predict_split``'s). Returns predict's counts, ``unreadable`` ({file_name: reason}) for
+    the files left out (see `unreadable_error`) and, for a video, ``video_problem`` when it breaks off before its
+    end (its frames up to there are predicted) and ``video_stopped`` when it stopped at the disk budget."""
+    options: dict[str, Any] = {
+        "save_probs": save_probs,
+        "refine": refine,
+        "objects": objects,
+        "min_area": min_area,
+        "device": device,
+        "workers": workers,
+        "skip_unreadable": True,
+    }
     created = not out.exists()
     try:
-        split, refused, problem = _listed(spec, out, model.classes, cfg, stride)
-        stats = predict_split(
-            model,
-            split,
-            out,
-            cfg=cfg.infer,
-            save_probs=save_probs,
-            refine=refine,
-            objects=objects,
-            min_area=min_area,
-            device=device,
-            workers=workers,
-            skip_unreadable=True,
-        )
-    finally:
-        if created and not PredictionFolder(out).names():
-            shutil.rmtree(out, ignore_errors=True)  # a run that wrote no mask leaves no folder behind
-    failed = stats["unreadable"]
-    if failed and out.exists():  # decoded badly after a good header: off the list, so crf / overlay never look
-        kept = [img for img in split.images if img["file_name"] not in failed]
-        atomic_write_json(split.path, {**read_json(split.path), "images": kept})
-    stats["unreadable"] = {**refused, **failed}
-    return {**stats, "video_problem": problem} if problem else stats
-
-
-def _listed(
-    spec: str | Path, out: Path, classes: list[str], cfg: Config, stride: FrameStride | None
-) -> tuple[CocoSplit, dict[str, str], str | None]:
-    """The split to predict (the photos of `spec`, or the frames of a video, written first), the files refused
-    from their header, and why a video broke off (None when it did not, or for photos)."""
-    if not is_video(spec):
+        if is_video(spec):
+            return _predict_video(model, Path(spec), out, cfg, stride or FrameStride(), max_disk_gb, options)
         if stride is not None:
             raise TrashsegError(
                 f"--every and --max-frames are for a video file; {spec} is not one ({', '.join(VIDEO_SUFFIXES)})"
             )
-        root, files = find_images(spec, out)
-        _check_same_job(out, None)
-        split, refused = list_images(
-            root,
-            files,
-            out,
-            classes,
-            max_pixels=cfg.data.max_pixels,
-            allow_external_links=cfg.data.allow_external_links,
-            info={"description": f"images listed by trashseg predict --images {spec}"},
-        )
-        return split, refused, None
-    video, stride = Path(spec), stride or FrameStride()
+        split, refused = _photos(spec, out, model.classes, cfg)
+        stats = predict_split(model, split, out, cfg=cfg.infer, **options)
+        _unlist(split, stats["unreadable"], out)
+        return {**stats, "unreadable": {**refused, **stats["unreadable"]}}
+    finally:
+        if created and not PredictionFolder(out).names():
+            shutil.rmtree(out, ignore_errors=True)  # a run that wrote no mask leaves no folder behind
+
+
+def _unlist(split: CocoSplit, failed: dict[str, str], out: Path) -> None:
+    """Images that decoded badly after a good header leave the list, so crf / overlay never look for them."""
+    if failed and out.exists():
+        kept = [img for img in split.images if img["file_name"] not in failed]
+        atomic_write_json(split.path, {**read_json(split.path), "images": kept})
+
+
+def _photos(spec: str | Path, out: Path, classes: list[str], cfg: Config) -> tuple[CocoSplit, dict[str, str]]:
+    """The split of the photos of `spec`, and the files refused from their header."""
+    root, files = find_images(spec, out)
+    _check_same_job(out, None)
+    return list_images(
+        root,
+        files,
+        out,
+        classes,
+        max_pixels=cfg.data.max_pixels,
+        allow_external_links=cfg.data.allow_external_links,
+        info={"description": f"images listed by trashseg predict --images {spec}"},
+    )
+
+
+def _predict_video(
+    model: InferenceModel,
+    video: Path,
+    out: Path,
+    cfg: Config,
+    stride: FrameStride,
+    max_disk_gb: float,
+    options: dict[str, Any],
+) -> dict:
+    """Predict a video's kept frames as they are decoded: in chunks that double in size (the first one batch, so
+    the first masks come out at once; doubling keeps the list's rewrites and predict's start-up to a logarithmic
+    count), while the next frames decode in a thread a bounded number ahead. ``images.json`` lists the frames
+    decoded so far after each chunk, so a folder stopped half-way is one like any other."""
     job = {"file": str(video.resolve()), "every": stride.every, "max_frames": stride.limit}
     _check_same_job(out, job)
     remove_stale_temps(out / FRAMES)  # frames a killed run left half-written
-    read = extract_frames(video, out / FRAMES, stride, cfg.data.max_pixels)
-    extra = {f.path: {"frame_index": f.index, "time": f.seconds} for f in read.frames}
-    split, refused = list_images(
-        out / FRAMES,
-        [f.path for f in read.frames],
-        out,
-        classes,
-        extra=extra,
-        max_pixels=cfg.data.max_pixels,
-        allow_external_links=cfg.data.allow_external_links,
-        info={"description": f"frames of {video} listed by trashseg predict --images", "video": job},
+    reader = FrameReader(
+        video, out / FRAMES, stride, cfg.data.max_pixels, int(max_disk_gb * 1e9) if max_disk_gb > 0 else None
     )
-    return split, refused, read.problem
+    frames: list[Frame] = []
+    failed: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    totals = {"predicted": 0, "skipped": 0, "seconds": 0.0}
+    split: CocoSplit | None = None
+    for chunk in _doubling(read_ahead(reader, READ_AHEAD), cfg.infer.batch_size):
+        frames += chunk
+        split, refused = list_images(
+            out / FRAMES,
+            [f.path for f in frames if f.path.relative_to(out / FRAMES).as_posix() not in failed],
+            out,
+            model.classes,
+            extra={f.path: {"frame_index": f.index, "time": f.seconds} for f in frames},
+            max_pixels=cfg.data.max_pixels,
+            allow_external_links=cfg.data.allow_external_links,
+            info={"description": f"frames of {video} listed by trashseg predict --images", "video": job},
+        )
+        new = {f.path.relative_to(out / FRAMES).as_posix() for f in chunk}
+        part = replace(split, images=[image for image in split.images if image["file_name"] in new])
+        stats = predict_split(model, part, out, cfg=cfg.infer, **options)
+        failed |= stats["unreadable"]
+        totals = {key: totals[key] + stats[key] for key in totals}
+    assert split is not None  # the reader raises VideoError when not one frame can be read
+    _unlist(split, failed, out)
+    seconds = totals["seconds"]
+    result = {
+        **totals,
+        "img_per_s": totals["predicted"] / seconds if totals["predicted"] and seconds else None,
+        "unreadable": {**refused, **failed},
+    }
+    problems = {"video_problem": reader.problem, "video_stopped": reader.stopped}
+    return {**result, **{key: text for key, text in problems.items() if text}}
+
+
+def _doubling(items: Iterator[Frame], first: int) -> Iterator[list[Frame]]:
+    """`items` in lists of `first`, then each as long as all before it together."""
+    chunk: list[Frame] = []
+    size, total = max(1, first), 0
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            total += len(chunk)
+            chunk, size = [], max(size, total)
+    if chunk:
+        yield chunk
