@@ -26,16 +26,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import cpu_model, update_section  # noqa: E402
 
 from trashseg.config import Config, CRFConfig, load_config  # noqa: E402
-from trashseg.data.coco import load_split  # noqa: E402
+from trashseg.data.coco import CocoSplit, load_split  # noqa: E402
 from trashseg.data.images import read_image  # noqa: E402
+from trashseg.data.masks import MaskCache  # noqa: E402
 from trashseg.infer.folder import PredictionFolder  # noqa: E402
 from trashseg.infer.image_folder import predict_images  # noqa: E402
 from trashseg.infer.predictor import Predictor  # noqa: E402
+from trashseg.metrics import COMPETITION_SIZE, ConfusionMeter, resize_nearest  # noqa: E402
 from trashseg.models.onnx import OnnxSegmenter, export_onnx  # noqa: E402
 from trashseg.models.segmenter import InferenceModel, Segmenter  # noqa: E402
 from trashseg.postprocess.crf import dense_crf  # noqa: E402
@@ -83,6 +86,38 @@ def disagreement(a: Path, b: Path) -> float:
         differ += int((ma != mb).sum())
         total += ma.size
     return differ / total
+
+
+def resize_miou(split: CocoSplit, cache_dir: Path) -> dict[str, dict[str, float]]:
+    """mIoU of either mask_resize for a perfect 256² model (each class's share of every network pixel: the
+    ground truth area-averaged to 256²) on every image of `split`: what the resize alone costs, free of a trained
+    model's errors. Scored at the image's size and at the competition's 256² (``evaluate``'s default)."""
+    cache = MaskCache(split, cache_dir)
+    n = len(split.classes)
+    meters = {(resize, size): ConfusionMeter(n) for resize in ("probs", "labels") for size in (0, COMPETITION_SIZE)}
+    for image in split.images:
+        truth = cache.get(image)
+        onehot = torch.from_numpy(np.eye(n, dtype=np.float32)[truth]).permute(2, 0, 1)[None]
+        probs = F.interpolate(onehot, size=(SIZE, SIZE), mode="area")
+        masks = {
+            "probs": F.interpolate(probs, size=truth.shape, mode="bilinear", align_corners=False)[0].argmax(0).numpy(),
+            "labels": cv2.resize(
+                probs[0].argmax(0).numpy().astype(np.uint8),
+                (truth.shape[1], truth.shape[0]),
+                interpolation=cv2.INTER_NEAREST_EXACT,
+            ),
+        }
+        for (resize, size), meter in meters.items():
+            mask = masks[resize]
+            meter.update(*((resize_nearest(mask, size), resize_nearest(truth, size)) if size else (mask, truth)))
+    return {
+        resize: {
+            "full size" if size == 0 else f"{size}²": meter.compute().miou
+            for (r, size), meter in meters.items()
+            if r == resize
+        }
+        for resize in ("probs", "labels")
+    }
 
 
 def engines(module: Segmenter, tmp: Path) -> dict[str, tuple[InferenceModel, bool]]:
@@ -213,6 +248,7 @@ def main() -> None:
         probs = Predictor(module, SIZE, cfg.infer).predict([cv2.resize(images[0], (SIZE, SIZE))])[0]
         crf = crf_rows(cv2.resize(images[0], (SIZE, SIZE)), probs)
         seconds, gib = ensemble_memory(tmp)
+        ideal = resize_miou(split, tmp / "masks")
     sizes = sorted({f"{img['width']}×{img['height']}" for img in chosen})
     text = "\n".join(
         [
@@ -231,6 +267,15 @@ def main() -> None:
             "| pixels differing |",
             "| --- | --- | ---: | ---: | ---: | ---: |",
             *rows,
+            "",
+            f"What `mask_resize` costs in mIoU, free of a model's errors: a perfect {SIZE}² model (the ground truth "
+            f"area-averaged to {SIZE}², as class probabilities) on all {len(split.images)} TrashCan val images "
+            "scores "
+            + "; ".join(
+                f"{where}: probs {ideal['probs'][where]:.4f}, labels {ideal['labels'][where]:.4f}"
+                for where in ideal["probs"]
+            )
+            + ".",
             "",
             f"Dense CRF (pydensecrf2) on one {SIZE}² image of 17-class probabilities from this model:",
             "",
