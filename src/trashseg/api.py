@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,24 +125,35 @@ class Model:
         self, photos: list[Photo], names: list[str], cfg: InferConfig, keep_probs: bool, min_area: int
     ) -> list[Result]:
         predictor = Predictor(self.network, self.network.image_size, cfg, device=self.device)
-        results = []
-        for start in range(0, len(photos), cfg.batch_size):  # decoded a batch at a time: a long list fits memory
-            batch = slice(start, start + cfg.batch_size)
-            images = [
+
+        def decode(batch: slice) -> list[np.ndarray]:
+            return [
                 photo_array(photo, name, self.max_pixels)
                 for photo, name in zip(photos[batch], names[batch], strict=True)
             ]
-            for image, p in zip(images, predictor.predict(images), strict=True):
-                mask = p.argmax(0).astype(np.uint8)
-                results.append(
-                    Result(
-                        image=image,
-                        mask=mask,
-                        classes=self.classes,
-                        probs=p if keep_probs else None,
-                        objects=find_objects(mask, self.classes, p, min_area=min_area),
+
+        batches = [slice(start, start + cfg.batch_size) for start in range(0, len(photos), cfg.batch_size)]
+        results: list[Result] = []
+        if not batches:
+            return results
+        # a batch at a time, so a long list fits memory; the next one decodes in a thread (Pillow releases the GIL)
+        # while the network runs on this one
+        with ThreadPoolExecutor(1, thread_name_prefix="decode") as pool:
+            ahead = pool.submit(decode, batches[0])
+            for following in [*batches[1:], None]:
+                images = ahead.result()
+                if following is not None:
+                    ahead = pool.submit(decode, following)
+                for image, found in zip(images, predictor.segment(images, probs=keep_probs, scores=True), strict=True):
+                    results.append(
+                        Result(
+                            image=image,
+                            mask=found.mask,
+                            classes=self.classes,
+                            probs=found.probs,
+                            objects=find_objects(found.mask, self.classes, min_area=min_area, scores=found.scores),
+                        )
                     )
-                )
         return results
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -59,17 +61,53 @@ def for_each_pending(
     finished: Callable[[Item], bool],
     compute: Callable[[list[Item]], Iterable[Result]],
     write: Callable[[Item, Result], None],
+    writers: int = 0,
 ) -> LoopStats:
     """Write ``compute(todo)``'s results, in order, for the `items` not `finished` yet.
 
     `compute` receives the whole list at once and yields one result per item, so it may batch (predict) or
-    pipeline over worker processes (CRF) as it likes; `write` stores one result, atomically.
+    pipeline over worker processes (CRF) as it likes; `write` stores one result, atomically. With `writers`, that
+    many threads write while `compute` goes on (`write` must then be thread-safe); an item counts on the bar
+    once its write has finished, and a failed write stops the loop with its error.
     """
     todo = [item for item in items if not finished(item)]
     start = time.perf_counter()
     with progress_bar() as bar:
         task = bar.add_task(label, total=len(todo), rate="-")
-        for count, (item, result) in enumerate(zip(todo, compute(todo), strict=True), start=1):
-            write(item, result)
+        pairs = zip(todo, compute(todo), strict=True)
+        written = _threaded(pairs, write, writers) if writers else _inline(pairs, write)
+        for count in written:
             bar.update(task, advance=1, rate=f"{count / (time.perf_counter() - start):.1f}")
     return LoopStats(done=len(todo), skipped=len(items) - len(todo), seconds=time.perf_counter() - start)
+
+
+def _inline(pairs: Iterable[tuple[Item, Result]], write: Callable[[Item, Result], None]) -> Iterator[int]:
+    """Each write in turn; yields the count written so far."""
+    for count, (item, result) in enumerate(pairs, start=1):
+        write(item, result)
+        yield count
+
+
+def _threaded(
+    pairs: Iterable[tuple[Item, Result]], write: Callable[[Item, Result], None], writers: int
+) -> Iterator[int]:
+    """Writes in a pool of `writers` threads (PNG encoding and fsync release the GIL), at most twice that many
+    results waiting, so memory stays bounded however far compute could run ahead; yields the count of writes
+    finished, in order."""
+    pending: deque[Future[None]] = deque()
+    count = 0
+    with ThreadPoolExecutor(writers, thread_name_prefix="write") as pool:
+        try:
+            for item, result in pairs:
+                pending.append(pool.submit(write, item, result))
+                while pending and (len(pending) > 2 * writers or pending[0].done()):
+                    pending.popleft().result()
+                    count += 1
+                    yield count
+            while pending:
+                pending.popleft().result()
+                count += 1
+                yield count
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # what waits in the queue is dropped; a rerun resumes it
+            raise

@@ -40,10 +40,12 @@ def find_objects(
     *,
     min_area: int = 0,
     connectivity: Connectivity = 8,
+    scores: np.ndarray | None = None,
 ) -> list[SegmentObject]:
     """The connected regions of every non-background class of `mask` (class ids, H×W) with at least `min_area`
     pixels, largest first (ties: by class, then top to bottom). `probs` (C×H×W, the mask's probabilities) give each
-    region's confidence."""
+    region's confidence, or `scores` (H×W, each pixel's probability of its mask class: the same confidences without
+    the other classes' maps, ``Predictor.segment``)."""
     if connectivity not in (4, 8):
         raise TrashsegError(f"connectivity {connectivity}: must be 4 or 8")
     if min_area < 0:
@@ -52,6 +54,8 @@ def find_objects(
         raise TrashsegError(
             f"probabilities of shape {probs.shape} do not match {len(classes)} classes and a mask of shape {mask.shape}"
         )
+    if scores is not None and scores.shape != mask.shape:
+        raise TrashsegError(f"scores of shape {scores.shape} do not match a mask of shape {mask.shape}")
     found = []
     for class_id in np.unique(mask).tolist():
         if 0 < class_id < len(classes):
@@ -59,7 +63,7 @@ def find_objects(
                 mask == class_id,
                 class_id,
                 classes[class_id],
-                None if probs is None else probs[class_id],
+                scores if probs is None else probs[class_id],
                 min_area,
                 connectivity,
             )

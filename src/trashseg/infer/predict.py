@@ -17,10 +17,12 @@ from trashseg.data.coco import CocoSplit
 from trashseg.errors import TrashsegError
 from trashseg.infer.folder import PredictionFolder
 from trashseg.infer.objects import find_objects
-from trashseg.infer.predictor import Predictor
+from trashseg.infer.predictor import Predictor, Segmentation
 from trashseg.models.segmenter import InferenceModel
 from trashseg.procs import die_with_parent
 from trashseg.progress import for_each_pending
+
+WRITERS = 4  # threads writing masks (and probabilities, objects) while the network computes the next batch
 
 
 class _Images(Dataset):
@@ -95,7 +97,14 @@ def predict_split(
             **model.info,
             "split": str(split.path.resolve()),
             "data_root": str(split.root.resolve()),
-            "tta": {"hflip": cfg.hflip, "vflip": cfg.vflip, "scales": cfg.scales, "mode": cfg.mode},
+            "tta": {
+                "hflip": cfg.hflip,
+                "vflip": cfg.vflip,
+                "scales": cfg.scales,
+                "mode": cfg.mode,
+                # masks resized as class ids are a different job; stated only then, so older folders still resume
+                **({"mask_resize": "labels"} if cfg.mask_resize == "labels" else {}),
+            },
             "crf": refine.settings if refine else None,
             "image_size": model.image_size,
             "objects": {"min_area": min_area, "connectivity": 8} if objects else None,
@@ -106,7 +115,7 @@ def predict_split(
     predictor = Predictor(model, model.image_size, cfg, device=device)
     unreadable: dict[str, str] = {}
 
-    def compute(todo: list[dict]) -> Iterator[tuple[np.ndarray, np.ndarray | None] | TrashsegError]:
+    def compute(todo: list[dict]) -> Iterator[Segmentation | TrashsegError]:
         loader = DataLoader(
             _Images(split, todo),
             batch_size=cfg.batch_size,
@@ -122,22 +131,24 @@ def predict_split(
             results = iter(predict_batch(images) if images else [])
             yield from (image if isinstance(image, TrashsegError) else next(results) for image in batch)
 
-    def predict_batch(images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        if save_probs or refine is not None or objects:  # objects' confidences need the probabilities
-            probs = predictor.predict(images)
-            if refine is not None:
-                probs = list(refine(zip(images, probs, strict=True)))
-            return [(p.argmax(0).astype(np.uint8), p) for p in probs]
-        # masks only: the argmax happens where the probabilities are (the GPU's memory, say)
-        return [(mask, None) for mask in predictor.predict_masks(images)]
+    def predict_batch(images: list[np.ndarray]) -> list[Segmentation]:
+        if refine is None:  # objects' confidences need only each pixel's own class's probability
+            return predictor.segment(images, probs=save_probs, scores=objects)
+        refined = refine(zip(images, predictor.predict(images), strict=True))
+        return [Segmentation(mask=p.argmax(0).astype(np.uint8), probs=p) for p in refined]
 
-    def write(image: dict, result: tuple[np.ndarray, np.ndarray | None] | TrashsegError) -> None:
+    def write(image: dict, result: Segmentation | TrashsegError) -> None:
+        """Runs in the writer threads: PNG encoding, objects and fsync overlap the network."""
         if isinstance(result, TrashsegError):  # only with skip_unreadable: compute raises it otherwise
             unreadable[image["file_name"]] = str(result)
             return
-        mask, probs = result
-        found = [o.to_dict() for o in find_objects(mask, model.classes, probs, min_area=min_area)] if objects else None
-        folder.write(image["file_name"], mask, probs if save_probs else None, found)
+        found = None
+        if objects:
+            found = [
+                o.to_dict()
+                for o in find_objects(result.mask, model.classes, result.probs, min_area=min_area, scores=result.scores)
+            ]
+        folder.write(image["file_name"], result.mask, result.probs if save_probs else None, found)
 
     stats = for_each_pending(
         split.images,
@@ -145,6 +156,7 @@ def predict_split(
         compute=compute,
         write=write,
         finished=lambda image: folder.done(image["file_name"], save_probs, objects),
+        writers=WRITERS,
     )
     predicted = stats.done - len(unreadable)
     return {
