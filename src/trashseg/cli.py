@@ -769,12 +769,21 @@ def serve(
         float | None, typer.Option(help="Seconds a client has to send its request line and headers.")
     ] = None,
     max_connections: Annotated[int | None, typer.Option(help="Open connections; more get 503.")] = None,
+    stream: Annotated[
+        str | None,
+        typer.Option(
+            "--stream",
+            help="Also predict a live source (camera index, RTSP/HTTP URL, video file, watched folder) and show "
+            "it at /stream: the overlay as MJPEG and its objects.",
+        ),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="cuda / cpu (default: cuda when present).")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Web demo: upload a photo, see its segmentation and class shares (also a JSON / PNG API at /predict,
-    /health and /ready for probes). The model loads once the server listens."""
+    /health and /ready for probes; with --stream, a live page at /stream). The model loads once the server
+    listens."""
     import uvicorn
 
     from trashseg.models.segmenter import checkpoint_of, has_model_file, load_model
@@ -799,6 +808,16 @@ def serve(
         failures.append(exc)
         server.should_exit = True
 
+    live = None
+    if stream is not None:
+        from trashseg.infer.stream import Stream, open_source
+        from trashseg.serve.live import LiveFeed
+
+        def feed(model: InferenceModel) -> Stream:
+            frames = open_source(stream, cfg.data.max_pixels)
+            return Stream(model, frames, infer=cfg.infer.over(model.infer), device=dev)
+
+        live = LiveFeed(feed)
     app = create_app(
         lambda: load_model(source, dev),
         infer=cfg.infer,
@@ -806,9 +825,12 @@ def serve(
         device=dev,
         max_pixels=cfg.data.max_pixels,
         on_load_failure=stop,
+        live=live,
     )
     server = uvicorn.Server(server_config(app, host, port, cfg.serve))
     console.print(f"trashseg serving {source} on http://{host}:{port}/  (API docs: /docs)")
+    if stream is not None:
+        console.print(f"live page of {stream}: http://{host}:{port}/stream", highlight=False)
     server.run()
     if failures:
         raise (

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from trashseg.config import MAX_PIXELS, TTA_ALIASES, TTA_FLIPS, InferConfig, ServeConfig, tta_of, tta_word
 from trashseg.data.images import ImageTooLarge, decode_image
@@ -34,6 +34,7 @@ from trashseg.infer.objects import find_objects
 from trashseg.infer.predictor import Predictor
 from trashseg.models.segmenter import InferenceModel
 from trashseg.serve.limits import BodyLimit
+from trashseg.serve.live import BOUNDARY, MAX_VIEWERS, PAGE as LIVE_PAGE, LiveFeed
 from trashseg.serve.pool import InferencePool, PoolFull
 
 log = logging.getLogger(__name__)
@@ -106,15 +107,23 @@ def request_tta(default: InferConfig, limits: ServeConfig, tta: str | None, scal
 class Served:
     """The model once loaded in the background, or why it is not (yet)."""
 
-    def __init__(self, load: Callable[[], InferenceModel], on_failure: Callable[[Exception], None] | None = None):
+    def __init__(
+        self,
+        load: Callable[[], InferenceModel],
+        on_failure: Callable[[Exception], None] | None = None,
+        live: LiveFeed | None = None,
+    ):
         self._load = load
         self._on_failure = on_failure
+        self.live = live
         self.model: InferenceModel | None = None
         self.error: str | None = None
 
     def load(self) -> None:
         try:
             self.model = self._load()
+            if self.live is not None:
+                self.live.start(self.model)
         except Exception as exc:  # noqa: BLE001 - any failure keeps /ready at 503 with its reason; /health lives on
             log.exception("the model failed to load")
             self.error = f"the model failed to load: {exc}"
@@ -223,18 +232,22 @@ def create_app(
     device: torch.device | str = "cpu",
     max_pixels: int = MAX_PIXELS,
     on_load_failure: Callable[[Exception], None] | None = None,
+    live: LiveFeed | None = None,
 ) -> FastAPI:
     """`load` runs in a background thread once the server starts (``/ready`` turns 200 when it returns; if it
     raises, ``/ready`` stays 503 with the reason and `on_load_failure` gets the error, e.g. to stop the server);
-    `max_pixels` (data.max_pixels) refuses uploads by their header's size, before decoding them."""
+    `max_pixels` (data.max_pixels) refuses uploads by their header's size, before decoding them. With `live`, the
+    stream it runs once the model has loaded is shown at ``/stream`` (``trashseg.serve.live``)."""
     limits = serve or ServeConfig()
-    served = Served(load, on_load_failure)
+    served = Served(load, on_load_failure, live)
     pool = InferencePool(limits.workers, limits.queue)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         threading.Thread(target=served.load, name="trashseg-load", daemon=True).start()
         yield
+        if live is not None:
+            live.stop()
         pool.shutdown()
 
     app = FastAPI(title="trashseg", description="Segmentation of recycling waste, pixel by pixel.", lifespan=lifespan)
@@ -243,6 +256,9 @@ def create_app(
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
         return resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
+
+    if live is not None:
+        _live_routes(app, live)
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -306,3 +322,22 @@ def create_app(
             raise model_failure(name, exc) from None
 
     return app
+
+
+def _live_routes(app: FastAPI, live: LiveFeed) -> None:
+    """``/stream`` (the page), ``/stream.mjpg`` (the overlay as MJPEG), ``/stream/latest.json`` (the newest
+    frame's objects and the stream's counts)."""
+
+    @app.get("/stream", response_class=HTMLResponse)
+    def stream_page() -> str:
+        return LIVE_PAGE
+
+    @app.get("/stream.mjpg")
+    def stream_video() -> StreamingResponse:
+        if not live.viewer():
+            raise HTTPException(503, f"{MAX_VIEWERS} viewers already watch this stream", headers={"Retry-After": "30"})
+        return StreamingResponse(live.frames(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+
+    @app.get("/stream/latest.json")
+    def stream_latest() -> dict[str, Any]:
+        return live.latest()
