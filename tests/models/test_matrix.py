@@ -16,7 +16,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.onnx import OnnxExporterError
 
 from trashseg.config import ModelConfig, load_config
 from trashseg.models import create_model, list_archs
@@ -33,32 +32,11 @@ DEFAULT_ENCODER: tuple[str, dict[str, Any]] = (ModelConfig().encoder, {})
 # PAN halves its stride-16 feature three more times, so it needs 128 px.
 SIZES: dict[str, tuple[int, int]] = {"PAN": (128, 160)}
 DEFAULT_SIZES = (64, 96)
-# Architectures the ONNX exporter refuses, with the reason; strict and limited to the exporter's own error, so a
-# fix (an unexpected pass) or any other failure turns the test red.
-ONNX_XFAIL: dict[str, str] = {
-    "DPT": "timm's dynamic_img_size resamples the ViT position embeddings with antialiased bicubic interpolation "
-    "(aten::_upsample_bicubic2d_aa), which the TorchScript ONNX exporter (opset 17) cannot export",
-    **dict.fromkeys(
-        ["PSPNet", "UPerNet"],
-        "the pyramid pooling module's adaptive_avg_pool2d to 2, 3 and 6 bins "
-        "cannot be exported with dynamic height and width (TorchScript exporter: input size not "
-        "accessible), so `trashseg export` fails for these architectures",
-    ),
-}
 
 
 def _model_config(arch: str) -> ModelConfig:
     encoder, params = ENCODER.get(arch, DEFAULT_ENCODER)
     return ModelConfig(arch=arch, encoder=encoder, weights=None, params=params)
-
-
-def _onnx_params() -> list[Any]:
-    params: list[Any] = []
-    for arch in list_archs():
-        reason = ONNX_XFAIL.get(arch)
-        xfail = pytest.mark.xfail(reason=reason, raises=OnnxExporterError, strict=True)
-        params.append(pytest.param(arch, marks=xfail) if reason else arch)
-    return params
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +68,7 @@ def test_forward_backward_at_two_sizes(arch: str) -> None:
         assert first_conv.weight.grad is not None and first_conv.weight.grad.abs().sum() > 0, size
 
 
-@pytest.mark.parametrize("arch", _onnx_params())
+@pytest.mark.parametrize("arch", list_archs())
 def test_onnx_export_matches_pytorch_at_two_sizes(arch: str, tmp_path: Path) -> None:
     """`trashseg export`'s path (uint8 NHWC in, normalisation baked in, dynamic batch and size): ONNX Runtime's
     probabilities equal PyTorch's at the export size and at another size, as predict's TTA scales need."""
