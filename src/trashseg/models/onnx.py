@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import torch
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from torch.onnx.symbolic_helper import parse_args
 
 from trashseg.config import InferConfig, check_class_names, hw, parse_size, validate_as
@@ -153,8 +153,15 @@ def _none(g: Any) -> Any:
     return value
 
 
+def _bounded_size(value: object) -> int | tuple[int, int]:
+    """S or [H, W] (parse_size's one message for both spellings), each side at most MAX_SIDE."""
+    size = parse_size(value, floor=1)
+    if max(hw(size)) > MAX_SIDE:
+        raise ValueError(f"each side at most {MAX_SIDE} (the size predict feeds the network); got {value!r}")
+    return size
+
+
 ClassName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CLASS_NAME)]
-Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
 
 
 class OnnxMeta(BaseModel):
@@ -165,16 +172,9 @@ class OnnxMeta(BaseModel):
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     classes: Annotated[list[ClassName], AfterValidator(check_class_names)]
-    image_size: Side | tuple[Side, Side]  # S or [H, W], as augment.image_size
+    image_size: Annotated[int | tuple[int, int], BeforeValidator(_bounded_size)]  # as augment.image_size
     infer: dict[str, Any] = Field(default_factory=dict)  # the run's test-time settings, checked as an InferConfig
     val_miou: float | None = Field(None, ge=0, le=1)
-
-    @field_validator("image_size", mode="before")
-    @classmethod
-    def _one_message(cls, value: object) -> object:
-        """parse_size's one message for both spellings, instead of pydantic's one per branch of the union."""
-        parse_size(value, floor=1)
-        return value
 
 
 class ClassCountMismatch(TrashsegError):
