@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
-from torch.onnx.symbolic_helper import parse_args
+from torch.onnx.symbolic_helper import parse_args  # (v: a graph value, is: constant ints, b: a constant bool)
 
 from trashseg.config import InferConfig, check_class_names, hw, parse_size, validate_as
 from trashseg.errors import ModelNotFoundError, TrashsegError, require_extra
@@ -22,7 +22,7 @@ from trashseg.fileio import atomic_write_json, atomic_write_with
 OPSET = 18
 # Each side of the meta's image_size. The predictor feeds image_size × its TTA scales (up to 2 in recipes) and keeps
 # one float32 probability map per class and view: at 4096² and 11 classes that is already 0.7 GB per image at
-# scale 1, 2.8 GB at scale 2, beside the network's own activations. No recipe trains above 1024; a larger value
+# scale 1, 3 GB at scale 2, beside the network's own activations. No recipe trains above 512; a larger value
 # is a corrupt or hostile file (60000 would ask for 10.8 GB of input alone per image at scale 1).
 MAX_SIDE = 4096
 MAX_CLASS_NAME = 100  # characters of one class name: names are shown in tables, legends and the web page
