@@ -81,6 +81,7 @@ RECIPES = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"
 # The Swin recipes with a 2-block, 32-channel Swin (timm arguments): the same architecture, window, training size
 # and dynamic size as shipped, which their full encoders (88M and 197M parameters) take minutes to export with.
 SHRUNK_SWIN = ["model.params.depths=[1,1,2,1]", "model.params.embed_dim=32", "model.params.num_heads=[1,2,4,8]"]
+SATURATED = 1e3  # logits this large make the softmax one-hot (see _assert_onnx_matches_pytorch)
 SMALL_RECIPES = [r for r in RECIPES if r.stem.startswith("small_cpu")]
 SWIN_RECIPES = [r for r in RECIPES if r.stem.startswith("upernet_swin")]
 
@@ -101,15 +102,12 @@ def test_swin_recipe_shrunk_exports_and_matches_pytorch(recipe: Path, tmp_path: 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", [r for r in RECIPES if r not in SMALL_RECIPES], ids=lambda p: p.stem)
 def test_every_large_recipe_exports_and_matches_pytorch(recipe: Path, tmp_path: Path) -> None:
-    """Their own encoders at full size (ImageNet-sized networks: minutes each on 2 cores). ONNX Runtime's float32
-    kernels (batch norms folded into the convolutions) round differently from PyTorch's, and the difference grows
-    with depth: random FCN-R101 (101 dilated layers, logits up to 1e4) measured 1.3e-3 in probability at 64 px."""
+    """Their own encoders at full size (ImageNet-sized networks: minutes each on 2 cores)."""
     config = load_config(recipe, ["model.weights=null"])
-    sizes = SIZES.get(config.model.arch, DEFAULT_SIZES)
-    _assert_onnx_matches_pytorch(config, sizes, tmp_path / "model.onnx", tolerance=2e-3)
+    _assert_onnx_matches_pytorch(config, SIZES.get(config.model.arch, DEFAULT_SIZES), tmp_path / "model.onnx")
 
 
-def _assert_onnx_matches_pytorch(config: Config, sizes: tuple[int, int], path: Path, tolerance: float = 1e-4) -> None:
+def _assert_onnx_matches_pytorch(config: Config, sizes: tuple[int, int], path: Path) -> None:
     """`trashseg export`'s path (uint8 NHWC in, normalisation baked in, dynamic batch and size): ONNX Runtime's
     probabilities equal PyTorch's at the export size and at another size, as predict's TTA scales need."""
     torch.manual_seed(0)
@@ -124,7 +122,10 @@ def _assert_onnx_matches_pytorch(config: Config, sizes: tuple[int, int], path: P
             reference = module(images)
         logits = onnx_model(images)
         assert logits.shape == (2, config.data.num_classes, size, size), size
-        # the project's export check (probabilities), and logits too: a random model's softmax may saturate
-        assert float((logits.softmax(1) - reference.softmax(1)).abs().max()) < tolerance, size
+        # the project's export check (probabilities), and logits too: a random model's softmax may saturate. A
+        # random FCN-R101's logits reach 1e4: its softmax is one-hot but at near ties, where float32 rounding of
+        # the logits (1e-6 of them) flips it, so only its logits are compared
         scale = max(1.0, float(reference.abs().max()))
-        assert float((logits - reference).abs().max()) < tolerance * scale, (size, scale)
+        if scale < SATURATED:
+            assert float((logits.softmax(1) - reference.softmax(1)).abs().max()) < 1e-4, size
+        assert float((logits - reference).abs().max()) < 1e-4 * scale, (size, scale)
