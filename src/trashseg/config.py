@@ -70,6 +70,18 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+def check_class_names(v: list[str]) -> list[str]:
+    """A model's class list, as data.classes and an exported model's meta give it."""
+    if len(v) < 2:
+        raise ValueError("needs at least 2 classes (index 0 = background)")
+    if len(v) > 255:  # first: the duplicate search below is quadratic
+        raise ValueError("at most 255 classes (masks are uint8, 255 = ignore)")
+    if len(set(v)) != len(v):
+        dup = sorted({c for c in v if v.count(c) > 1})
+        raise ValueError(f"duplicate class names {dup}")
+    return v
+
+
 class DataConfig(Section):
     """Where the dataset lives and how its COCO files map onto class indices."""
 
@@ -91,14 +103,7 @@ class DataConfig(Section):
     @field_validator("classes")
     @classmethod
     def _classes_valid(cls, v: list[str]) -> list[str]:
-        if len(v) < 2:
-            raise ValueError("needs at least 2 classes (index 0 = background)")
-        if len(set(v)) != len(v):
-            dup = sorted({c for c in v if v.count(c) > 1})
-            raise ValueError(f"duplicate class names {dup}")
-        if len(v) > 255:
-            raise ValueError("at most 255 classes (masks are uint8, 255 = ignore)")
-        return v
+        return check_class_names(v)
 
     @property
     def num_classes(self) -> int:
