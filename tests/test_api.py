@@ -27,7 +27,7 @@ def _photo(h: int = 40, w: int = 56, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model(trained_run: Path) -> trashseg.Model:
-    return trashseg.load(trained_run, device="cpu")
+    return trashseg.load(trained_run, device="cpu", infer=InferConfig(engine="torch"))  # fp32: the reference
 
 
 def test_readme_snippet_runs_verbatim(trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,10 +4,11 @@
     model = trashseg.load("runs/unet_r18")           # a run folder, a .ckpt or an exported .onnx
     result = model.predict("photo.jpg", tta="flip")  # a path, a PIL image or an H×W×3 uint8 array; a list → a list
 
-A façade over the stages the CLI runs: ``models.load_model`` opens the model, the ``infer`` Predictor does the TTA
-(the same probabilities as ``trashseg predict``), ``infer.objects`` finds the objects and ``analysis.overlays``
-colours the overlay. Photos are taken as a camera means them: EXIF orientation is applied (unlike the COCO
-datasets, whose annotations describe the stored pixels), so the mask lines up with the photo as it is displayed.
+A façade over the stages the CLI runs: ``models.engines.load_engine`` opens the model (on the engine
+``infer.engine`` picks), the ``infer`` Predictor does the TTA (the same probabilities as ``trashseg predict``),
+``infer.objects`` finds the objects and ``analysis.overlays`` colours the overlay. Photos are taken as a camera
+means them: EXIF orientation is applied (unlike the COCO datasets, whose annotations describe the stored pixels),
+so the mask lines up with the photo as it is displayed.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from trashseg.data.images import ImageError, check_pixels
 from trashseg.errors import TrashsegError
 from trashseg.infer.objects import SegmentObject, find_objects
 from trashseg.infer.predictor import Predictor
-from trashseg.models.segmenter import InferenceModel, load_model
+from trashseg.models.engines import load_engine
+from trashseg.models.segmenter import InferenceModel
 
 Photo = str | os.PathLike | Image.Image | np.ndarray
 
@@ -161,7 +163,7 @@ def load(path: str | os.PathLike, *, device: str | None = None, infer: InferConf
     """A run folder (its best checkpoint), a ``.ckpt`` or an exported ``.onnx``, ready to predict on `device`
     (default: CUDA when present). Raises ``ModelNotFoundError`` when there is no model at `path`."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return Model(load_model(path, device), device=device, infer=infer)
+    return Model(load_engine(path, device, infer), device=device, infer=infer)
 
 
 def photo_array(photo: Photo, name: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -415,6 +415,7 @@ def predict(
     from trashseg.infer.image_folder import find_images, predict_images, unreadable_error
     from trashseg.infer.predict import predict_split
     from trashseg.infer.video import MAX_DISK_GB, FrameStride, check_video, is_video
+    from trashseg.models.engines import select_engine
     from trashseg.models.segmenter import load_model
     from trashseg.postprocess.crf import DenseCRF
 
@@ -431,9 +432,10 @@ def predict(
 
         require_crf()  # a missing extra is named before the model loads
     dev = _device(device)
-    model = load_model(source, dev)
+    model: InferenceModel = load_model(source, dev)
     cfg = _config(config, set_, data, model.classes)
     _infer_cfg(cfg, *_flips(tta, hflip, vflip), scales, model)
+    model = select_engine(model, cfg.infer.engine, dev)
     options: dict[str, Any] = {  # the same for a split and for photos
         "save_probs": save_probs,
         "refine": DenseCRF(cfg.crf) if crf else None,
@@ -445,7 +447,9 @@ def predict(
     if images is not None:
         budget = MAX_DISK_GB if max_disk is None else max_disk
         stats = predict_images(model, images, out, cfg=cfg, stride=stride, max_disk_gb=budget, **options)
-        shown = {k: v for k, v in stats.items() if k not in ("unreadable", "video_problem", "video_stopped")}
+        shown = {"engine": model.info["engine"]} | {
+            k: v for k, v in stats.items() if k not in ("unreadable", "video_problem", "video_stopped")
+        }
         console.print(f"{out}: {shown}", soft_wrap=True)  # one line, whatever the terminal's width: scripts grep it
         if "video_stopped" in stats:
             console.print(f"[yellow]note:[/yellow] {escape(stats['video_stopped'])}", highlight=False)
@@ -455,7 +459,7 @@ def predict(
             raise VideoError(f"{stats['video_problem']}; the frames before it are predicted in {out}")
         return
     stats = predict_split(model, _load(cfg, split), out, cfg=cfg.infer, **options)
-    console.print(f"{out}: {stats}", soft_wrap=True)
+    console.print(f"{out}: { ({'engine': model.info['engine']} | stats) }", soft_wrap=True)
 
 
 @app.command()
@@ -734,6 +738,16 @@ def export(
     out: Annotated[
         Path | None, typer.Option(help="Output file (default RUN/model.onnx), or folder for safetensors (RUN).")
     ] = None,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Also write an int8 model beside it (OUT with .int8.onnx), calibrated on training images, and "
+            "score both on the run's val split (the mIoUs go into its JSON).",
+        ),
+    ] = False,
+    calib: Annotated[int, typer.Option(min=1, help="With --int8: training images to calibrate on.")] = 64,
+    data: Annotated[Path | None, typer.Option(help="With --int8: dataset root (default: the run's).")] = None,
 ) -> None:
     """Export to ONNX (uint8 NHWC in, logits out, dynamic batch/size) and report parity with PyTorch; or write the
     model file of a run trained before runs wrote it."""
@@ -744,7 +758,7 @@ def export(
         return
     if format != "onnx":
         raise TrashsegError(f"--format {format!r}: choose onnx or safetensors")
-    console.print(export_run(run, out))
+    console.print(export_run(run, out, int8=int8, calib=calib, data_root=data))
 
 
 @app.command()
@@ -786,7 +800,8 @@ def serve(
     listens."""
     import uvicorn
 
-    from trashseg.models.segmenter import checkpoint_of, has_model_file, load_model
+    from trashseg.models.engines import load_engine
+    from trashseg.models.segmenter import checkpoint_of, has_model_file
     from trashseg.serve.app import create_app
     from trashseg.serve.limits import server_config
 
@@ -819,7 +834,7 @@ def serve(
 
         live = LiveFeed(feed)
     app = create_app(
-        lambda: load_model(source, dev),
+        lambda: load_engine(source, dev, cfg.infer),
         infer=cfg.infer,
         serve=cfg.serve,
         device=dev,

@@ -257,6 +257,10 @@ class InferConfig(Section):
     # cheaper on CPU, but coarser at class borders: a perfect 256² model on TrashCan val scores mIoU 0.980 with
     # "probs" and 0.941 with "labels" (docs/benchmarks.md), so "probs" stays the default. One scale, resize mode only.
     mask_resize: Literal["probs", "labels"] = "probs"
+    # what runs the network: torch (fp32), torch-bf16 (bf16 autocast), onnx (ONNX Runtime fp32: the .onnx given,
+    # or the run's model.onnx), onnx-int8 (its int8 model from `export --int8`); auto: the fastest of those this
+    # machine and model offer (models.engines.AUTO_ORDER, measured in docs/benchmarks.md)
+    engine: Literal["auto", "torch", "torch-bf16", "onnx", "onnx-int8"] = "auto"
 
     @field_validator("scales")
     @classmethod

@@ -94,6 +94,7 @@ def test_page_and_info(client):
     assert info["classes"][0] == "Background" and len(info["classes"]) == 11 and info["tta"]["hflip"] is True
     assert len(info["colors"]) == 11 and info["colors"][0] == "#000000"
     assert info["tta"]["name"] == "hflip" and info["limits"]["tta"] == ["hflip", "none"]
+    assert info["engine"] == "torch"  # which engine runs the network (infer.engine)
 
 
 def test_the_models_own_infer_section_is_the_default_and_what_the_server_states_wins():

@@ -175,6 +175,8 @@ class OnnxMeta(BaseModel):
     image_size: Annotated[int | tuple[int, int], BeforeValidator(_bounded_size)]  # as augment.image_size
     infer: dict[str, Any] = Field(default_factory=dict)  # the run's test-time settings, checked as an InferConfig
     val_miou: float | None = Field(None, ge=0, le=1)
+    checkpoint: str | None = Field(None, max_length=4096)  # what it was exported from (models.engines matches it)
+    quantization: dict[str, Any] | None = None  # how `export --int8` made it; None for an fp32 export
 
 
 class ClassCountMismatch(TrashsegError):
@@ -220,6 +222,7 @@ class OnnxSegmenter:
         self.info: dict[str, Any] = {
             "source": str(self.path.resolve()),
             "runtime": "onnxruntime",
+            "engine": "onnx-int8" if self.meta.quantization is not None else "onnx",  # export --int8 records how
             "val_miou": self.meta.val_miou,
         }
 

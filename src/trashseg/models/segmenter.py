@@ -120,6 +120,7 @@ class Segmenter(nn.Module):
         segmenter.info = {
             "source": str(path.resolve()),
             "runtime": "torch",
+            "engine": "torch",
             "val_miou": _run_val_miou(path),
             "arch": config.model.arch,
             "encoder": config.model.encoder,
