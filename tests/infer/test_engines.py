@@ -20,7 +20,7 @@ from trashseg.infer.export import export_run
 from trashseg.infer.folder import PredictionFolder
 from trashseg.models.engines import ENGINES, native_bf16, native_int8, select_engine
 from trashseg.models.onnx import OnnxSegmenter
-from trashseg.models.segmenter import checkpoint_of, load_model
+from trashseg.models.segmenter import load_model
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_an_int8_model_predicts_masks_through_predict_and_the_api(int8_export, s
     assert code == 0, text
     assert "'engine': 'onnx-int8'" in text  # the summary says which engine ran
     folder = PredictionFolder(tmp_path / "pred")
-    assert folder.meta()["engine"] == "onnx-int8"
+    assert folder.meta().engine == "onnx-int8"
     names = [i["file_name"] for i in json.loads((sample_data / "val.json").read_text())["images"]]
     assert folder.names() == sorted(names) and folder.mask(names[0]).shape == (128, 128)
     model = trashseg.load(int8, device="cpu")
@@ -78,13 +78,13 @@ def test_auto_prefers_the_int8_model_beside_an_fp32_one_unless_told(int8_export,
     assert trashseg.load(fp32, device="cpu", infer=InferConfig(engine="onnx-int8")).info["engine"] == "onnx-int8"
     code, text = cli(predict_val(fp32, sample_data, tmp_path / "pred", "--set", "infer.engine=onnx"))
     assert code == 0, text
-    assert PredictionFolder(tmp_path / "pred").meta()["engine"] == "onnx"
+    assert PredictionFolder(tmp_path / "pred").meta().engine == "onnx"
 
 
 def test_auto_picks_an_engine_the_run_offers_and_records_it(trained_run, sample_data, tmp_path, cli) -> None:
     code, text = cli(predict_val(trained_run, sample_data, tmp_path / "pred"))
     assert code == 0, text
-    engine = PredictionFolder(tmp_path / "pred").meta()["engine"]
+    engine = PredictionFolder(tmp_path / "pred").meta().engine
     assert engine == ("torch-bf16" if native_bf16("cpu") else "torch")  # the run has no ONNX export of its own
     assert f"'engine': '{engine}'" in text
 
@@ -97,7 +97,7 @@ def test_a_run_offers_its_own_exports_while_they_are_current(trained_run: Path, 
     assert select_engine(torch_model, "onnx", "cpu").info["engine"] == "onnx"
     assert select_engine(torch_model, "auto", "cpu").info["engine"] == "onnx"
     later = (run / "model.onnx").stat().st_mtime + 60
-    os.utime(checkpoint_of(run), (later, later))  # trained further after the export: it no longer stands in
+    os.utime(run / "model.safetensors", (later, later))  # trained further after the export: it no longer stands in
     with pytest.raises(TrashsegError, match=r"infer.engine=onnx: no ONNX model of .*older than the checkpoint"):
         select_engine(torch_model, "onnx", "cpu")
     assert select_engine(torch_model, "auto", "cpu").info["engine"] in ("torch", "torch-bf16")

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trashseg.config import hw
+from trashseg.config import hw, load_config
 from trashseg.data.coco import load_named_split
 from trashseg.data.masks import mask_cache
 from trashseg.fileio import atomic_write_json
@@ -49,8 +49,15 @@ def export_run(
     diff = float((reference - onnx_probs).abs().max())
     result: dict[str, Any] = {"onnx": str(out), "max_abs_prob_diff": diff, "parity_batch": batch}
     if int8:
-        result |= _export_int8(model, out, meta, calib, data_root)
+        result |= _export_int8(model, out, meta, calib, data_root or _trained_on(run))
     return result
+
+
+def _trained_on(run: Path) -> Path | None:
+    """The dataset a run was trained on, from its ``config.yaml`` (a model file leaves machine paths out)."""
+    folder = run if run.is_dir() else run.parent.parent
+    recorded = folder / "config.yaml"
+    return load_config(recorded).data.root if recorded.is_file() else None
 
 
 def _export_int8(model: Segmenter, fp32: Path, meta: dict, calib: int, data_root: Path | None) -> dict[str, Any]:

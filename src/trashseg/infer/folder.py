@@ -76,6 +76,7 @@ class PredictionMeta(BaseModel):
 
     classes: list[Name] = Field(min_length=2, max_length=IGNORE_INDEX)  # class ids are 8-bit, 255 = ignore
     source: PathText | None = None  # a checkpoint, an ONNX file, "ensemble", or the folder a CRF refined
+    engine: str | None = Field(None, max_length=32)  # what ran the network (infer.engine), when recorded
     split: PathText | None = None  # the COCO file predicted (resolved), images.json for photos
     data_root: PathText | None = None
     has_probs: bool = False

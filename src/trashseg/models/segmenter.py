@@ -159,6 +159,7 @@ class Segmenter(nn.Module):
         segmenter.info = {
             "source": str(folder.resolve()),
             "runtime": "torch",
+            "engine": "torch",
             "val_miou": val_miou if isinstance(val_miou, (int, float)) else None,
             "arch": config.model.arch,
             "encoder": config.model.encoder,
