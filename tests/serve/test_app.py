@@ -138,10 +138,11 @@ def test_a_model_that_fails_to_load_keeps_ready_at_503_with_the_reason():
         assert client.get("/info").json()["detail"] == "the model failed to load: x.ckpt"
 
 
-def test_info_names_the_checkpoint_without_its_folders(client, trained_run):
-    """Issue 16.9: visitors learn which model answers, not where the server keeps its files."""
+def test_info_names_the_model_without_its_folders(client, trained_run):
+    """Issue 16.9: visitors learn which model answers, not where the server keeps its files (a run's model file:
+    the run's name)."""
     info = client.get("/info")
-    assert info.json()["source"] == "best.ckpt" and str(trained_run) not in info.text
+    assert info.json()["source"] == trained_run.name and str(trained_run.parent) not in info.text
 
 
 def test_predict_returns_shares_overlay_and_mask_of_the_uploaded_image(client, sample_data):
@@ -209,8 +210,8 @@ def test_each_request_may_choose_its_tta_within_the_servers_limits(client, model
         expected = Predictor(model, model.image_size, cfg).predict_masks([image])[0]
         assert np.array_equal(mask(query), expected), query
     refused = {
-        "tta=hvflip": "tta=hvflip: not allowed on this server (allowed: flip, none; serve.tta)",
-        "tta=rot90": "tta='rot90': unknown; one of none, flip, vflip, hvflip",
+        "tta=hvflip": "tta=hvflip: not allowed on this server (allowed: hflip, none; serve.tta)",
+        "tta=rot90": "tta='rot90': unknown; one of none, hflip, vflip, hvflip (flip = hflip)",
         "scales=1,1.25,1.5": "scales=1,1.25,1.5: 3 scales, over this server's limit of 2 (serve.max_scales)",
         "scales=3": "scales=3: each must be > 0 and at most 1.5 (serve.max_scale)",
         "scales=nan": "scales=nan: each must be > 0 and at most 1.5 (serve.max_scale)",

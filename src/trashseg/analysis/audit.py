@@ -46,6 +46,7 @@ from trashseg.draw import Color, blend, class_colors
 from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_write_json, atomic_write_text, read_json_bounded
 from trashseg.infer.folder import PredictionFolder
+from trashseg.models.segmenter import has_model_file, run_folder
 from trashseg.progress import progress_bar
 
 KINDS = ("class", "background", "unlabelled", "duplicate")
@@ -455,7 +456,7 @@ def _trained_on(checkpoint: str, data_root: Path) -> set[str] | None:
     (an ONNX model, a moved run). A relative data.root is tried as given, then the audited dataset's root."""
     from trashseg.config import load_config
 
-    config = Path(checkpoint).parent.parent / "config.yaml"
+    config = run_folder(checkpoint) / "config.yaml"
     if not config.is_file():
         return None
     data = load_config(config).data
@@ -474,7 +475,8 @@ def leakage_warnings(pred: str | Path, split: CocoSplit) -> list[str]:
     out = []
     for source, predicted in _sources(PredictionFolder(pred)):
         judged = predicted & audited
-        trained = _trained_on(source, split.root) if source and source.endswith(".ckpt") else None
+        trainable = source and (source.endswith(".ckpt") or has_model_file(Path(source)))
+        trained = _trained_on(source, split.root) if trainable else None
         if trained is None:
             out.append(
                 f"cannot tell which images {source or pred} trained on (no run config.yaml beside it): if it "

@@ -32,6 +32,7 @@ from trashseg.errors import TrashsegError
 from trashseg.fileio import atomic_write_json, atomic_write_text, make_folder
 from trashseg.infer.folder import PredictionFolder
 from trashseg.metrics import COMPETITION_SIZE, SegScores, confusion_matrix, resize_nearest, scores_from_confusion
+from trashseg.models.segmenter import has_model_file, run_folder
 from trashseg.progress import progress_bar
 
 WORST = 12
@@ -141,10 +142,8 @@ def source_runs(folder: PredictionFolder, seen: set[Path] | None = None) -> list
         if src in seen:
             continue
         seen.add(src)
-        if src.suffix == ".ckpt":
-            runs.append(src.parent.parent)
-        elif src.suffix == ".onnx":
-            runs.append(src.parent)
+        if src.suffix in (".ckpt", ".onnx") or has_model_file(src):
+            runs.append(run_folder(src))
         elif (src / "meta.json").is_file():
             runs += source_runs(PredictionFolder(src), seen)
     return [r for r in dict.fromkeys(runs) if (r / "history.jsonl").is_file()]

@@ -243,6 +243,15 @@ def _run_val_miou(ckpt: Path) -> float | None:
     return json.loads(path.read_text())["best"]["miou"] if path.exists() else None
 
 
+def run_folder(source: str | os.PathLike[str]) -> Path:
+    """The folder a model's files sit in, from its ``info["source"]``: a model folder (or a run's model file) is
+    its own, a checkpoint's run is two folders up (``<run>/checkpoints/x.ckpt``), an ONNX file's holds it."""
+    path = Path(source)
+    if path.is_dir():
+        return path
+    return path.parent.parent if path.suffix == ".ckpt" else path.parent
+
+
 def has_model_file(folder: Path) -> bool:
     return (folder / MODEL_CARD).is_file()
 

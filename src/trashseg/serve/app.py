@@ -125,7 +125,10 @@ class Served:
             if self.live is not None:
                 self.live.start(self.model)
         except Exception as exc:  # noqa: BLE001 - any failure keeps /ready at 503 with its reason; /health lives on
-            log.exception("the model failed to load")
+            if isinstance(exc, TrashsegError):  # a named error says all: no traceback in the log
+                log.error("the model failed to load: %s", exc)
+            else:
+                log.exception("the model failed to load")
             self.error = f"the model failed to load: {exc}"
             if self._on_failure is not None:
                 self._on_failure(exc)
