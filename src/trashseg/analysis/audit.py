@@ -475,8 +475,8 @@ def leakage_warnings(pred: str | Path, split: CocoSplit) -> list[str]:
     out = []
     for source, predicted in _sources(PredictionFolder(pred)):
         judged = predicted & audited
-        trainable = source and (source.endswith(".ckpt") or has_model_file(Path(source)))
-        trained = _trained_on(source, split.root) if trainable else None
+        trainable = source is not None and (source.endswith(".ckpt") or has_model_file(Path(source)))
+        trained = _trained_on(source, split.root) if source is not None and trainable else None
         if trained is None:
             out.append(
                 f"cannot tell which images {source or pred} trained on (no run config.yaml beside it): if it "
