@@ -1,9 +1,12 @@
 import json
 
 import numpy as np
+import pytest
 
 from tests.helpers import run_cli
-from trashseg.pseudo import confident_labels
+from trashseg.errors import TrashsegError
+from trashseg.infer.folder import PredictionFolder
+from trashseg.pseudo import confident_labels, write_pseudo
 
 
 def test_confident_labels_threshold():
@@ -65,3 +68,15 @@ def test_extra_data_is_mixed_in_with_its_ratio(trained_run, sample_data, tmp_pat
     sample = data.train[(24, 5)]  # first pseudo-labelled test image
     assert sample["file_name"].endswith(".jpg") and sample["mask"].shape == (64, 64)
     assert 255 in sample["mask"].unique().tolist()  # unconfident pixels are ignored
+
+
+@pytest.mark.parametrize("split_text", ["[1, 2]", '{"images": 3}', '{"images": [7]}', "{not json"])
+def test_a_split_that_is_not_a_coco_file_is_named(tmp_path, split_text):
+    """A prediction folder someone sent names its split: whatever that file holds, the error names it."""
+    (tmp_path / "split.json").write_text(split_text)
+    folder = PredictionFolder(tmp_path / "pred")
+    meta = {"classes": ["bg", "a"], "split": str(tmp_path / "split.json"), "data_root": str(tmp_path)}
+    folder.init({**meta, "has_probs": True})
+    folder.write("x.png", np.zeros((4, 4), np.uint8), np.full((2, 4, 4), 0.5, np.float32))
+    with pytest.raises(TrashsegError, match=r"its split .*split.json cannot be read as a COCO file"):
+        write_pseudo(tmp_path / "pred", tmp_path / "out", 0.9)

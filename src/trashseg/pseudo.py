@@ -42,7 +42,9 @@ def write_pseudo(pred: str | Path, out: str | Path, threshold: float) -> dict:
     split_path = Path(meta.split)
     try:
         images = json.loads(split_path.read_text(encoding="utf-8"))["images"]
-    except (OSError, ValueError, KeyError) as exc:
+        if not isinstance(images, list) or not all(isinstance(i, dict) and "file_name" in i for i in images):
+            raise TypeError("'images' is not a list of images with a file_name")
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # TypeError: a top level that is not a mapping
         raise TrashsegError(
             f"{folder.meta_path}: its split {split_path} cannot be read as a COCO file ({type(exc).__name__}: {exc})"
         ) from None
