@@ -6,8 +6,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.helpers import RECIPE, make_coco, run_cli
+
+# The fuzz tests draw the same examples on every run (a red CI must mean a change broke something, not that a new
+# example turned up) and keep no example database in the checkout. To explore further by hand:
+# pytest -p no:cacheprovider --hypothesis-profile explore tests/...
+settings.register_profile("trashseg", derandomize=True, database=None)
+settings.register_profile("explore", max_examples=500, database=None)
+settings.load_profile("trashseg")
 
 
 @pytest.fixture

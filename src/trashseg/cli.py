@@ -1122,6 +1122,9 @@ def convert_coco(
     own_classes: Annotated[
         bool, typer.Option(help="The export's own categories are the class list (Background first).")
     ] = False,
+    strict: Annotated[
+        bool, typer.Option(help="Refuse the export for an annotation that covers no pixel (default: leave it out).")
+    ] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -1138,6 +1141,7 @@ def convert_coco(
         images_dir=images,
         max_pixels=data.max_pixels,
         allow_links=data.allow_external_links,
+        strict=strict,
     )
     _print_conversion(result.summary(), names, own_list=classes is not None or own_classes)
 

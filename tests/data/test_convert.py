@@ -390,3 +390,22 @@ def test_fuzzed_colour_maps_and_class_lists_read_or_give_a_named_error(tmp_path:
                 read(path)
             except TrashsegError as exc:
                 assert str(exc).startswith(str(path)), exc
+
+
+def test_an_annotation_that_covers_no_pixel_is_left_out_and_named_unless_strict(tiny: Path, tmp_path: Path, cli):
+    """Real exports carry slivers (here 0.3 × 0.3 px inside one pixel): the rest of the export is written and each
+    one is named; --strict refuses the export for them, as before."""
+    export = _cvat_export(tiny, tmp_path / "export")
+    data = json.loads(export.read_text())
+    sliver = [10.1, 10.1, 10.4, 10.1, 10.4, 10.4, 10.1, 10.4]
+    data["annotations"].append({"id": 77, "image_id": 1, "category_id": 2, "segmentation": [sliver], "iscrowd": 0})
+    export.write_text(json.dumps(data))
+    classes = _class_file(tiny, tmp_path)
+    out = tmp_path / "data" / "train.json"
+    code, text = cli(["convert", "coco", export, "--out", out, "--classes", classes, "--strict"])
+    assert code == 2 and "(id 77)" in text and "covers no pixel" in text and _nothing_written(out), text
+    code, text = cli(["convert", "coco", export, "--out", out, "--classes", classes])
+    assert code == 0, text
+    assert "1 annotation(s) that cover no pixel left out" in text and "annotations[" in text and "(id 77)" in text
+    written = json.loads(out.read_text())["annotations"]
+    assert len(written) == 3  # tiny's three; the box and the sliver left out

@@ -548,9 +548,12 @@ def normalise_coco(
     images_dir: Path | None = None,
     max_pixels: int = MAX_PIXELS,
     allow_links: bool = False,
+    strict: bool = False,
 ) -> Conversion:
     """A CVAT / Label Studio COCO export → a COCO file `out` that trashseg reads (see the module doc); a file_name
-    that leads outside the images folder is refused (`allow_links`: data.allow_external_links)."""
+    that leads outside the images folder is refused (`allow_links`: data.allow_external_links). An annotation that
+    covers no pixel (a sliver a tool exported) is left out and named in the notes, the rest written; `strict`
+    refuses the export for it instead."""
     data = read_json(export)
     file = str(export)
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "categories")):
@@ -617,27 +620,45 @@ def normalise_coco(
             )
         )
     _raise(problems)
-    anns, dropped = _normalised_annotations(data.get("annotations", []), cat_map, new_id, images, file)
+    anns, dropped, slivers = _normalised_annotations(data.get("annotations", []), cat_map, new_id, images, file, strict)
     conversion = _write_dataset(out, images, anns, classes, links, {"description": f"trashseg convert coco {export}"})
     if dropped:
         conversion.notes.append(f"{dropped} annotation(s) with an empty segmentation (boxes) left out")
+    if slivers:
+        conversion.notes.append(f"{len(slivers)} annotation(s) that cover no pixel left out (--strict refuses them):")
+        conversion.notes += slivers
     return conversion
 
 
+def _listed(key: object, table: dict[int, int]) -> bool:
+    """Whether an id from the export is one of `table`'s (a list or a mapping there is no id at all)."""
+    return isinstance(key, int | str | float) and key in table
+
+
+# What a tool's export may hold that no pixel of the mask needs: left out and named unless --strict
+_NO_PIXELS = {"zero_area", "degenerate"}
+
+
 def _normalised_annotations(
-    raw: list, cat_map: dict[int, int], new_id: dict[int, int], images: list[dict], file: str
-) -> tuple[list[dict], int]:
+    raw: list, cat_map: dict[int, int], new_id: dict[int, int], images: list[dict], file: str, strict: bool
+) -> tuple[list[dict], int, list[str]]:
+    """The annotations in trashseg's form, the count of empty ones (boxes), and the slivers left out (named)."""
     sizes = {img["id"]: (img["height"], img["width"]) for img in images}
     anns: list[dict] = []
+    slivers: list[str] = []
     dropped, problems = 0, Problems()
     for k, ann in enumerate(raw):
         where = f"{file}: annotations[{k}]"
-        if not isinstance(ann, dict) or ann.get("image_id") not in new_id or ann.get("category_id") not in cat_map:
+        if (
+            not isinstance(ann, dict)
+            or not _listed(ann.get("image_id"), new_id)
+            or not _listed(ann.get("category_id"), cat_map)
+        ):
             what = (
                 "is not an object"
                 if not isinstance(ann, dict)
                 else f"image_id {ann.get('image_id')!r} is not an image"
-                if ann.get("image_id") not in new_id
+                if not _listed(ann.get("image_id"), new_id)
                 else f"category_id {ann.get('category_id')!r} is not a category"
             )
             problems.append((UnknownCategory if "category" in what else ConvertError, f"{where}: {what}"))
@@ -657,6 +678,9 @@ def _normalised_annotations(
         }
         rle, found = annotation_rle(out, h, w, file)
         errors = [p.message for p in found if p.severity == "error"]
+        if rle is None and not strict and {p.code for p in found if p.severity == "error"} <= _NO_PIXELS:
+            slivers.append(f"  {where} (id {ann.get('id')}): {'; '.join(errors)}")  # nothing of it to keep
+            continue
         if rle is None or errors:
             kind = SizeMismatch if any(p.code == "rle_size" for p in found) else ConvertError
             problems.append((kind, f"{where} (id {ann.get('id')}): {'; '.join(errors)}"))
@@ -665,4 +689,4 @@ def _normalised_annotations(
         out["bbox"] = [float(v) for v in mask_utils.toBbox(rle)]
         anns.append(out)
     _raise(problems)
-    return anns, dropped
+    return anns, dropped, slivers
