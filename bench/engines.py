@@ -32,6 +32,7 @@ from trashseg.config import InferConfig  # noqa: E402
 from trashseg.data.coco import load_named_split  # noqa: E402
 from trashseg.infer.export import export_run  # noqa: E402
 from trashseg.infer.quantize import calibration_batches, quantize_onnx, sample_images  # noqa: E402
+from trashseg.machine import cpu_flags as machine_flags  # noqa: E402
 from trashseg.models.engines import Bf16Segmenter, int8_path, native_bf16  # noqa: E402
 from trashseg.models.onnx import OnnxSegmenter  # noqa: E402
 from trashseg.models.segmenter import Segmenter  # noqa: E402
@@ -41,7 +42,7 @@ BATCH = 8
 
 def cpu_flags() -> str:
     """The instruction sets that decide which engine wins: bf16 and int8 dot products, or neither."""
-    flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").exists() else set()
+    flags = machine_flags()
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
     return ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in wanted)
 

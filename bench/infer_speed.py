@@ -39,6 +39,7 @@ from trashseg.infer.folder import PredictionFolder  # noqa: E402
 from trashseg.infer.image_folder import predict_images  # noqa: E402
 from trashseg.infer.predictor import Predictor  # noqa: E402
 from trashseg.metrics import COMPETITION_SIZE, ConfusionMeter, resize_nearest  # noqa: E402
+from trashseg.models.engines import native_bf16  # noqa: E402
 from trashseg.models.onnx import OnnxSegmenter, export_onnx  # noqa: E402
 from trashseg.models.segmenter import InferenceModel, Segmenter  # noqa: E402
 from trashseg.postprocess.crf import dense_crf  # noqa: E402
@@ -48,8 +49,7 @@ SIZE = 256  # the recipe's augment.image_size
 
 
 def has_bf16() -> bool:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return native_bf16("cpu")  # the rule infer.engine=auto applies
 
 
 def network_rate(model: InferenceModel, images: list[np.ndarray], batch: int, hflip: bool, bf16: bool) -> float:

@@ -21,6 +21,7 @@ import torch
 
 from trashseg.config import InferConfig
 from trashseg.errors import TrashsegError, require_extra
+from trashseg.machine import cpu_flags  # empty off Linux: bf16 and int8 are then left to those who ask
 from trashseg.models.onnx import OnnxSegmenter
 from trashseg.models.segmenter import MODEL_WEIGHTS, InferenceModel, Segmenter, load_model
 
@@ -67,17 +68,10 @@ class Bf16Segmenter:
             return self.segmenter(images).float()
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        return set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:  # not Linux: leave bf16 and int8 to those who ask for them
-        return set()
-
-
 def native_int8() -> bool:
     """Whether the CPU has int8 dot products (VNNI, AMX): without them int8 ran no faster than ONNX Runtime fp32
     (0.96-1.18x on an AVX2-only EPYC, docs/benchmarks.md), so auto does not trade accuracy for nothing."""
-    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & _cpu_flags())
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & cpu_flags())
 
 
 def native_bf16(device: torch.device | str) -> bool:
@@ -85,7 +79,7 @@ def native_bf16(device: torch.device | str) -> bool:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def _made_of(path: Path, checkpoint: object) -> bool:
